@@ -1,0 +1,135 @@
+"""Command-line interface (``flyvis-study``): thin wrappers over the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Two-stage GNN training study on the simulated fly optic lobe.")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def _parse_params(params: list[str] | None) -> dict:
+    from .config import ConfigError, parse_value
+
+    out = {}
+    for item in params or []:
+        if "=" not in item or not item.split("=", 1)[0]:
+            _fail(f"malformed -p value {item!r}: expected name=value")
+        key, text = item.split("=", 1)
+        try:
+            out[key] = parse_value(text)
+        except ConfigError as err:
+            _fail(f"-p {key}: {err}")
+    return out
+
+
+@app.command()
+def connectome(extent: int = typer.Option(8, help="lattice extent n >= 1"),
+               as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
+    """Build the flyvis connectome on a hexagonal lattice and print its counts."""
+    from .lattice import build_connectome
+
+    if extent < 1:
+        _fail(f"--extent must be >= 1 (got {extent})")
+    counts = build_connectome(extent).counts()
+    if as_json:
+        typer.echo(json.dumps(counts))
+        return
+    for key, value in counts.items():
+        typer.echo(f"{key:24s} {value:>12,}")
+
+
+@app.command()
+def simulate(preset: str = typer.Option("tiny", help="tiny | small | full"),
+             config: Optional[Path] = typer.Option(None, help="YAML run config"),
+             sim_seed: Optional[int] = typer.Option(None, help="simulation.seed"),
+             set_: Optional[list[str]] = typer.Option(None, "--set", "-s",
+                                                      help="override, e.g. simulation.noise_model_level=0.1"),
+             device: str = typer.Option("cpu", help="cpu | cuda"),
+             cache: Optional[Path] = typer.Option(None, help="dataset cache folder"),
+             regenerate: bool = typer.Option(False, help="ignore a cached copy"),
+             progress: bool = typer.Option(True, help="show a progress bar")) -> None:
+    """Generate (or reuse) the simulated dataset and print a summary."""
+    import time
+
+    from .config import ConfigError, load_run_config
+    from .dataset import get_dataset
+
+    overrides = _parse_params(set_)
+    if sim_seed is not None:
+        overrides["simulation.seed"] = sim_seed
+    try:
+        cfg = load_run_config(config, preset=preset, overrides=overrides)
+    except ConfigError as err:
+        _fail(str(err))
+    t0 = time.perf_counter()
+    ds = get_dataset(cfg.simulation, root=cache, device=device, progress=progress, regenerate=regenerate)
+    elapsed = time.perf_counter() - t0
+    m = ds.meta
+    typer.echo(f"dataset         {ds.path}")
+    typer.echo(f"ground truth    {m['ground_truth_source']}")
+    c = m["counts"]
+    typer.echo(f"connectome      extent {c['extent']}: {c['n_neurons']:,} neurons, {c['n_edges']:,} edges, "
+               f"{c['n_input_neurons']:,} inputs, {c['n_cell_types']} cell types")
+    for split in ("train", "test"):
+        d = m["diagnostics"][split]
+        typer.echo(f"{split:5s} frames    {d['n_frames']:,} (non-finite {d['n_nonfinite_frames']}); "
+                   f"v in [{d['v_range'][0]:.3f}, {d['v_range'][1]:.3f}], "
+                   f"y in [{d['y_range'][0]:.3f}, {d['y_range'][1]:.3f}]")
+        typer.echo(f"      eff. rank input {d['effective_rank_input']}, activity {d['effective_rank_activity']}")
+    t = m["timing_s"]
+    typer.echo(f"generation      {t['total']:.1f} s (stimulus {t['stimulus']:.1f} s, "
+               f"simulation {t['simulation']:.1f} s) on {m['device']}; this call {elapsed:.1f} s")
+
+
+@app.command()
+def train(config: Path = typer.Option(..., help="YAML run config, e.g. params/two_stage.yaml"),
+          preset: str = typer.Option("tiny", help="tiny | small | full"),
+          sim_seed: int = typer.Option(0, help="simulation.seed (data)"),
+          train_seed: int = typer.Option(0, help="training.seed (initialisation, batches)"),
+          out: Path = typer.Option(..., help="run directory"),
+          device: str = typer.Option("cpu", help="cpu | cuda"),
+          set_: Optional[list[str]] = typer.Option(None, "--set", "-s", help="override, e.g. training.n_epochs=3"),
+          cache: Optional[Path] = typer.Option(None, help="dataset cache folder"),
+          progress: bool = typer.Option(True, help="show progress bars"),
+          plots: bool = typer.Option(True, help="write plots/run.png")) -> None:
+    """Train one run (standard or two-stage per the config) and evaluate it."""
+    from .config import ConfigError, load_run_config
+    from .run import HEADLINE, run_training
+
+    overrides = _parse_params(set_)
+    overrides.update({"simulation.seed": sim_seed, "training.seed": train_seed})
+    try:
+        cfg = load_run_config(config, preset=preset, overrides=overrides)
+    except ConfigError as err:
+        _fail(str(err))
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            _fail("--device cuda: no CUDA device is available")
+    elif device != "cpu":
+        _fail(f"--device {device!r}: allowed: cpu, cuda")
+    record = run_training(cfg, out, device=device, progress=progress, cache=cache, plots=plots)
+    typer.echo(f"run {out}: status {record['status']}" + (f" ({record['reason']})" if record["reason"] else ""))
+    for key in HEADLINE + ("training_time_min",):
+        value = record.get(key)
+        typer.echo(f"  {key:20s} {value:.4f}" if isinstance(value, float) else f"  {key:20s} {value}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

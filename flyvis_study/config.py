@@ -1,0 +1,262 @@
+"""Validated configuration (pydantic v2, unknown keys forbidden) and YAML presets.
+
+A run is described by ``RunConfig`` = simulation + model + training + evaluation. Configs
+are assembled as: defaults <- config file (e.g. ``params/two_stage.yaml``) <- preset
+(``params/presets/{tiny,small,full}.yaml``: sizes and iteration budgets only) <- explicit
+overrides (dotted keys such as ``training.alternate_lr_ratio=0.05``). Every value is
+checked before any compute; errors name the key and the allowed range.
+
+Reference (flyvis-gnn) key names such as ``coeff_edge_diff`` or ``learning_rate_start`` are
+rejected with the new name in the message; ``translate_reference_names`` converts a dict
+written with them explicitly.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
+PRESETS = ("tiny", "small", "full")
+
+REFERENCE_NAMES = {
+    "coeff_edge_diff": "coeff_g_phi_diff",
+    "coeff_edge_norm": "coeff_g_phi_norm",
+    "coeff_edge_weight_L1": "coeff_g_phi_weight_L1",
+    "coeff_edge_weight_L2": "coeff_g_phi_weight_L2",
+    "coeff_edge_weight_L1_rate": "coeff_g_phi_weight_L1_rate",
+    "coeff_phi_weight_L1": "coeff_f_theta_weight_L1",
+    "coeff_phi_weight_L2": "coeff_f_theta_weight_L2",
+    "coeff_phi_weight_L1_rate": "coeff_f_theta_weight_L1_rate",
+    "lin_edge_positive": "g_phi_positive",
+    "learning_rate_start": "lr",
+    "learning_rate_W_start": "lr_W",
+    "learning_rate_embedding_start": "lr_embedding",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key and what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_reference_names(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if key in REFERENCE_NAMES:
+                    raise ValueError(f"'{key}' is a reference (flyvis-gnn) name; use "
+                                     f"'{REFERENCE_NAMES[key]}' (or translate_reference_names)")
+        return data
+
+
+class GroundTruthConfig(_Strict):
+    source: Literal["synthetic", "checkpoint"] = "synthetic"
+    seed: int = Field(0, ge=0, description="seed of the synthetic parameters (fixed by default)")
+    checkpoint: str | None = Field(None, description="flyvis chkpt file when source=checkpoint")
+    target_abscissa: float = Field(0.85, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _checkpoint_exists(self) -> "GroundTruthConfig":
+        if self.source == "checkpoint":
+            if not self.checkpoint:
+                raise ValueError("checkpoint: required when source='checkpoint'")
+            path = Path(self.checkpoint).expanduser()
+            if not path.is_file():
+                raise ValueError(f"checkpoint: no readable file at {path}")
+            try:
+                with open(path, "rb") as fh:
+                    fh.read(4)
+            except OSError as err:
+                raise ValueError(f"checkpoint: cannot read {path}: {err}") from None
+        return self
+
+
+class StimulusConfig(_Strict):
+    source: Literal["natural", "flashes", "moving_edges", "gratings", "video_folder"] = "natural"
+    n_base_clips: int = Field(70, ge=2, le=10_000)
+    stimulus_seed: int = Field(0, ge=0)
+    clip_length_min: int = Field(50, ge=1)
+    clip_length_max: int = Field(104, ge=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    video_folder: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "StimulusConfig":
+        if self.clip_length_max < self.clip_length_min:
+            raise ValueError("clip_length_max: must be >= clip_length_min")
+        if self.source == "video_folder" and not (self.video_folder and Path(self.video_folder).is_dir()):
+            raise ValueError(f"video_folder: a directory of frames is required for source "
+                             f"'video_folder' (got {self.video_folder!r})")
+        return self
+
+
+class SimulationConfig(_Strict):
+    extent: int = Field(8, ge=1, le=40, description="hexagonal lattice extent n >= 1")
+    n_frames: int = Field(64_000, ge=10, description="training frames (Euler steps)")
+    dt: float = Field(0.02, gt=0, le=1)
+    noise_model_level: float = Field(0.05, ge=0)
+    seed: int = Field(0, ge=0, description="simulation.seed: clip order and noise")
+    ground_truth: GroundTruthConfig = GroundTruthConfig()
+    stimulus: StimulusConfig = StimulusConfig()
+
+
+class ModelConfig(_Strict):
+    hidden_dim: int = Field(80, ge=1)
+    n_layers: int = Field(3, ge=2, le=8)
+    embedding_dim: int = Field(2, ge=1)
+    w_init_mode: Literal["zeros", "randn", "randn_scaled"] = "randn_scaled"
+    w_init_scale: float = Field(1.0, gt=0)
+    g_phi_positive: bool = True
+
+
+class TrainingConfig(_Strict):
+    seed: int = Field(0, ge=0, description="training.seed: initialisation and batch sampling")
+    n_epochs: int = Field(1, ge=1)
+    batch_size: int = Field(2, ge=1)
+    data_augmentation_loop: int = Field(20, ge=1)
+    iterations_fraction: float = Field(0.2, gt=0, le=10,
+                                       description="Niter = int(((n_frames*aug)//batch) * this)")
+    recurrent_training: Literal[False] = False
+    lr_W: float = Field(5e-4, gt=0)
+    lr: float = Field(1.2e-3, gt=0)
+    lr_update: float | None = Field(None, gt=0, description="f_theta LR (default: lr)")
+    lr_embedding: float = Field(1.55e-3, gt=0)
+    coeff_W_L1: float = Field(3.3e-5, ge=0)
+    coeff_W_L1_rate: float = Field(0.5, ge=0)
+    coeff_W_L2: float = Field(3.5e-6, ge=0)
+    coeff_g_phi_weight_L1: float = Field(0.29, ge=0)
+    coeff_g_phi_weight_L1_rate: float = Field(0.5, ge=0)
+    coeff_g_phi_weight_L2: float = Field(0.0, ge=0)
+    coeff_f_theta_weight_L1: float = Field(0.5, ge=0)
+    coeff_f_theta_weight_L1_rate: float = Field(0.4, ge=0)
+    coeff_f_theta_weight_L2: float = Field(0.0015, ge=0)
+    coeff_g_phi_diff: float = Field(750.0, ge=0)
+    coeff_g_phi_norm: float = Field(0.9, ge=0)
+    alternate_training: bool = False
+    alternate_joint_ratio: float = Field(0.4, gt=0, le=1)
+    alternate_lr_ratio: float = Field(0.1, gt=0, le=1)
+    checkpoint_every_epoch: bool = True
+
+
+class EvaluationConfig(_Strict):
+    n_points: int = Field(1000, ge=10, description="points per neuron for slope fits")
+    n_gain_frames: int = Field(8, ge=1)
+    gmm_components: int = Field(100, ge=2)
+    vrest_outlier_threshold: float = Field(0.5, gt=0)
+    rollout_frames: int = Field(2000, ge=0)
+    test_frames: int | None = Field(None, ge=1, description="cap on test frames (None = all)")
+
+
+class RunConfig(_Strict):
+    preset: str = "full"
+    simulation: SimulationConfig = SimulationConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    def n_iterations(self, n_frames: int | None = None) -> int:
+        """Iterations per epoch: int(((n_frames * aug) // batch_size) * iterations_fraction)."""
+        t = self.training
+        n = self.simulation.n_frames if n_frames is None else n_frames
+        return max(1, int(((n * t.data_augmentation_loop) // t.batch_size) * t.iterations_fraction))
+
+    def joint_iterations(self) -> int:
+        """Iterations of the joint phase per epoch (all of them for standard training)."""
+        n = self.n_iterations()
+        return int(n * self.training.alternate_joint_ratio) if self.training.alternate_training else n
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=1)
+
+
+# ----------------------------------------------------------------------------- assembly
+def deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def translate_reference_names(d: dict) -> dict:
+    """Rename reference (flyvis-gnn) keys to ours, recursively (explicit opt-in)."""
+    return {REFERENCE_NAMES.get(k, k): translate_reference_names(v) if isinstance(v, dict) else v
+            for k, v in d.items()}
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path}: not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: top level must be a mapping")
+    return data
+
+
+def preset_path(name: str) -> Path:
+    if name not in PRESETS:
+        raise ConfigError(f"preset '{name}': unknown; allowed: {', '.join(PRESETS)}")
+    return PARAMS_DIR / "presets" / f"{name}.yaml"
+
+
+def parse_value(text: str) -> Any:
+    """Parse a command-line value with YAML rules (numbers, bools, null, lists)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"cannot parse value {text!r}: {err}") from None
+
+
+def dotted_to_nested(overrides: dict[str, Any]) -> dict:
+    nested: dict = {}
+    for key, value in overrides.items():
+        node = nested
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def validate(data: dict) -> RunConfig:
+    """Build a RunConfig, turning pydantic errors into one message naming each bad key."""
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            key = ".".join(str(p) for p in e["loc"]) or "(config)"
+            msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "extra_forbidden":
+                msg = "unknown key"
+            lines.append(f"{key}: {msg} (got {json.dumps(e.get('input'), default=str)[:80]})")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+def load_run_config(config: str | Path | dict | None = None, preset: str | None = None,
+                    overrides: dict[str, Any] | None = None) -> RunConfig:
+    """defaults <- config (file or dict) <- preset <- dotted overrides, validated."""
+    data: dict = {}
+    if config is not None:
+        data = deep_merge(data, read_yaml(config) if not isinstance(config, dict) else config)
+    if preset is not None:
+        data = deep_merge(data, read_yaml(preset_path(preset)))
+        data["preset"] = preset
+    if overrides:
+        data = deep_merge(data, dotted_to_nested(overrides))
+    return validate(data)

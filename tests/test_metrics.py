@@ -1,0 +1,121 @@
+"""Metric definitions and oracle recoveries."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from flyvis_study.ground_truth import instantiate
+from flyvis_study.synthetic import synthetic_ground_truth
+from flyvis_study.lattice import cached_connectome
+from flyvis_study.metrics import (ActivityStats, cluster_metrics, connectivity_metrics, node_features,
+                                  per_neuron_pearson_r2, r2_affine, recover_parameters, tau_metrics,
+                                  trajectory_summary, trend, vrest_metrics)
+from flyvis_study.model import FlyVisGNN
+
+
+def test_r2_equals_squared_pearson_and_ignores_affine_maps():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        x = rng.normal(size=300)
+        y = 0.7 * x + rng.normal(size=300)
+        r2, slope = r2_affine(x, y)
+        assert r2 == pytest.approx(np.corrcoef(x, y)[0, 1] ** 2, rel=1e-10)
+        assert r2_affine(x, 3 * y - 2)[0] == pytest.approx(r2)
+        assert slope == pytest.approx(np.polyfit(x, y, 1)[0])
+    assert r2_affine(x, np.ones_like(x)) == (0.0, 0.0)
+
+
+class SqrtRelu(nn.Module):
+    """g(v, a) = sqrt(ReLU(v)) so that g^2 is exactly ReLU."""
+
+    def forward(self, x):
+        return torch.sqrt(torch.relu(x[..., :1]))
+
+
+class TrueLeak(nn.Module):
+    """f(v, a, M, I) = (-v + V_rest[type] + M + I) / tau[type], type read from a[..., 0]."""
+
+    def __init__(self, V_rest_type, tau_type):
+        super().__init__()
+        self.V = torch.as_tensor(V_rest_type, dtype=torch.float32)
+        self.tau = torch.as_tensor(tau_type, dtype=torch.float32)
+
+    def forward(self, x):
+        k = x[..., 1].round().long().clamp(0, len(self.V) - 1)
+        v, M, I = x[..., 0], x[..., 3], x[..., 4]
+        return ((-v + self.V[k] + M + I) / self.tau[k]).unsqueeze(-1)
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    c = cached_connectome(2)
+    params = synthetic_ground_truth(c, seed=0)
+    gt = instantiate(params, c)
+    model = FlyVisGNN(c.n_neurons, torch.from_numpy(c.edge_src), torch.from_numpy(c.edge_tgt))
+    model.g_phi = SqrtRelu()
+    model.f_theta = TrueLeak(params.V_rest_type, params.tau_type)
+    with torch.no_grad():
+        model.W.copy_(torch.from_numpy(gt.W))
+        model.embedding[:, 0] = torch.from_numpy(c.node_type.astype(np.float32))
+        model.embedding[:, 1] = 0.0
+    rng = np.random.default_rng(0)
+    stats = ActivityStats(mean=rng.uniform(0.2, 1.0, c.n_neurons).astype(np.float32),
+                          std=rng.uniform(0.1, 0.3, c.n_neurons).astype(np.float32))
+    v = torch.from_numpy(rng.uniform(0, 1, (8, c.n_neurons)).astype(np.float32))
+    I = torch.zeros_like(v)
+    return c, gt, model, stats, v, I
+
+
+def test_oracle_model_recovers_everything(oracle):
+    c, gt, model, stats, v, I = oracle
+    rec = recover_parameters(model, stats, v, I, n_points=200)
+    conn = connectivity_metrics(gt.W, rec.W_corrected, model.W.detach().numpy())
+    assert conn["connectivity_R2"] > 0.999 and conn["connectivity_slope"] == pytest.approx(1, abs=1e-2)
+    assert conn["connectivity_n_edges"] == c.n_edges
+    assert tau_metrics(gt.tau, rec.tau_hat)["tau_R2"] > 0.999
+    vr = vrest_metrics(gt.V_rest, rec.V_rest_hat, c.node_type)
+    assert vr["V_rest_R2"] > 0.999 and vr["V_rest_R2_type_median"] > 0.999
+    feats = node_features(model.embedding.detach().numpy(), rec, c.edge_src, c.edge_tgt, c.n_neurons)
+    assert feats.shape == (c.n_neurons, 8)
+    cl = cluster_metrics(feats, c.node_type, n_components=100)
+    assert cl["cluster_accuracy"] > 0.8 and cl["cluster_NMI"] > 0.8
+
+
+def test_shuffled_W_scores_zero(oracle):
+    c, gt, model, stats, v, I = oracle
+    rec = recover_parameters(model, stats, v, I, n_points=200)
+    shuffled = np.random.default_rng(1).permutation(rec.W_corrected)
+    assert connectivity_metrics(gt.W, shuffled, shuffled)["connectivity_R2"] < 0.01
+
+
+def test_outlier_edges_are_dropped():
+    w = np.linspace(-1, 1, 100)
+    w_star = w.copy()
+    w_star[:3] = 50.0
+    m = connectivity_metrics(w, w_star, w_star)
+    assert m["connectivity_n_edges"] == 97 and m["connectivity_R2"] == pytest.approx(1.0)
+
+
+def test_per_neuron_test_metrics():
+    rng = np.random.default_rng(0)
+    true = rng.normal(size=(200, 5))
+    r, r2 = per_neuron_pearson_r2(true, true)
+    np.testing.assert_allclose(r, 1) and np.testing.assert_allclose(r2, 1)
+    r, r2 = per_neuron_pearson_r2(2 * true, true)  # perfectly correlated, wrong scale: no refit
+    np.testing.assert_allclose(r, 1)
+    assert (r2 < 0.1).all()
+    const = np.ones((200, 1))
+    r, r2 = per_neuron_pearson_r2(const, const)
+    assert np.isnan(r).all()
+
+
+def test_trend_and_trajectory_summary():
+    assert trend([0.1, 0.5, 0.8, 0.9]) == "rising"
+    assert trend([0.1, 0.9, 0.9, 0.6]) == "decaying"
+    assert trend([0.5, 0.9, 0.9, 0.9]) == "stable"
+    rows = [{"epoch": 0, "iteration": i, "connectivity_r2": c, "vrest_r2": 0.1, "tau_r2": 0.2,
+             "phase": "joint" if i < 3 else "V_rest"} for i, c in enumerate([0.2, 0.6, 0.9, 0.8])]
+    s = trajectory_summary(rows)
+    assert s["conn"]["peak"] == 0.9 and s["conn"]["peak_iteration"] == 2 and s["conn"]["peak_phase"] == "joint"
+    assert s["conn"]["final"] == 0.8 and s["conn"]["trend"] == "decaying"

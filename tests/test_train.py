@@ -1,0 +1,124 @@
+"""The trainer: phase schedule, loss, learning, divergence, resume, run outputs."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from flyvis_study.config import load_run_config
+from flyvis_study.schedule import coefficients, log_iterations
+from flyvis_study.train import TrainingData, build_model, regulariser, train, training_loss
+
+PARAMS = __import__("conftest").REPO / "params"
+
+
+def cfg_for(name, **overrides):
+    return load_run_config(PARAMS / name, preset="tiny", overrides=overrides)
+
+
+@pytest.mark.parametrize("name,expect_switch", [("two_stage.yaml", True), ("gold_standard.yaml", False)])
+def test_phase_switch_iteration_and_learning_rates(tiny_dataset, tmp_path, name, expect_switch):
+    cfg = cfg_for(name, **{"training.iterations_fraction": 0.005, "training.n_epochs": 2,
+                           "training.alternate_joint_ratio": 0.3})
+    n_iter = cfg.n_iterations(tiny_dataset.n_train)
+    seen = []
+
+    def record(epoch, it, phase, opt):
+        seen.append((epoch, it, phase, {g["name"]: g["lr"] for g in opt.param_groups}))
+
+    train(cfg, tiny_dataset, tmp_path, progress=False, step_callback=record)
+    assert len(seen) == 2 * n_iter
+    joint = int(n_iter * 0.3) if expect_switch else n_iter
+    t = cfg.training
+    for epoch, it, phase, lrs in seen:
+        if it < joint:
+            assert phase == "joint"
+            assert lrs == {"W": t.lr_W, "g_phi": t.lr, "f_theta": t.lr, "embedding": t.lr_embedding}
+        else:
+            assert phase == "V_rest"
+            assert lrs["W"] == pytest.approx(t.lr_W * 0.1) and lrs["g_phi"] == pytest.approx(t.lr * 0.1)
+            assert lrs["f_theta"] == t.lr and lrs["embedding"] == t.lr_embedding
+    phases = [p for _, _, p, _ in seen]
+    assert ("V_rest" in phases) == expect_switch
+    if expect_switch:  # the schedule restarts at each epoch
+        assert seen[n_iter][2] == "joint" and seen[n_iter + joint][2] == "V_rest"
+
+
+def test_fused_loss_equals_data_loss_plus_regulariser(tiny_config, tiny_dataset):
+    data = TrainingData(tiny_dataset, torch.device("cpu"))
+    model = build_model(tiny_config, tiny_dataset, torch.device("cpu")).double()
+    v, I, y = (t.double() for t in data.rows(np.array([3, 700])))
+    for epoch in (0, 1):
+        c = coefficients(tiny_config.training, epoch)
+        fused = training_loss(model, v, I, y, c, data.stats.xnorm)
+        plain = torch.linalg.vector_norm(model(v, I) - y) + regulariser(model, v[0], c, data.stats.xnorm)
+        torch.testing.assert_close(fused, plain)
+        g1 = torch.autograd.grad(fused, list(model.parameters()))
+        g2 = torch.autograd.grad(plain, list(model.parameters()))
+        for a, b in zip(g1, g2):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_regulariser_terms():
+    from flyvis_study.model import FlyVisGNN
+
+    m = FlyVisGNN(4, torch.tensor([0, 1]), torch.tensor([1, 2]))
+    with torch.no_grad():
+        m.W.copy_(torch.tensor([3.0, -4.0]))
+    zero = {k: 0.0 for k in ("W_L1", "W_L2", "g_phi_L1", "g_phi_L2", "f_theta_L1", "f_theta_L2",
+                             "g_phi_diff", "g_phi_norm")}
+    v = torch.zeros(4)
+    assert regulariser(m, v, {**zero, "W_L1": 2.0}, 1.0).item() == pytest.approx(14.0)
+    assert regulariser(m, v, {**zero, "W_L2": 2.0}, 1.0).item() == pytest.approx(10.0)  # unsquared norm
+    l1 = sum(p.abs().sum() for p in m.f_theta.parameters()).item()
+    assert regulariser(m, v, {**zero, "f_theta_L1": 1.0}, 1.0).item() == pytest.approx(l1, rel=1e-5)
+
+
+def test_loss_falls_and_connectivity_rises(tiny_dataset, tmp_path):
+    cfg = cfg_for("gold_standard.yaml", **{"training.iterations_fraction": 0.1})
+    res = train(cfg, tiny_dataset, tmp_path, progress=False)
+    assert res.status == "ok"
+    n = len(res.loss)
+    assert res.loss[-n // 5:].mean() < 0.7 * res.loss[: n // 20].mean()
+    conn = [r["connectivity_r2"] for r in res.log_rows]
+    assert conn[0] < 0.05 and max(conn[-3:]) > conn[0] + 0.08, conn
+    with open(tmp_path / "metrics.log") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["epoch", "iteration", "connectivity_r2", "vrest_r2", "tau_r2", "phase"]
+    assert [int(r[1]) for r in rows[1:]] == log_iterations(cfg.n_iterations(tiny_dataset.n_train))
+    coeffs = json.loads((tmp_path / "coefficients.json").read_text())
+    assert coeffs[0]["epoch"] == 0 and coeffs[0]["W_L2"] == 3.5e-6
+
+
+def test_divergence_is_recorded_as_failed(tiny_dataset, tmp_path):
+    cfg = cfg_for("gold_standard.yaml", **{"training.iterations_fraction": 0.01, "training.lr": 1e6,
+                                           "training.lr_W": 1e6, "training.lr_embedding": 1e6})
+    res = train(cfg, tiny_dataset, tmp_path, progress=False)
+    assert res.status == "failed" and "non-finite" in res.reason
+
+
+def test_resume_from_checkpoint_gives_identical_result(tiny_dataset, tmp_path):
+    over = {"training.iterations_fraction": 0.01}
+    full = train(cfg_for("two_stage.yaml", **over), tiny_dataset, tmp_path / "full", progress=False)
+    train(cfg_for("two_stage.yaml", **over, **{"training.n_epochs": 1}), tiny_dataset, tmp_path / "cut",
+          progress=False)
+    assert (tmp_path / "cut" / "checkpoints" / "epoch_0.pt").is_file()
+    resumed = train(cfg_for("two_stage.yaml", **over), tiny_dataset, tmp_path / "cut", progress=False)
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+    np.testing.assert_array_equal(full.loss, resumed.loss)
+    assert full.log_rows == resumed.log_rows
+    ckpt = torch.load(tmp_path / "full" / "checkpoints" / "epoch_1.pt", weights_only=False)
+    assert {"model", "optimizer", "config", "epoch"} <= set(ckpt) and ckpt["config"]["training"]["n_epochs"] == 2
+
+
+def test_same_seeds_same_numbers(tiny_dataset, tmp_path):
+    over = {"training.iterations_fraction": 0.005}
+    a = train(cfg_for("two_stage.yaml", **over), tiny_dataset, tmp_path / "a", progress=False)
+    b = train(cfg_for("two_stage.yaml", **over), tiny_dataset, tmp_path / "b", progress=False)
+    c = train(cfg_for("two_stage.yaml", **over, **{"training.seed": 1}), tiny_dataset, tmp_path / "c",
+              progress=False)
+    np.testing.assert_array_equal(a.loss, b.loss)
+    assert not np.array_equal(a.loss, c.loss)
