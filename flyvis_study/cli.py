@@ -127,6 +127,68 @@ def train(config: Path = typer.Option(..., help="YAML run config, e.g. params/tw
         typer.echo(f"  {key:20s} {value:.4f}" if isinstance(value, float) else f"  {key:20s} {value}")
 
 
+@app.command()
+def block(number: int = typer.Argument(..., help="block number 0-5"),
+          preset: str = typer.Option("tiny", help="tiny | small | full"),
+          out: Path = typer.Option(Path("reports"), help="output folder"),
+          param: Optional[list[str]] = typer.Option(None, "-p", "--param",
+                                                    help="notebook parameter name=value (YAML value)")) -> None:
+    """Run block N's notebook with papermill; write blockN.ipynb, blockN.html and blockN.nc."""
+    from .config import PRESETS
+    from .report import BLOCK_NOTEBOOKS, ReportError, check_parameters, execute_block, notebook_path
+
+    if number not in BLOCK_NOTEBOOKS:
+        _fail(f"block {number}: unknown; allowed: {', '.join(map(str, BLOCK_NOTEBOOKS))}")
+    if preset not in PRESETS:
+        _fail(f"--preset {preset!r}: allowed: {', '.join(PRESETS)}")
+    params = _parse_params(param)
+    params["preset"] = preset
+    try:
+        check_parameters(notebook_path(number), {**params, "out_dir": str(out)})
+    except ReportError as err:
+        _fail(str(err))
+    _check_block_values(params)
+    paths = execute_block(number, out, params)
+    for kind, path in paths.items():
+        typer.echo(f"{kind:6s} {path}")
+
+
+def _check_block_values(params: dict) -> None:
+    """Validate values that would otherwise fail inside the notebook, before any run starts."""
+    from .blocks import block_grid
+    from .runner import SchedulerError, check_scheduler
+    from .study import grid_specs
+
+    if params.get("scheduler"):
+        try:
+            check_scheduler(str(params["scheduler"]))
+        except SchedulerError as err:
+            _fail(str(err))
+    for key in ("replicates", "workers", "seed_base"):
+        if key in params and (not isinstance(params[key], int) or params[key] < 0):
+            _fail(f"-p {key}={params[key]!r}: must be an integer >= 0")
+    grid = {k: params[k] for k in ("joint_ratio", "lr_ratio", "n_epochs", "augmentation_loop") if k in params}
+    try:
+        for block_no in range(5):
+            base, configs = block_grid(block_no, **grid)
+            grid_specs(block_no, configs, 1, base_config=base, preset=params["preset"],
+                       seed_mode=params.get("seed_mode", "generalisation"),
+                       common_overrides=dict(params.get("overrides") or {}))
+    except Exception as err:  # noqa: BLE001 - any invalid value ends here with one line
+        _fail(str(err).replace("\n", " "))
+
+
+@app.command()
+def report(out: Path = typer.Option(Path("reports"), help="folder with blockN.nc files")) -> None:
+    """Build the study summary across blocks (study_summary.ipynb / .html)."""
+    from .report import execute_summary
+
+    if not any(out.glob("block[0-9].nc")):
+        _fail(f"no blockN.nc files in {out}; run `flyvis-study block N --out {out}` first")
+    for kind, path in execute_summary(out).items():
+        typer.echo(f"{kind:6s} {path}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

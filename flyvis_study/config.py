@@ -149,6 +149,7 @@ class TrainingConfig(_Strict):
 
 class EvaluationConfig(_Strict):
     n_points: int = Field(1000, ge=10, description="points per neuron for slope fits")
+    in_loop_points: int = Field(100, ge=10, description="points per neuron for the in-loop R2 (cheap)")
     n_gain_frames: int = Field(8, ge=1)
     gmm_components: int = Field(100, ge=2)
     vrest_outlier_threshold: float = Field(0.5, gt=0)

@@ -253,7 +253,7 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: str | Path, device: str = "
     model = build_model(cfg, dataset, dev)
     optimizer = build_optimizer(model, cfg, dev)
     sampler = seeded_generator(t.seed, 2)
-    evaluator = InLoopEvaluator(data, dataset, cfg.evaluation.n_points, cfg.evaluation.n_gain_frames)
+    evaluator = InLoopEvaluator(data, dataset, cfg.evaluation.in_loop_points, cfg.evaluation.n_gain_frames)
     xnorm = data.stats.xnorm
 
     rows: list[dict] = []
