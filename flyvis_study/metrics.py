@@ -255,8 +255,8 @@ def one_step_test(model: FlyVisGNN, v: np.ndarray, I: np.ndarray, y: np.ndarray,
     dev = model.W.device
     preds = []
     for s in range(0, v.shape[0], batch):
-        vb = torch.as_tensor(np.asarray(v[s:s + batch]), device=dev)
-        Ib = torch.as_tensor(np.asarray(I[s:s + batch]), device=dev)
+        vb = torch.as_tensor(np.array(v[s:s + batch]), device=dev)
+        Ib = torch.as_tensor(np.array(I[s:s + batch]), device=dev)
         preds.append(model(vb, Ib).cpu().numpy())
     pred = np.concatenate(preds)
     r, r2 = per_neuron_pearson_r2(pred, np.asarray(y))
@@ -271,8 +271,8 @@ def rollout_test(model: FlyVisGNN, v: np.ndarray, I: np.ndarray, dt: float) -> d
     if T < 2:
         return {"rollout_pearson": float("nan"), "rollout_pearson_std": float("nan"),
                 "rollout_rmse": float("nan"), "rollout_rmse_std": float("nan"), "rollout_frames": T}
-    I_t = torch.as_tensor(np.asarray(I), device=dev)
-    state = torch.as_tensor(np.asarray(v[0]), device=dev)[None]
+    I_t = torch.as_tensor(np.array(I), device=dev)
+    state = torch.as_tensor(np.array(v[0]), device=dev)[None]
     traj = torch.empty((T, v.shape[1]), device=dev)
     steps = T
     for t in range(T):

@@ -168,6 +168,7 @@ def run_one(spec: RunSpec, out_root: str | Path, progress: bool = False) -> str:
         return str(path)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = spec.resolved()
+    _limit_threads_in_dask_worker()
     try:
         record = run_training(cfg, run_dir, device=spec.device, progress=progress, cache=spec.cache)
         rows = _read_log(run_dir / "metrics.log")
@@ -179,6 +180,19 @@ def run_one(spec: RunSpec, out_root: str | Path, progress: bool = False) -> str:
     record.update({"seed_mode": spec.seed_mode, "run_id": spec.run_id, "config_json": cfg.to_json()})
     write_netcdf_atomic(run_dataset(spec, record, rows, n_iter), path)
     return str(path)
+
+
+def _limit_threads_in_dask_worker() -> None:
+    """Inside a Dask worker, give torch only the worker's threads (no oversubscription)."""
+    try:
+        from dask.distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return
+    import torch
+
+    torch.set_num_threads(max(1, int(worker.state.nthreads)))
 
 
 def _read_log(path: Path) -> list[dict]:

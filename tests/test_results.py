@@ -1,0 +1,97 @@
+"""Block datasets, statistics, ranking and the paired comparison on known numbers."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from flyvis_study.results import (analysis_entries, append_analysis_logs, block_dataset, config_statistics,
+                                  load_block, paired_comparison, ranking, save_block)
+from flyvis_study.study import RunSpec, run_dataset, write_netcdf_atomic
+
+
+def fake_run(tmp_path, label, sim, train, conn, vrest, tau=0.97, cluster=0.88, status="converged", n_iter=100):
+    spec = RunSpec(block=1, label=label, sim_seed=sim, train_seed=train, replicate=train)
+    rows = [{"epoch": 0, "iteration": i, "connectivity_r2": conn * i / 99, "vrest_r2": vrest, "tau_r2": tau,
+             "phase": "joint" if i < 40 else "V_rest"} for i in (20, 40, 60, 99)]
+    record = {"connectivity_R2": conn, "V_rest_R2": vrest, "tau_R2": tau, "cluster_accuracy": cluster,
+              "test_R2": 0.9, "test_pearson": 0.95, "training_time_min": 1.0, "status": status, "reason": "",
+              "seed_mode": "generalisation", "run_id": f"{label}-{sim}-{train}", "config_json": "{}",
+              "trajectory": {"conn": {"peak": conn, "final": conn, "trend": "rising", "peak_phase": "V_rest"}}}
+    path = tmp_path / f"{label}_{sim}_{train}.nc"
+    write_netcdf_atomic(run_dataset(spec, record, rows, n_iter), path)
+    return path
+
+
+@pytest.fixture()
+def block(tmp_path):
+    conn = {"a": [0.94, 0.95, 0.93, 0.96], "b": [0.90, 0.70, 0.95, 0.91]}
+    vrest = {"a": [0.50, 0.60, 0.55, 0.45], "b": [0.70, 0.20, 0.65, 0.60]}
+    paths = [fake_run(tmp_path, cfg, r, r, conn[cfg][r], vrest[cfg][r]) for cfg in conn for r in range(4)]
+    return block_dataset(paths, 1), conn, vrest
+
+
+def test_block_dataset_dims_and_round_trip(block, tmp_path):
+    ds, _, _ = block
+    assert set(ds["connectivity_R2"].dims) == {"config", "sim_seed", "train_seed"}
+    assert ds.sizes["config"] == 2 and ds.sizes["step"] == 4
+    assert ds["traj_conn"].dims == ("config", "sim_seed", "train_seed", "step")
+    save_block(ds, tmp_path / "block1.nc")
+    again = load_block(tmp_path / "block1.nc")
+    xr.testing.assert_allclose(again["connectivity_R2"], ds["connectivity_R2"])
+    assert list(again["statistic"].values) == ["n", "mean", "std", "cv", "min"]
+    assert again["summary"].sel(config="a", metric="connectivity_R2", statistic="n").item() == 4
+
+
+def test_statistics_match_numpy(block):
+    ds, conn, vrest = block
+    st = config_statistics(ds)
+    for cfg in ("a", "b"):
+        x = np.array(conn[cfg])
+        assert st.loc[cfg, "connectivity_R2_mean"] == pytest.approx(x.mean())
+        assert st.loc[cfg, "connectivity_R2_std"] == pytest.approx(x.std(ddof=1))
+        assert st.loc[cfg, "connectivity_R2_cv"] == pytest.approx(x.std(ddof=1) / x.mean())
+        assert st.loc[cfg, "connectivity_R2_min"] == pytest.approx(x.min())
+    # a: conn CV ~1.4 %, min 0.93; tau constant; V_rest CV ~12 %, min 0.45; cluster 0.88 -> robust
+    assert bool(st.loc["a", "robust"]) and not bool(st.loc["a", "fragile"])
+    # b: V_rest min 0.20 < 0.5 x mean -> fragile
+    assert bool(st.loc["b", "fragile"]) and not bool(st.loc["b", "robust"])
+    score_a = np.mean(conn["a"]) * (1 - st.loc["a", "connectivity_R2_cv"]) + 0.5 * np.mean(vrest["a"]) * (
+        1 - st.loc["a", "V_rest_R2_cv"])
+    assert st.loc["a", "score"] == pytest.approx(score_a)
+    assert list(ranking(st).index) == ["a", "b"]
+
+
+def test_ranking_needs_three_runs(tmp_path):
+    paths = [fake_run(tmp_path, "few", r, r, 0.9, 0.5) for r in range(2)]
+    st = config_statistics(block_dataset(paths, 1))
+    assert np.isnan(st.loc["few", "score"]) and len(ranking(st)) == 0
+
+
+def test_paired_comparison(tmp_path):
+    base = block_dataset([fake_run(tmp_path, "standard", r, r, 0.94, v) for r, v in enumerate([0.2, 0.4, 0.3, 0.5])], 0)
+    two = block_dataset([fake_run(tmp_path, "two_stage", r, r, 0.93, v) for r, v in enumerate([0.5, 0.6, 0.55, 0.7])], 1)
+    c = paired_comparison(base, two, "V_rest_R2")
+    assert c["n_pairs"] == 4 and c["n_positive"] == 4
+    assert c["mean_difference"] == pytest.approx(np.mean([0.3, 0.2, 0.25, 0.2]))
+    assert c["ci95_low"] > 0 and c["ci95_high"] <= 0.3 + 1e-9
+    assert c["wilcoxon_p"] == pytest.approx(0.125)  # the smallest two-sided p with 4 pairs
+    d = np.array([0.3, 0.2, 0.25, 0.2])
+    assert c["effect_size_dz"] == pytest.approx(d.mean() / d.std(ddof=1))
+    # only shared seed pairs count
+    other = block_dataset([fake_run(tmp_path, "two_stage_x", r + 10, r, 0.9, 0.5) for r in range(2)], 1)
+    assert paired_comparison(base, other, "V_rest_R2")["n_pairs"] == 0
+
+
+def test_analysis_log_in_seed_format(block, tmp_path):
+    ds, _, _ = block
+    entries = analysis_entries(ds)
+    first = entries["a"][0]
+    for field in ("## Iter 1: converged", "Node:", "Mode/Strategy:", "Seeds: sim_seed=0, train_seed=0",
+                  "Config:", "Metrics: connectivity_R2=0.940", "R2 trajectory: conn peak=", "Mutation:",
+                  "Observation:", "Variance update: a now has 1 runs", "Next:"):
+        assert field in first
+    assert "Variance update: a now has 4 runs, CV(conn_R2)=1.4%" in entries["a"][3]
+    append_analysis_logs(ds, tmp_path)
+    append_analysis_logs(ds, tmp_path)  # idempotent: entries are not duplicated
+    text = (tmp_path / "a_analysis.md").read_text()
+    assert text.count("## Iter") == 4

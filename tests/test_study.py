@@ -1,0 +1,118 @@
+"""Run specs, run files, failure recording, kill-and-resume, Dask execution."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from flyvis_study import study
+from flyvis_study.config import ConfigError
+from flyvis_study.schedule import log_iterations
+from flyvis_study.runner import SchedulerError, make_client, run_many
+from flyvis_study.study import RunSpec, grid_specs, run_one, suggest_seeds
+
+FAST = {"training.iterations_fraction": 0.004, "evaluation.gmm_components": 10, "evaluation.rollout_frames": 50,
+        "evaluation.test_frames": 200}
+
+
+def test_seed_modes_are_deterministic_and_shared_across_blocks():
+    assert suggest_seeds(3, "generalisation") == (3, 3)
+    assert suggest_seeds(3, "robustness") == (0, 3)
+    assert suggest_seeds(3, "robustness", seed_base=10) == (10, 13)
+    a = grid_specs(0, {"standard": {}}, 4, base_config="gold_standard.yaml")
+    b = grid_specs(1, {"two_stage_default": {}}, 4)
+    assert [(s.sim_seed, s.train_seed) for s in a] == [(s.sim_seed, s.train_seed) for s in b]
+    both = grid_specs(1, {"x": {}}, 4, seed_mode="both")
+    assert [s.seed_mode for s in both] == ["generalisation", "robustness"] * 2
+    custom = grid_specs(1, {"x": {}}, 0, sim_seeds=[5, 5], train_seeds=[1, 2])
+    assert [(s.sim_seed, s.train_seed, s.seed_mode) for s in custom] == [(5, 1, "custom"), (5, 2, "custom")]
+    with pytest.raises(ValueError, match="seed_mode"):
+        grid_specs(1, {"x": {}}, 2, seed_mode="sometimes")
+
+
+def test_run_ids_stable_and_distinct():
+    s1 = RunSpec(block=1, label="a", sim_seed=0, train_seed=0)
+    assert s1.run_id == RunSpec(block=1, label="a", sim_seed=0, train_seed=0).run_id
+    assert s1.run_id != RunSpec(block=1, label="a", sim_seed=0, train_seed=1).run_id
+    assert s1.run_id != RunSpec(block=1, label="a", sim_seed=0, train_seed=0,
+                                overrides={"training.alternate_lr_ratio": 0.05}).run_id
+
+
+def test_invalid_grid_fails_before_any_run():
+    with pytest.raises(ConfigError, match="alternate_lr_ratio"):
+        grid_specs(3, {"bad": {"training.alternate_lr_ratio": 2.0}}, 2)
+
+
+def test_run_one_writes_run_file_and_skips_when_done(tmp_path, dataset_root):
+    spec = RunSpec(block=1, label="two_stage", overrides=FAST, sim_seed=0, train_seed=0, cache=str(dataset_root))
+    path = run_one(spec, tmp_path)
+    ds = xr.load_dataset(path, engine="h5netcdf")
+    n_iter = spec.resolved().n_iterations()
+    assert dict(ds.sizes)["config"] == 1 and ds["step"].size == 2 * len(log_iterations(n_iter))
+    assert set(np.unique(ds["traj_phase"].values)) == {0.0, 1.0}
+    assert ds["status"].item() in {"converged", "partial", "failed"}
+    assert np.isfinite(ds["connectivity_R2"].item()) and np.isfinite(ds["test_pearson"].item())
+    mtime = (tmp_path / "runs" / spec.run_id / "run.nc").stat().st_mtime_ns
+    assert run_one(spec, tmp_path) == path
+    assert (tmp_path / "runs" / spec.run_id / "run.nc").stat().st_mtime_ns == mtime
+
+
+def test_failed_run_is_recorded_not_raised(tmp_path, dataset_root):
+    spec = RunSpec(block=1, label="diverges", sim_seed=0, train_seed=0, cache=str(dataset_root),
+                   overrides={**FAST, "training.lr": 1e6, "training.lr_W": 1e6, "training.lr_embedding": 1e6})
+    ds = xr.load_dataset(run_one(spec, tmp_path), engine="h5netcdf")
+    assert ds["status"].item() == "failed"
+    assert "non-finite" in ds["reason"].item()
+    assert np.isnan(ds["connectivity_R2"].item())
+
+
+def test_kill_and_resume_does_not_recompute_finished_runs(tmp_path, dataset_root, monkeypatch):
+    import flyvis_study.run as run_module
+
+    specs = grid_specs(1, {"x": FAST}, 3, cache=str(dataset_root))
+    calls = []
+    real = run_module.run_training
+
+    def killed_on_third(cfg, *args, **kwargs):
+        calls.append(cfg.training.seed)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return real(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "run_training", killed_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_many(specs, tmp_path, progress=False)
+    done = [study.is_finished(s, tmp_path) for s in specs]
+    assert done == [True, True, False]
+    mtimes = [(tmp_path / "runs" / s.run_id / "run.nc").stat().st_mtime_ns for s in specs[:2]]
+    calls.clear()
+
+    def counted(cfg, *args, **kwargs):
+        calls.append(cfg.training.seed)
+        return real(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "run_training", counted)
+    paths = run_many(specs, tmp_path, progress=False)
+    assert calls == [2]  # only the interrupted run was computed
+    assert [(tmp_path / "runs" / s.run_id / "run.nc").stat().st_mtime_ns for s in specs[:2]] == mtimes
+    assert len(paths) == 3
+
+
+def test_local_cluster_runs_match_serial(tmp_path, dataset_root):
+    specs = grid_specs(0, {"standard": FAST}, 2, base_config="gold_standard.yaml", cache=str(dataset_root))
+    serial = run_many(specs, tmp_path / "serial", progress=False)
+    client = make_client(workers=2)
+    try:
+        assert len(client.scheduler_info()["workers"]) == 2
+        parallel = run_many(specs, tmp_path / "dask", client=client, progress=False)
+    finally:
+        client.cluster.close()
+        client.close()
+    for a, b in zip(serial, parallel):
+        da, db = (xr.load_dataset(p, engine="h5netcdf") for p in (a, b))
+        assert da["connectivity_R2"].item() == pytest.approx(db["connectivity_R2"].item(), abs=1e-6)
+        np.testing.assert_allclose(da["traj_conn"].values, db["traj_conn"].values, atol=1e-6)
+
+
+def test_unreachable_scheduler_is_a_clear_error():
+    with pytest.raises(SchedulerError, match="tcp://127.0.0.1:1"):
+        make_client(scheduler="tcp://127.0.0.1:1", timeout=2)
