@@ -189,6 +189,33 @@ def report(out: Path = typer.Option(Path("reports"), help="folder with blockN.nc
         typer.echo(f"{kind:6s} {path}")
 
 
+@app.command()
+def bench(preset: str = typer.Option("full", help="tiny | small | full"),
+          device: str = typer.Option("cpu", help="cpu | cuda"),
+          as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+          fast_iters: int = typer.Option(30, help="timed fast steps"),
+          naive_iters: int = typer.Option(3, help="timed naive steps"),
+          no_eval: bool = typer.Option(False, "--no-eval", help="skip timing the final evaluation"),
+          cache: Optional[Path] = typer.Option(None, help="dataset cache folder")) -> None:
+    """Benchmark simulation, training step (fast vs naive, same process), evaluation, memory."""
+    from .bench import format_benchmark, run_benchmark
+    from .config import PRESETS
+
+    if preset not in PRESETS:
+        _fail(f"--preset {preset!r}: allowed: {', '.join(PRESETS)}")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            _fail("--device cuda: no CUDA device is available")
+    elif device != "cpu":
+        _fail(f"--device {device!r}: allowed: cpu, cuda")
+    result = run_benchmark(preset, device, fast_iters=fast_iters, naive_iters=naive_iters,
+                           evaluate_metrics=not no_eval, cache=str(cache) if cache else None,
+                           progress=not as_json)
+    typer.echo(json.dumps(result) if as_json else format_benchmark(result))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -145,6 +145,7 @@ class TrainingConfig(_Strict):
     alternate_joint_ratio: float = Field(0.4, gt=0, le=1)
     alternate_lr_ratio: float = Field(0.1, gt=0, le=1)
     checkpoint_every_epoch: bool = True
+    cuda_graph: bool = Field(True, description="capture the training step in a CUDA graph (GPU only)")
 
 
 class EvaluationConfig(_Strict):

@@ -235,14 +235,21 @@ def _nanmean(x: np.ndarray) -> float:
     return float(x.mean()) if x.size else float("nan")
 
 
-def per_neuron_pearson_r2(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per column (neuron): Pearson r and R2 = 1 - SS_res/SS_tot (no refit); NaN where undefined."""
-    pred = pred.astype(np.float64)
-    true = true.astype(np.float64)
-    pc, tc = pred - pred.mean(0), true - true.mean(0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = (pc * tc).sum(0) / np.sqrt((pc**2).sum(0) * (tc**2).sum(0))
-        r2 = 1 - ((pred - true) ** 2).sum(0) / (tc**2).sum(0)
+def per_neuron_pearson_r2(pred: np.ndarray, true: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Per column (neuron): Pearson r and R2 = 1 - SS_res/SS_tot (no refit); NaN where undefined.
+
+    Computed in float64 over chunks of columns (bounded memory for T x N arrays).
+    """
+    n = pred.shape[1]
+    r = np.full(n, np.nan)
+    r2 = np.full(n, np.nan)
+    for s in range(0, n, chunk):
+        p = np.asarray(pred[:, s:s + chunk], dtype=np.float64)
+        t = np.asarray(true[:, s:s + chunk], dtype=np.float64)
+        pc, tc = p - p.mean(0), t - t.mean(0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r[s:s + chunk] = (pc * tc).sum(0) / np.sqrt((pc**2).sum(0) * (tc**2).sum(0))
+            r2[s:s + chunk] = 1 - ((p - t) ** 2).sum(0) / (tc**2).sum(0)
     r[~np.isfinite(r)] = np.nan
     r2[~np.isfinite(r2)] = np.nan
     return r, r2

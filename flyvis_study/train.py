@@ -165,10 +165,11 @@ def build_model(cfg: RunConfig, dataset: Dataset, device: torch.device) -> FlyVi
 
 
 def build_optimizer(model: FlyVisGNN, cfg: RunConfig, device: torch.device) -> torch.optim.Adam:
+    """Adam with the four named groups; fused and graph-capturable on CUDA."""
     lrs = learning_rates(cfg.training, "joint")
     groups = [{"params": params, "lr": lrs[name], "name": name}
               for name, params in model.parameter_groups().items()]
-    kwargs = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    kwargs = {"fused": True, "capturable": True} if device.type == "cuda" else {"foreach": True}
     return torch.optim.Adam(groups, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, **kwargs)
 
 
@@ -176,6 +177,94 @@ def set_phase(optimizer: torch.optim.Optimizer, cfg: RunConfig, phase: str) -> N
     lrs = learning_rates(cfg.training, phase)
     for group in optimizer.param_groups:
         group["lr"] = lrs[group["name"]]
+
+
+class EagerStep:
+    """One optimiser step: loss (data + regularisers), backward, Adam. Returns the detached loss."""
+
+    def __init__(self, model: FlyVisGNN, optimizer: torch.optim.Optimizer, data: TrainingData,
+                 cfg: RunConfig, xnorm: float):
+        self.model, self.optimizer, self.data, self.cfg, self.xnorm = model, optimizer, data, cfg, xnorm
+        self.coeffs: dict[str, float] = {}
+
+    def configure(self, coeffs: dict[str, float], phase: str) -> None:
+        """Set the epoch's coefficients and the phase's learning rates."""
+        self.coeffs = coeffs
+        set_phase(self.optimizer, self.cfg, phase)
+
+    def eager(self, idx) -> torch.Tensor:
+        v, I, y = self.data.rows(idx)
+        loss = training_loss(self.model, v, I, y, self.coeffs, self.xnorm)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    __call__ = eager
+
+
+class CudaGraphStep(EagerStep):
+    """The same step captured in a CUDA graph (whole forward + backward + fused Adam).
+
+    The first ``warmup`` steps run eagerly on a side stream (real iterations, as PyTorch
+    requires before capture); the step is then captured and replayed with the batch indices
+    copied into a static tensor. A new graph is captured whenever the phase or epoch changes
+    (learning rates and coefficients are baked into the graph). Same maths as ``EagerStep``.
+    """
+
+    def __init__(self, *args, warmup: int = 3, **kwargs):
+        super().__init__(*args, **kwargs)
+        dev = self.model.W.device
+        self.static_idx = torch.zeros(self.cfg.training.batch_size, dtype=torch.long, device=dev)
+        self.static_loss = None
+        self.graph = None
+        self.warmup_left = warmup
+        self.side = torch.cuda.Stream(device=dev)
+
+    def configure(self, coeffs: dict[str, float], phase: str) -> None:
+        super().configure(coeffs, phase)
+        self._release()  # recapture with the new constants
+
+    def _release(self) -> None:
+        """Drop the current graph and everything allocated in its private memory pool."""
+        if self.graph is not None:
+            torch.cuda.current_stream().synchronize()
+        self.graph, self.static_loss = None, None
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _capture(self) -> None:
+        self._release()
+        self.side.wait_stream(torch.cuda.current_stream())
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=self.side):
+            v, I, y = self.data.rows(self.static_idx)
+            self.static_loss = training_loss(self.model, v, I, y, self.coeffs, self.xnorm)
+            self.static_loss.backward()
+            self.optimizer.step()
+        torch.cuda.current_stream().wait_stream(self.side)
+        self.graph = graph
+
+    def __call__(self, idx) -> torch.Tensor:
+        if self.warmup_left > 0:
+            self.warmup_left -= 1
+            self.side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.side):
+                loss = self.eager(idx)
+                self.optimizer.zero_grad(set_to_none=True)
+            torch.cuda.current_stream().wait_stream(self.side)
+            return loss
+        self.static_idx.copy_(idx, non_blocking=True)
+        if self.graph is None:
+            self._capture()
+        self.graph.replay()
+        return self.static_loss.detach().clone()
+
+
+def make_step(model, optimizer, data, cfg: RunConfig, xnorm: float) -> EagerStep:
+    """CUDA-graph step on a GPU when ``training.cuda_graph`` is on, else the eager step."""
+    if data.device.type == "cuda" and cfg.training.cuda_graph:
+        return CudaGraphStep(model, optimizer, data, cfg, xnorm)
+    return EagerStep(model, optimizer, data, cfg, xnorm)
 
 
 @dataclass
@@ -255,6 +344,7 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: str | Path, device: str = "
     sampler = seeded_generator(t.seed, 2)
     evaluator = InLoopEvaluator(data, dataset, cfg.evaluation.in_loop_points, cfg.evaluation.n_gain_frames)
     xnorm = data.stats.xnorm
+    step = make_step(model, optimizer, data, cfg, xnorm)
 
     rows: list[dict] = []
     losses: list[np.ndarray] = []
@@ -289,13 +379,9 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: str | Path, device: str = "
             new_phase = phase_of(it, joint_iters)
             if new_phase != phase:
                 phase = new_phase
-                set_phase(optimizer, cfg, phase)
-            v, I, y = data.rows(batches[it])
-            loss = training_loss(model, v, I, y, coeffs, xnorm)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_buf[it] = loss.detach()
+                step.configure(coeffs, phase)
+            loss = step(batches[it])
+            loss_buf[it] = loss
             if step_callback is not None:
                 step_callback(epoch, it, phase, optimizer)
             bar.update(1)
@@ -309,7 +395,7 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: str | Path, device: str = "
                 r2 = evaluator(model)
                 rows.append({"epoch": epoch, "iteration": it, **r2, "phase": phase})
                 _write_log(run_dir / "metrics.log", rows)
-                bar.set_postfix(phase=phase, loss=f"{float(loss.detach()):.3g}", conn=f"{r2['connectivity_r2']:.3f}",
+                bar.set_postfix(phase=phase, loss=f"{float(loss):.3g}", conn=f"{r2['connectivity_r2']:.3f}",
                                 vrest=f"{r2['vrest_r2']:.3f}")
         if status == "failed":
             break

@@ -1,0 +1,158 @@
+"""Benchmark: simulation speed, training step (fast vs naive, same process), evaluation, memory.
+
+Timed on the preset's real dataset (generated or taken from the cache first; its
+generation time is not part of any number below):
+- sim_frames_per_s: Euler steps of the ground-truth ODE with noise, on the device;
+- fast_ms_per_iter: the per-neuron step (g_phi once per neuron, gather/scatter, fused loss);
+- graph_ms_per_iter (CUDA only): the same step captured in a CUDA graph;
+- naive_ms_per_iter: the reference-style step (g_phi on every edge row), same data and model;
+- eval_s: every final metric (recovery, clustering, one-step test, rollout);
+- peak_rss_gb (and peak_gpu_mem_gb on CUDA).
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import time
+
+import numpy as np
+import torch
+
+from .config import PARAMS_DIR, load_run_config
+from .dataset import get_dataset
+from .naive import naive_forward
+from .schedule import coefficients
+from .simulator import Simulator
+from .train import (CudaGraphStep, EagerStep, TrainingData, build_model, build_optimizer, regulariser)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or platform.machine()
+    return f"{model} ({torch.get_num_threads()} threads)"
+
+
+class NaiveStep(EagerStep):
+    """The reference-style step: g_phi evaluated on every edge row (same loss, same optimiser)."""
+
+    def eager(self, idx) -> torch.Tensor:
+        v, I, y = self.data.rows(idx)
+        loss = torch.linalg.vector_norm(naive_forward(self.model, v, I) - y) + regulariser(
+            self.model, v[0], self.coeffs, self.xnorm)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    __call__ = eager
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_steps(step, batches, n_warmup: int, n_timed: int, device: torch.device) -> float:
+    """Mean ms per iteration over ``n_timed`` steps after ``n_warmup``."""
+    for k in range(n_warmup):
+        step(batches[k % len(batches)])
+    _sync(device)
+    t0 = time.perf_counter()
+    for k in range(n_timed):
+        step(batches[(n_warmup + k) % len(batches)])
+    _sync(device)
+    return 1e3 * (time.perf_counter() - t0) / n_timed
+
+
+def run_benchmark(preset: str = "full", device: str = "cpu", fast_iters: int = 30, naive_iters: int = 3,
+                  sim_frames: int = 2000, evaluate_metrics: bool = True, cache: str | None = None,
+                  progress: bool = False) -> dict:
+    from .evaluate import evaluate
+
+    dev = torch.device(device)
+    cfg = load_run_config(PARAMS_DIR / "two_stage.yaml", preset=preset)
+    t0 = time.perf_counter()
+    dataset = get_dataset(cfg.simulation, root=cache, device=device, progress=progress)
+    data_s = time.perf_counter() - t0
+    con = dataset.connectome
+    out: dict = {"device": device_name(dev), "device_type": dev.type, "preset": preset,
+                 "n_neurons": con.n_neurons, "n_edges": con.n_edges, "batch_size": cfg.training.batch_size,
+                 "torch": torch.__version__, "dataset_ready_s": data_s}
+
+    # simulation speed
+    sim = Simulator(con, dataset.ground_truth, dt=cfg.simulation.dt, noise_level=cfg.simulation.noise_model_level,
+                    device=dev)
+    hexals = np.asarray(dataset.array("train_stimulus")[:sim_frames])
+    gen = torch.Generator(device=dev).manual_seed(0)
+    v0 = sim.initial_state()
+    for _ in sim.run(hexals[:100], v0, gen):
+        pass
+    _sync(dev)
+    t0 = time.perf_counter()
+    for _ in sim.run(hexals, v0, gen):
+        pass
+    _sync(dev)
+    out["sim_frames_per_s"] = len(hexals) / (time.perf_counter() - t0)
+
+    # training steps on the same data and model
+    data = TrainingData(dataset, dev)
+    model = build_model(cfg, dataset, dev)
+    optimizer = build_optimizer(model, cfg, dev)
+    coeffs = coefficients(cfg.training, 1)  # every regulariser active
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.randint(0, data.frames.shape[0], (max(fast_iters, naive_iters) + 10, cfg.training.batch_size),
+                          generator=gen)
+    batches = data.frames[draws.to(data.frames.device)]
+    if not data.resident:
+        batches = batches.numpy()
+    xnorm = data.stats.xnorm
+    fast = EagerStep(model, optimizer, data, cfg, xnorm)
+    fast.configure(coeffs, "joint")
+    out["fast_ms_per_iter"] = _time_steps(fast, batches, 3, fast_iters, dev)
+    if dev.type == "cuda":
+        graphed = CudaGraphStep(model, optimizer, data, cfg, xnorm)
+        graphed.configure(coeffs, "joint")
+        out["graph_ms_per_iter"] = _time_steps(graphed, batches, 5, fast_iters * 10, dev)
+    naive = NaiveStep(model, optimizer, data, cfg, xnorm)
+    naive.configure(coeffs, "joint")
+    out["naive_ms_per_iter"] = _time_steps(naive, batches, 1, naive_iters, dev)
+    out["speedup_fast_vs_naive"] = out["naive_ms_per_iter"] / out["fast_ms_per_iter"]
+    if "graph_ms_per_iter" in out:
+        out["speedup_graph_vs_naive"] = out["naive_ms_per_iter"] / out["graph_ms_per_iter"]
+    best = out.get("graph_ms_per_iter", out["fast_ms_per_iter"])
+    n_iter = cfg.n_iterations(dataset.n_train)
+    out["projected_two_stage_train_min"] = best * n_iter * cfg.training.n_epochs / 60e3
+
+    if evaluate_metrics:
+        t0 = time.perf_counter()
+        evaluate(model, dataset, cfg, data)
+        _sync(dev)
+        out["eval_s"] = time.perf_counter() - t0
+    out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    if dev.type == "cuda":
+        out["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(dev) / 1024**3
+    return out
+
+
+def format_benchmark(r: dict) -> str:
+    lines = [f"device               {r['device']}",
+             f"preset               {r['preset']} ({r['n_neurons']:,} neurons, {r['n_edges']:,} edges, batch {r['batch_size']})",
+             f"simulation           {r['sim_frames_per_s']:,.0f} frames/s",
+             f"train step, fast     {r['fast_ms_per_iter']:.2f} ms/iter"]
+    if "graph_ms_per_iter" in r:
+        lines.append(f"train step, graph    {r['graph_ms_per_iter']:.3f} ms/iter (CUDA graph)")
+    lines += [f"train step, naive    {r['naive_ms_per_iter']:.2f} ms/iter (per-edge g_phi, same process)",
+              f"speed-up             {r['speedup_fast_vs_naive']:.1f}x fast vs naive"
+              + (f", {r['speedup_graph_vs_naive']:.1f}x graph vs naive" if "speedup_graph_vs_naive" in r else ""),
+              f"2-epoch two-stage    {r['projected_two_stage_train_min']:.1f} min projected (best step)"]
+    if "eval_s" in r:
+        lines.append(f"evaluation           {r['eval_s']:.1f} s (all final metrics)")
+    lines.append(f"peak RSS             {r['peak_rss_gb']:.2f} GB"
+                 + (f"; peak GPU memory {r['peak_gpu_mem_gb']:.2f} GB" if "peak_gpu_mem_gb" in r else ""))
+    return "\n".join(lines)
