@@ -32,10 +32,16 @@ def make_client(workers: int = 0, scheduler: str | None = None, timeout: float =
         except (OSError, TimeoutError) as err:
             raise SchedulerError(f"scheduler {scheduler}: not reachable ({type(err).__name__}: {err})") from None
     if workers and workers > 0:
+        import dask
         from dask.distributed import Client, LocalCluster
 
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, resources=None)
+        # Dask's default MALLOC_TRIM_THRESHOLD_=65536 makes torch's many small CPU allocations
+        # ~1.5x slower (measured: 22 vs 14.8 ms per small-preset step); keep the thread limits only.
+        environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
+                   if k != "MALLOC_TRIM_THRESHOLD_"}
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
         return Client(cluster)
     return None
 
