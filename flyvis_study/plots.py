@@ -1,14 +1,11 @@
-"""Per-run and per-block figures (matplotlib, Agg backend; stable cell-type colours)."""
+"""Per-run and per-block figures (matplotlib; stable cell-type colours)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 PHASE_COLOURS = {"joint": "#dfe9f5", "V_rest": "#fbe5d6"}
 

@@ -11,16 +11,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import xarray as xr
 
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import xarray as xr  # noqa: E402
-
-from .plots import PHASE_COLOURS, embedding_plot  # noqa: E402
-from .results import STAT_METRICS, describe_comparison, runs_table  # noqa: E402
+from .plots import PHASE_COLOURS, embedding_plot
+from .results import STAT_METRICS, describe_comparison, runs_table
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 BLOCK_NOTEBOOKS = {0: "block0_baseline.ipynb", 1: "block1_variance.ipynb", 2: "block2_joint_ratio.ipynb",
