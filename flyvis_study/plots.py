@@ -38,7 +38,7 @@ def scatter_true_learned(ax, true: np.ndarray, learned: np.ndarray, title: str, 
     ax.text(0.03, 0.97, text, transform=ax.transAxes, va="top", fontsize=8)
 
 
-def shade_phases(ax, rows_or_bounds, n_iter: int, joint_iters: int, n_epochs: int) -> None:
+def shade_phases(ax, n_iter: int, joint_iters: int, n_epochs: int) -> None:
     """Shade joint / V_rest phases on an axis whose x is the global iteration."""
     for e in range(n_epochs):
         base = e * n_iter
@@ -52,7 +52,7 @@ def shade_phases(ax, rows_or_bounds, n_iter: int, joint_iters: int, n_epochs: in
 def trajectory_plot(ax, rows: list[dict], n_iter: int, joint_iters: int, n_epochs: int,
                     label_prefix: str = "") -> None:
     """conn / V_rest / tau R2 vs global iteration, joint and V_rest phases shaded."""
-    shade_phases(ax, rows, n_iter, joint_iters, n_epochs)
+    shade_phases(ax, n_iter, joint_iters, n_epochs)
     x = [r["epoch"] * n_iter + r["iteration"] for r in rows]
     for key, colour, name in (("connectivity_r2", "tab:blue", "conn"), ("vrest_r2", "tab:orange", "V_rest"),
                               ("tau_r2", "tab:green", "tau")):
@@ -62,7 +62,7 @@ def trajectory_plot(ax, rows: list[dict], n_iter: int, joint_iters: int, n_epoch
 
 
 def loss_plot(ax, loss: np.ndarray, n_iter: int, joint_iters: int, n_epochs: int) -> None:
-    shade_phases(ax, None, n_iter, joint_iters, n_epochs)
+    shade_phases(ax, n_iter, joint_iters, n_epochs)
     if loss.size:
         k = max(1, loss.size // 400)
         smooth = loss[: loss.size // k * k].reshape(-1, k).mean(1)

@@ -48,6 +48,14 @@ GRID_ARGS = {0: "", 1: "", 2: "joint_ratio=joint_ratio", 3: "lr_ratio=lr_ratio",
              5: "best_config=best_config, best_from=list(best_from)"}
 
 
+def _notebook(cells: list) -> nbformat.NotebookNode:
+    """A notebook for the ``python3`` kernel (the name papermill and the tests expect)."""
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
 def block_notebook(block: int) -> nbformat.NotebookNode:
     name, focus, grid = GRIDS[block]
     cells = [
@@ -105,10 +113,7 @@ def block_notebook(block: int) -> nbformat.NotebookNode:
         new_markdown_cell("### Verdict"),
         new_code_cell("display(Markdown(block_verdict(BLOCK, result.statistics, result.ranking, comparisons, preset)))"),
     ]
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
+    return _notebook(cells)
 
 
 def summary_notebook() -> nbformat.NotebookNode:
@@ -158,10 +163,7 @@ def summary_notebook() -> nbformat.NotebookNode:
             "display(Markdown('\\n'.join(lines + [''] + ['**Answer:** ' + ' '.join(answer) if answer else\n"
             "                 '**Answer:** not enough paired runs yet.'])))"),
     ]
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
+    return _notebook(cells)
 
 
 def explore_notebook() -> nbformat.NotebookNode:
@@ -180,10 +182,7 @@ def explore_notebook() -> nbformat.NotebookNode:
             "print(json.dumps({k: v for k, v in record.items() if not isinstance(v, dict)}, indent=1))"),
         new_code_cell("display(Image(str(Path(out_dir) / 'plots' / 'run.png')))"),
     ]
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
+    return _notebook(cells)
 
 
 def main() -> None:
