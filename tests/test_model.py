@@ -50,13 +50,16 @@ def test_float32_parity_on_connectome_graph():
 
 
 def test_initialisation_rules():
-    fresh = FlyVisGNN(50, torch.zeros(400, dtype=torch.long), torch.zeros(400, dtype=torch.long))
+    fresh = FlyVisGNN(50, torch.zeros(400, dtype=torch.long), torch.zeros(400, dtype=torch.long),
+                      generator=torch.Generator().manual_seed(0))
     assert torch.all(fresh.embedding == 1)
     assert fresh.W.std().item() == pytest.approx(1 / 400**0.5, rel=0.2)
     for mlp in (fresh.g_phi, fresh.f_theta):
         for layer in mlp.layers[1:]:
             assert torch.all(layer.bias == 0)
-            assert layer.weight.std().item() == pytest.approx(0.1, rel=0.2)
+            # N(0, 0.1^2): 6,400 hidden weights pin the std to ~1 %; the 80 output weights to ~8 %
+            tolerance = 0.05 if layer.weight.numel() > 1000 else 0.3
+            assert layer.weight.std().item() == pytest.approx(0.1, rel=tolerance)
         bound = 1 / mlp.layers[0].in_features ** 0.5
         assert mlp.layers[0].weight.abs().max() <= bound
     zeros = FlyVisGNN(5, torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long),
