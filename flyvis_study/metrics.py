@@ -61,6 +61,11 @@ class ActivityStats:
         return 1.5 * float(np.sqrt(total_var))
 
 
+def _rows_per_call(device: torch.device, cpu: int, cuda: int) -> int:
+    """Work size per MLP call: small on CPU (activations stay in cache), large on a GPU (few launches)."""
+    return cuda if device.type == "cuda" else cpu
+
+
 def _line_fit(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Least-squares slope and intercept along the last axis; x, y (n, P)."""
     xm, ym = x.mean(-1, keepdim=True), y.mean(-1, keepdim=True)
@@ -71,9 +76,10 @@ def _line_fit(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 
 
 @torch.no_grad()
-def g_phi_slopes(model: FlyVisGNN, stats: ActivityStats, n_points: int = 1000, chunk: int = 2048) -> np.ndarray:
+def g_phi_slopes(model: FlyVisGNN, stats: ActivityStats, n_points: int = 1000, chunk: int | None = None) -> np.ndarray:
     """r_j: slope of g_phi(v, a_j)^2 over [max(mu - 2 sd, 0), mu + 2 sd]; 1 where mu + sd <= 0."""
     dev = model.W.device
+    chunk = chunk or _rows_per_call(dev, 32, 2048)  # neurons per call (x n_points rows)
     mu = torch.tensor(stats.mean, device=dev, dtype=torch.float32)
     sd = torch.tensor(stats.std, device=dev, dtype=torch.float32)
     grid = torch.linspace(0, 1, n_points, device=dev)
@@ -94,9 +100,10 @@ def g_phi_slopes(model: FlyVisGNN, stats: ActivityStats, n_points: int = 1000, c
 
 @torch.no_grad()
 def f_theta_lines(model: FlyVisGNN, stats: ActivityStats, n_points: int = 1000,
-                  chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+                  chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(s_i, c_i): slope and intercept of f_theta(v, a_i, M=0, I=0) over mu_i +- 2 sd_i."""
     dev = model.W.device
+    chunk = chunk or _rows_per_call(dev, 32, 2048)
     mu = torch.tensor(stats.mean, device=dev, dtype=torch.float32)
     sd = torch.tensor(stats.std, device=dev, dtype=torch.float32)
     grid = torch.linspace(-1, 1, n_points, device=dev)
@@ -257,9 +264,10 @@ def per_neuron_pearson_r2(pred: np.ndarray, true: np.ndarray, chunk: int = 1024)
 
 @torch.no_grad()
 def one_step_test(model: FlyVisGNN, v: np.ndarray, I: np.ndarray, y: np.ndarray,
-                  batch: int = 64) -> dict:
+                  batch: int | None = None) -> dict:
     """test_pearson / test_R2: NaN-safe means over neurons of per-neuron r and R2 over time."""
     dev = model.W.device
+    batch = batch or _rows_per_call(dev, 2, 64)  # test frames per call
     preds = []
     for s in range(0, v.shape[0], batch):
         vb = torch.as_tensor(np.array(v[s:s + batch]), device=dev)

@@ -71,3 +71,17 @@ def test_initialisation_rules():
                   generator=torch.Generator().manual_seed(3))
     for (k, p), q in zip(a.named_parameters(), b.parameters()):
         assert torch.equal(p, q), k
+
+
+def test_mlp_inference_path_equals_autograd_path():
+    """Evaluation (no autograd) takes the fused addmm + in-place ReLU path: same numbers."""
+    from flyvis_study.model import MLP
+
+    mlp = MLP(5, 80, 1, 3, torch.Generator().manual_seed(0))
+    x = torch.randn(3, 257, 5, generator=torch.Generator().manual_seed(1))
+    with_grad = mlp(x)
+    with torch.no_grad():
+        fused = mlp(x)
+    assert with_grad.requires_grad and not fused.requires_grad
+    assert fused.shape == with_grad.shape == (3, 257, 1)
+    torch.testing.assert_close(fused, with_grad.detach(), rtol=1e-6, atol=1e-6)
