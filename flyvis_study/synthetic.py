@@ -23,10 +23,10 @@ connectome being simulated, under a fixed noise-free probe of natural clips (400
 2. **gain sweeps** (``sweeps`` times, level by level in depth order, re-simulating before
    each level): for the neurons of type t, the excitatory and inhibitory input currents
    U_exc(t, i), U_inh(t, i) = sum over incoming edges of one sign of W_e ReLU(v_src) give
-   the quasi-static voltage v ~ V_rest + g (U_exc + kappa U_inh). Pick the largest
-   inhibition factor kappa in (1, 0.7, 0.5, 0.35, 0.25, 0.15, 0.1) for which the median
-   fraction of time with v > 0 is >= ``min_active``, with the gain g = target_sd(t) / sd(U_exc + kappa U_inh)
-   (clipped to [0.2, 3]); target_sd(t) ~ lognormal(median ``sd_median``, sigma 0.5)
+   the quasi-static voltage v ~ V_rest + g (U_exc + kappa U_inh). ``balanced_gains`` picks
+   kappa (log grid 0.05-20) and g = target_sd(t) / sd(U_exc + kappa U_inh) so that the input
+   has std target_sd(t) and mean target_mean(t) = max(0, target_sd(t) - V_rest(t)) (the type
+   sits just above threshold); target_sd(t) ~ lognormal(median ``sd_median``, sigma 0.5)
    clipped to [0.04, 0.4], drawn from the seed. A type whose inputs carry nothing gets
    its zero-strength input edge types set to the median strength.
 3. **stability** after every level: if the abscissa of the N x N weight matrix exceeds
@@ -39,7 +39,8 @@ connectome being simulated, under a fixed noise-free probe of natural clips (400
    metrics read f_theta at M = 0, far from such a neuron's data, and its recovered tau and
    incoming W* come out biased) gets its inhibition raised (x (E - wanted) / -I, in [1.1, 3])
    or, without inhibitory inputs, its excitation lowered (x wanted / E, in [0.3, 0.9]),
-   wanted = target mean + target_sd; then step 3.
+   wanted = target mean + 3 target_sd; a type once below ``min_active`` is never pulled
+   down (no oscillation); then step 3.
 
 Strengths are capped so that no edge type has |W| above ``w_cap`` nor a strength above
 ``max_strength``. The record (``info``) holds the raw and final abscissa, per-type target
@@ -173,10 +174,9 @@ class _Calibrator:
         self.params, self.con, self.target_abscissa = params, connectome, target_abscissa
         keys = params.edge_type_keys
         lookup = {tuple(k): i for i, k in enumerate(keys.tolist())}
-        self.edge_param = np.array([lookup[tuple(k)] for k in connectome.edge_types.tolist()],
-                                   dtype=np.int64)[connectome.edge_type]
-        self.present = np.zeros(len(keys), bool)
-        self.present[self.edge_param] = True
+        edge_param = np.array([lookup[tuple(k)] for k in connectome.edge_types.tolist()], dtype=np.int64)
+        self.present = np.zeros(len(keys), bool)  # edge types realised on this connectome
+        self.present[edge_param[connectome.edge_type]] = True
         group_type = np.array([lookup[(int(a), int(b))] for a, b in params.group_keys[:, :2].tolist()])
         nsyn_max = np.zeros(len(keys))
         np.maximum.at(nsyn_max, group_type, params.group_nsyn.astype(np.float64))
@@ -192,11 +192,10 @@ class _Calibrator:
         p = _with_strength(self.params, self.strength if strength is None else strength, {})
         return spectral_abscissa(instantiate(p, self.con).weight_matrix(self.con))
 
-    def stabilise(self, bisection_steps: int = 10) -> float:
-        """Scale recurrent strengths so the abscissa is <= target; returns the abscissa."""
-        a = self.abscissa()
-        if a <= self.target_abscissa:
-            return a
+    def stabilise(self, bisection_steps: int = 10) -> None:
+        """Scale recurrent strengths (largest factor found by bisection) so the abscissa is <= target."""
+        if self.abscissa() <= self.target_abscissa:
+            return
         lo, hi = 0.0, 1.0
         for _ in range(bisection_steps):
             mid = 0.5 * (lo + hi)
@@ -207,7 +206,6 @@ class _Calibrator:
                 lo = mid
         self.strength = np.where(self.forward, self.strength, self.strength * lo)
         self.recurrent_factors.append(lo)
-        return self.abscissa()
 
     def scale_inputs(self, t: int, excitatory: float, inhibitory: float) -> None:
         into = self.present & (self.params.edge_type_keys[:, 1] == t)
@@ -242,7 +240,7 @@ def synthetic_ground_truth(connectome: Connectome, seed: int = 0, target_absciss
     levels = sorted(set(depth[np.isfinite(depth)].tolist()) - {0.0})
     unreachable = [t for t in range(n_types) if not np.isfinite(depth[t])]
     hexals = probe_stimulus(con)
-    V_rest = params.V_rest_type[con.node_type].astype(np.float64)
+    target_mean = np.maximum(0.0, target_sd - params.V_rest_type)
     cal.stabilise()
 
     for _ in range(sweeps):
@@ -255,8 +253,7 @@ def synthetic_ground_truth(connectome: Connectome, seed: int = 0, target_absciss
             U_exc, U_inh = signed_currents(W, v, con, np.isin(con.node_type[con.edge_tgt], types))
             for t in types:
                 cols = np.flatnonzero(con.node_type == t)
-                choice = balanced_gains(U_exc[:, cols], U_inh[:, cols], float(target_sd[t]),
-                                        max(0.0, float(target_sd[t] - params.V_rest_type[t])))
+                choice = balanced_gains(U_exc[:, cols], U_inh[:, cols], float(target_sd[t]), float(target_mean[t]))
                 if choice is None:
                     cal.revive_inputs(t)
                     continue
@@ -265,7 +262,6 @@ def synthetic_ground_truth(connectome: Connectome, seed: int = 0, target_absciss
             cal.stabilise()
 
     repairs = 0
-    target_mean = np.maximum(0.0, target_sd - params.V_rest_type)
     were_low: set[int] = set()  # never pull these down again (no low/high oscillation)
     for repairs in range(1, repair_rounds + 1):
         v = probe_voltages(cal.current(), con, hexals)
@@ -298,6 +294,7 @@ def synthetic_ground_truth(connectome: Connectome, seed: int = 0, target_absciss
     sd = v.std(0)
     type_sd = per_type_median(sd, con.node_type, n_types)
     type_active = per_type_median((v > 0).mean(0), con.node_type, n_types)
+    type_mean_input = per_type_median(v.mean(0), con.node_type, n_types) - params.V_rest_type
     type_max_sd = np.array([sd[con.node_type == t].max() for t in range(n_types)])
     non_input = np.setdiff1d(np.arange(n_types), input_types)
     W = instantiate(cal.current(), con).W
@@ -310,7 +307,7 @@ def synthetic_ground_truth(connectome: Connectome, seed: int = 0, target_absciss
         "type_sd": type_sd.round(4).tolist(), "type_active_fraction": type_active.round(3).tolist(),
         "median_type_sd": float(np.median(type_sd[non_input])),
         "inactive_types": [con.cell_types[t] for t in non_input if type_active[t] < min_active],
-        "type_mean_input": (per_type_median(v.mean(0), con.node_type, n_types) - params.V_rest_type).round(4).tolist(),
+        "type_mean_input": type_mean_input.round(4).tolist(),
         "silent_types": [con.cell_types[t] for t in range(n_types) if type_max_sd[t] <= 1e-4],
         "unreachable_types": [con.cell_types[t] for t in unreachable],
         "probe_max_abs_v": float(np.abs(v).max()),
