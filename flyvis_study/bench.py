@@ -19,9 +19,10 @@ import time
 import numpy as np
 import torch
 
+from .allocator import keep_freed_memory
 from .config import PARAMS_DIR, load_run_config
 from .dataset import get_dataset
-from .naive import naive_forward
+from .naive import naive_edge_activation, naive_forward
 from .schedule import coefficients
 from .simulator import Simulator
 from .train import (CudaGraphStep, EagerStep, TrainingData, build_model, build_optimizer, regulariser)
@@ -39,12 +40,14 @@ def device_name(device: torch.device) -> str:
 
 
 class NaiveStep(EagerStep):
-    """The reference-style step: g_phi evaluated on every edge row (same loss, same optimiser)."""
+    """The reference-style step: g_phi evaluated on every edge row, every MLP call on
+    concatenated inputs (same loss, same optimiser)."""
 
     def eager(self, idx) -> torch.Tensor:
         v, I, y = self.data.rows(idx)
+        plain = lambda v, a: naive_edge_activation(self.model, v, a)  # noqa: E731
         loss = torch.linalg.vector_norm(naive_forward(self.model, v, I) - y) + regulariser(
-            self.model, v[0], self.coeffs, self.xnorm)
+            self.model, v[0], self.coeffs, self.xnorm, edge_activation=plain)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -59,15 +62,25 @@ def _sync(device: torch.device) -> None:
 
 
 def _time_steps(step, batches, n_warmup: int, n_timed: int, device: torch.device) -> float:
-    """Mean ms per iteration over ``n_timed`` steps after ``n_warmup``."""
+    """ms per iteration over ``n_timed`` steps after ``n_warmup``.
+
+    CPU: the median of the per-iteration times (robust to the bursts of a shared VM; steps
+    are synchronous there). CUDA: the mean over the whole block with one synchronisation at
+    each end (a per-iteration sync would serialise the launches being measured).
+    """
     for k in range(n_warmup):
         step(batches[k % len(batches)])
     _sync(device)
+    times = []
     t0 = time.perf_counter()
     for k in range(n_timed):
+        t = time.perf_counter()
         step(batches[(n_warmup + k) % len(batches)])
+        times.append(time.perf_counter() - t)
     _sync(device)
-    return 1e3 * (time.perf_counter() - t0) / n_timed
+    if device.type == "cuda":
+        return 1e3 * (time.perf_counter() - t0) / n_timed
+    return 1e3 * float(np.median(times))
 
 
 def run_benchmark(preset: str = "full", device: str = "cpu", fast_iters: int = 30, naive_iters: int = 3,
@@ -76,6 +89,7 @@ def run_benchmark(preset: str = "full", device: str = "cpu", fast_iters: int = 3
     from .evaluate import evaluate
 
     dev = torch.device(device)
+    keep_freed_memory()  # as train() does; applies to both steps of the comparison
     cfg = load_run_config(PARAMS_DIR / "two_stage.yaml", preset=preset)
     t0 = time.perf_counter()
     dataset = get_dataset(cfg.simulation, root=cache, device=device, progress=progress)

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from .allocator import keep_freed_memory
 from .config import RunConfig
 from .dataset import Dataset
 from .metrics import (RecoveredParameters, cluster_metrics, connectivity_metrics, gain_frame_indices,
@@ -26,6 +27,7 @@ def evaluate(model: FlyVisGNN, dataset: Dataset, cfg: RunConfig,
              data: TrainingData | None = None) -> tuple[dict, RecoveredParameters]:
     """All final metrics (recovered parameters, clustering, one-step test, rollout) + timings."""
     t0 = time.perf_counter()
+    keep_freed_memory()  # thousands of model calls: no page faults per call (see allocator.py)
     model.eval()
     dev = model.W.device
     data = data if data is not None else TrainingData(dataset, dev)

@@ -14,6 +14,18 @@ and h is gathered along the edges: identical maths to the reference's per-edge e
 Shapes: v, I: (B, N); a: (N, d_emb); W: (E,); output (B, N).
 Parameters at extent 8 (hidden 80, 3 layers, d_emb 2): g_phi 6,881, f_theta 7,041,
 a 27,482, W 434,112.
+
+Split first layer. Both MLPs read the per-neuron embedding a_n next to per-row scalars
+(v, M, I). Their first Linear layer is evaluated as
+
+    z[r, n] = sum_k X_k[r, n] w_k + (U a_n + b)        (w_k, U: columns of its weight)
+
+with the embedding term U a_n + b computed once per neuron (N x hidden) and broadcast over
+the R row blocks (batch frames, regulariser frames, evaluation grid points), instead of a
+matrix product with K = 1 + d (+2) inner size on R x N concatenated rows. Same maths
+(tested against the plain path and the per-edge oracle); on the CPU it removes the
+slowest products of the step (skinny K = 3 products and their backward). ``MLP.forward``
+(the plain path on concatenated inputs) stays the reference form used by ``naive.py``.
 """
 
 from __future__ import annotations
@@ -24,6 +36,60 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
+
+
+def _fused_linear_relu_available(h: torch.Tensor) -> bool:
+    """oneDNN's Linear with the bias and ReLU in its epilogue: CPU float32 inference only."""
+    return (h.device.type == "cpu" and h.dtype == torch.float32 and not torch.is_grad_enabled()
+            and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+def _linear_relu(layer: nn.Linear, h: torch.Tensor) -> torch.Tensor:
+    """relu(h W^T + b), h (R, in) -> (R, out). Under no-grad on CPU one fused oneDNN call (~20 %
+    faster: no separate bias and ReLU passes; equal results, tested); else addmm + in-place ReLU."""
+    if _fused_linear_relu_available(h):
+        return torch.ops.mkldnn._linear_pointwise(h, layer.weight, layer.bias, "relu", [], "")
+    return torch.addmm(layer.bias, h, layer.weight.t()).relu_()
+
+
+def _split_first_layer(embedding_term: torch.Tensor, Wf: torch.Tensor, features, relu: bool = True) -> torch.Tensor:
+    """relu(embedding_term[n] + sum_k X_k[r, n] Wf[:, k]): (N, H), (H, K), K x (R, N) -> (R, N, H)."""
+    z = torch.addcmul(embedding_term, features[0].unsqueeze(-1), Wf[:, 0])
+    for k in range(1, len(features)):
+        z.addcmul_(features[k].unsqueeze(-1), Wf[:, k])
+    return z.relu_() if relu else z
+
+
+class _SplitFirstLayer(torch.autograd.Function):
+    """h = relu(z), z[r, n, :] = sum_k X_k[r, n] Wf[:, k] + U a[n] + b; the first Linear + ReLU.
+
+    Inputs: a (N, d), U (H, d), b (H,), Wf (H, K), n_live (int), X_0..X_{K-1} (R, N).
+    Output (R, N, H). The embedding a receives gradient only from the first ``n_live`` row
+    blocks (rows after them use a detached embedding, as the regularisers require); U, b, Wf
+    and the X_k receive the gradient of every row.
+    """
+
+    @staticmethod
+    def forward(ctx, a, U, b, Wf, n_live, *features):
+        z = _split_first_layer(torch.addmm(b, a, U.t()), Wf, features)
+        ctx.n_live = n_live
+        ctx.save_for_backward(a, U, Wf, z, *features)
+        return z
+
+    @staticmethod
+    def backward(ctx, grad_h):
+        a, U, Wf, h, *features = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        g = torch.ops.aten.threshold_backward(grad_h, h, 0.0)  # (R, N, H)
+        g_rows = g.reshape(-1, g.shape[-1])
+        g_live = g[: ctx.n_live].sum(0)  # (N, H)
+        g_emb = g_live + g[ctx.n_live:].sum(0) if ctx.n_live < g.shape[0] else g_live
+        grad_a = g_live @ U if need[0] else None
+        grad_U = g_emb.t() @ a if need[1] else None
+        grad_b = g_emb.sum(0) if need[2] else None
+        grad_Wf = torch.stack([f.reshape(-1) @ g_rows for f in features], 1) if need[3] else None
+        grad_X = [g @ Wf[:, k] if need[5 + k] else None for k in range(len(features))]
+        return (grad_a, grad_U, grad_b, grad_Wf, None, *grad_X)
 
 
 class MLP(nn.Module):
@@ -67,6 +133,43 @@ class MLP(nn.Module):
         last = self.layers[-1]
         return torch.addmm(last.bias, h, last.weight.t()).reshape(*lead, last.out_features)
 
+    def forward_split(self, features: list[torch.Tensor | None], embedding: torch.Tensor, embedding_at: int,
+                      n_live: int | None = None) -> torch.Tensor:
+        """The same function on the input [X_0 .. X_{at-1}, a_n, X_at ..] without building it.
+
+        ``features``: the scalar input columns in order, each (R, N) (``None`` = all zeros,
+        skipped); ``embedding``: a (N, d), occupying input columns embedding_at .. +d;
+        ``n_live``: row blocks whose rows pass gradient to ``embedding`` (default all R).
+        Returns (R, N, n_out). Hidden layers are one ``addmm`` each with the ReLU in place.
+        """
+        first = self.layers[0]
+        d = embedding.shape[-1]
+        used, Wf = self.split_weights(features, embedding_at, d)
+        h = _SplitFirstLayer.apply(embedding, first.weight[:, embedding_at:embedding_at + d], first.bias, Wf,
+                                   used[0].shape[0] if n_live is None else n_live, *used)
+        return self.after_first_layer(h)
+
+    def split_weights(self, features: list[torch.Tensor | None], embedding_at: int,
+                      d: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The non-``None`` features and their first-layer weight columns Wf (hidden, K)."""
+        columns = [k if k < embedding_at else k + d for k in range(len(features))]
+        used = [(f, c) for f, c in zip(features, columns) if f is not None]
+        if not used:
+            raise ValueError("forward_split needs at least one non-zero feature")
+        w = self.layers[0].weight
+        return [f for f, _ in used], torch.stack([w[:, c] for _, c in used], 1)
+
+    def after_first_layer(self, h: torch.Tensor) -> torch.Tensor:
+        """Hidden layers (``addmm`` + in-place ReLU) and the output layer; h (..., hidden) -> (..., n_out)."""
+        lead = h.shape[:-1]
+        h = h.reshape(-1, h.shape[-1])
+        for layer in self.layers[1:-1]:
+            h = _linear_relu(layer, h)
+        last = self.layers[-1]
+        if last.out_features == 1:  # matrix-vector product: its backward is an outer product, not a K=1 GEMM
+            return torch.addmv(last.bias, h, last.weight[0]).reshape(*lead, 1)
+        return torch.addmm(last.bias, h, last.weight.t()).reshape(*lead, last.out_features)
+
 
 class FlyVisGNN(nn.Module):
     """Message-passing model of the optic lobe's dynamics (see module docstring).
@@ -98,10 +201,14 @@ class FlyVisGNN(nn.Module):
         self.register_buffer("edge_src", edge_src.long(), persistent=False)
         self.register_buffer("edge_tgt", edge_tgt.long(), persistent=False)
 
-    def edge_activation(self, v: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """h = g_phi(v, a)^2 (or g_phi itself if ``g_phi_positive`` is off); v (..., N), a (N, d)."""
-        x = torch.cat([v.unsqueeze(-1), a.expand(*v.shape, a.shape[-1])], dim=-1)
-        g = self.g_phi(x).squeeze(-1)
+    def edge_activation(self, v: torch.Tensor, a: torch.Tensor, n_live: int | None = None) -> torch.Tensor:
+        """h = g_phi(v, a)^2 (or g_phi itself if ``g_phi_positive`` is off).
+
+        v (R, N) or (N,); a (N, d). Only the first ``n_live`` rows pass gradient to ``a``
+        (default all). Returns v's shape.
+        """
+        rows = v.reshape(-1, v.shape[-1])
+        g = self.g_phi.forward_split([rows], a, 1, n_live).reshape(v.shape)
         return g * g if self.config.g_phi_positive else g
 
     def aggregate(self, h: torch.Tensor) -> torch.Tensor:
@@ -110,10 +217,10 @@ class FlyVisGNN(nn.Module):
         out = torch.zeros_like(h)
         return out.index_add_(-1, self.edge_tgt, messages)
 
-    def update(self, v: torch.Tensor, a: torch.Tensor, M: torch.Tensor, I: torch.Tensor) -> torch.Tensor:
-        """f_theta(v, a, M, I) per neuron; v, M, I (B, N) -> (B, N)."""
-        x = torch.cat([v.unsqueeze(-1), a.expand(*v.shape, a.shape[-1]), M.unsqueeze(-1), I.unsqueeze(-1)], -1)
-        return self.f_theta(x).squeeze(-1)
+    def update(self, v: torch.Tensor, a: torch.Tensor, M: torch.Tensor | None, I: torch.Tensor | None) -> torch.Tensor:
+        """f_theta(v, a, M, I) per neuron; v, M, I (B, N) -> (B, N); ``None`` for M or I means 0."""
+        rows = lambda x: None if x is None else x.reshape(-1, x.shape[-1])  # noqa: E731
+        return self.f_theta.forward_split([rows(v), rows(M), rows(I)], a, 1).reshape(v.shape)
 
     def forward(self, v: torch.Tensor, I: torch.Tensor) -> torch.Tensor:
         """Predicted dv/dt for states v (B, N) and inputs I (B, N)."""
@@ -125,3 +232,43 @@ class FlyVisGNN(nn.Module):
         """The four optimiser groups: W, g_phi, f_theta, embedding."""
         return {"W": [self.W], "g_phi": list(self.g_phi.parameters()),
                 "f_theta": list(self.f_theta.parameters()), "embedding": [self.embedding]}
+
+
+class FrozenPredictor:
+    """dv/dt_hat of a model with fixed parameters (evaluation): ``FlyVisGNN.forward``'s maths
+    without autograd, with what does not depend on the state computed once: the embedding
+    terms U a_n + b of both first layers (N x hidden each), their feature columns, and W as
+    a CSR matrix (rows = targets; ``sparse.target_csr``). Build it after training (it copies
+    the parameters; later changes to the model are not seen).
+
+    ``predictor(v, I)``: v, I (B, N) -> (B, N), equal to ``model(v, I)`` to float rounding.
+    """
+
+    @torch.no_grad()
+    def __init__(self, model: "FlyVisGNN"):
+        from .sparse import target_csr
+
+        a = model.embedding.detach()
+        d = a.shape[-1]
+        self.positive = model.config.g_phi_positive
+        self.g_phi, self.f_theta = model.g_phi, model.f_theta
+        first_g, first_f = model.g_phi.layers[0], model.f_theta.layers[0]
+        self.e_g = torch.addmm(first_g.bias, a, first_g.weight[:, 1:1 + d].t())
+        self.e_f = torch.addmm(first_f.bias, a, first_f.weight[:, 1:1 + d].t())
+        self.w_g = first_g.weight[:, :1].detach().clone()
+        self.w_f = torch.cat([first_f.weight[:, :1], first_f.weight[:, 1 + d:]], 1).detach()  # v, M, I
+        self.W = target_csr(model.edge_src.cpu().numpy(), model.edge_tgt.cpu().numpy(),
+                            model.W.detach().cpu().numpy(), model.n_neurons, model.W.device)
+
+    @torch.no_grad()
+    def __call__(self, v: torch.Tensor, I: torch.Tensor) -> torch.Tensor:
+        g = self.g_phi.after_first_layer(_split_first_layer(self.e_g, self.w_g, [v])).squeeze(-1)
+        h = g * g if self.positive else g
+        M = torch.mv(self.W, h[0]).unsqueeze(0) if h.shape[0] == 1 else (self.W @ h.t()).t()
+        if v.device.type != "cpu":
+            return self.f_theta.after_first_layer(_split_first_layer(self.e_f, self.w_f, [v, M, I])).squeeze(-1)
+        # on CPU the input term is added at its non-zero columns only (the photoreceptors: ~13 %)
+        z = _split_first_layer(self.e_f, self.w_f[:, :2], [v, M], relu=False)
+        columns = torch.nonzero(I.abs().sum(0)).squeeze(1)
+        z.index_add_(1, columns, I[:, columns].unsqueeze(-1) * self.w_f[:, 2])
+        return self.f_theta.after_first_layer(z.relu_()).squeeze(-1)

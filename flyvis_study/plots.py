@@ -82,10 +82,9 @@ def function_curves(axes, model, stats, node_type, gt, cell_types, n_types_shown
     v = torch.linspace(-2, 4, 200, device=dev)
     with torch.no_grad():
         for i in reps:
-            a = model.embedding[i]
-            h = model.edge_activation(v, a[None]).cpu().numpy()
-            zeros = torch.zeros_like(v)
-            f = model.update(v[None], a[None], zeros[None], zeros[None])[0].cpu().numpy()
+            a = model.embedding[i:i + 1]  # one neuron, 200 rows of v
+            h = model.edge_activation(v[:, None], a)[:, 0].cpu().numpy()
+            f = model.update(v[:, None], a, None, None)[:, 0].cpu().numpy()
             k = node_type[i]
             axes[0].plot(v.cpu(), h, color=colours[k], lw=0.6, alpha=0.7)
             axes[1].plot(v.cpu(), f, color=colours[k], lw=0.6, alpha=0.7)

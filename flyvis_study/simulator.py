@@ -13,7 +13,6 @@ The synaptic sum is a sparse CSR mat-vec (rows = targets); the simulator runs on
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch
 
 from .ground_truth import GroundTruth
 from .lattice import Connectome
+from .sparse import target_csr
 
 
 class Simulator:
@@ -40,17 +40,8 @@ class Simulator:
         self.dt = float(dt)
         self.noise_level = float(noise_level)
         self.device = torch.device(device)
-        n = connectome.n_neurons
-        order = np.lexsort((connectome.edge_src, connectome.edge_tgt))
-        crow = np.zeros(n + 1, dtype=np.int64)
-        np.add.at(crow, connectome.edge_tgt + 1, 1)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
-            self.W = torch.sparse_csr_tensor(
-                torch.from_numpy(np.cumsum(crow)), torch.from_numpy(connectome.edge_src[order]),
-                torch.from_numpy(ground_truth.W[order].astype(np.float32)), size=(n, n),
-                check_invariants=False,
-            ).to(self.device)
+        self.W = target_csr(connectome.edge_src, connectome.edge_tgt, ground_truth.W, connectome.n_neurons,
+                            self.device)
         self.V_rest = torch.from_numpy(ground_truth.V_rest).to(self.device)
         self.tau = torch.from_numpy(ground_truth.tau).to(self.device)
         self.input_nodes = torch.from_numpy(connectome.input_nodes).to(self.device)

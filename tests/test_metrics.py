@@ -26,14 +26,25 @@ def test_r2_equals_squared_pearson_and_ignores_affine_maps():
     assert r2_affine(x, np.ones_like(x)) == (0.0, 0.0)
 
 
-class SqrtRelu(nn.Module):
+class ConcatenatedInput(nn.Module):
+    """A hand-written MLP stand-in: ``forward_split`` builds the concatenated input
+    [X_0 .. a .. X_k] (None = zeros) and calls ``forward`` on it, as MLP.forward would see it."""
+
+    def forward_split(self, features, embedding, embedding_at, n_live=None):
+        ref = next(f for f in features if f is not None)
+        cols = [(torch.zeros_like(ref) if f is None else f).unsqueeze(-1) for f in features]
+        a = embedding.expand(*ref.shape, embedding.shape[-1])
+        return self(torch.cat(cols[:embedding_at] + [a] + cols[embedding_at:], -1))
+
+
+class SqrtRelu(ConcatenatedInput):
     """g(v, a) = sqrt(ReLU(v)) so that g^2 is exactly ReLU."""
 
     def forward(self, x):
         return torch.sqrt(torch.relu(x[..., :1]))
 
 
-class TrueLeak(nn.Module):
+class TrueLeak(ConcatenatedInput):
     """f(v, a, M, I) = (-v + V_rest[type] + M + I) / tau[type], type read from a[..., 0]."""
 
     def __init__(self, V_rest_type, tau_type):

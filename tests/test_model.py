@@ -85,3 +85,117 @@ def test_mlp_inference_path_equals_autograd_path():
     assert with_grad.requires_grad and not fused.requires_grad
     assert fused.shape == with_grad.shape == (3, 257, 1)
     torch.testing.assert_close(fused, with_grad.detach(), rtol=1e-6, atol=1e-6)
+
+
+def test_split_first_layer_equals_plain_mlp_and_detaches_embedding_after_n_live():
+    """forward_split([v, M, I], a, at=1, n_live) == MLP([v, a, M, I]) with a detached on rows >= n_live;
+    None features are zeros; the hand-written backward passes torch's gradcheck."""
+    from flyvis_study.model import MLP, _SplitFirstLayer
+
+    g = torch.Generator().manual_seed(2)
+    mlp = MLP(5, 16, 1, 3, g).double()
+    R, N = 4, 7
+    v, M, I = (torch.randn(R, N, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    a = torch.randn(N, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    split = mlp.forward_split([v, M, I], a, 1, n_live=2).squeeze(-1)
+    a_rows = torch.cat([a.expand(2, N, 2), a.detach().expand(R - 2, N, 2)])
+    plain = mlp(torch.cat([v.unsqueeze(-1), a_rows, M.unsqueeze(-1), I.unsqueeze(-1)], -1)).squeeze(-1)
+    torch.testing.assert_close(split, plain, rtol=1e-12, atol=1e-12)
+    weights = torch.randn(R, N, generator=g, dtype=torch.float64)
+    inputs = [a, v, M, I, *mlp.parameters()]
+    for x, y in zip(torch.autograd.grad((split * weights).sum(), inputs),
+                    torch.autograd.grad((plain * weights).sum(), inputs)):
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
+    with torch.no_grad():
+        zero = torch.zeros(R, N, dtype=torch.float64)
+        torch.testing.assert_close(mlp.forward_split([v, None, None], a, 1), mlp.forward_split([v, zero, zero], a, 1))
+    first = mlp.layers[0]
+    U = first.weight[:, 1:3].detach().clone().requires_grad_(True)
+    b = first.bias.detach().clone().requires_grad_(True)
+    Wf = torch.randn(16, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    # the true derivative (every row live; n_live < R is checked against the plain path above)
+    assert torch.autograd.gradcheck(lambda a, U, b, Wf, x0, x1: _SplitFirstLayer.apply(a, U, b, Wf, R, x0, x1),
+                                    (a, U, b, Wf, v, M))
+    with pytest.raises(ValueError, match="at least one"):
+        mlp.forward_split([None, None, None], a, 1)
+
+
+
+FAULTS_OF_MODEL_STEPS = """
+import resource, sys, torch
+from flyvis_study.allocator import keep_freed_memory
+from flyvis_study.model import FlyVisGNN
+if sys.argv[1] == "keep":
+    assert keep_freed_memory() and keep_freed_memory()  # idempotent
+torch.set_num_threads(1)
+g = torch.Generator().manual_seed(0)
+n, e = 10000, 40000
+model = FlyVisGNN(n, torch.randint(0, n, (e,), generator=g), torch.randint(0, n, (e,), generator=g), generator=g)
+v, I = torch.randn(2, n, generator=g), torch.randn(2, n, generator=g)
+for k in range(22):
+    if k == 2:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    model(v, I).square().sum().backward()  # activations of 6.4 MB
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_keep_freed_memory_stops_page_faults_of_training_steps():
+    """Two fresh processes, the same 20 forward/backward passes of the model: glibc's default
+    faults the activations' pages in again and again (measured 40,000-51,000 faults); with
+    keep_freed_memory they are reused after the heap has grown (measured 3,100-5,500)."""
+    import platform
+    import subprocess
+    import sys
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    faults = {mode: int(subprocess.run([sys.executable, "-c", FAULTS_OF_MODEL_STEPS, mode], check=True,
+                                       capture_output=True, text=True).stdout)
+              for mode in ("default", "keep")}
+    assert faults["default"] > 10 * 1563  # 1,563 pages = one activation tensor: the cost removed
+    assert faults["keep"] < faults["default"] / 4, faults
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_frozen_predictor_equals_model(batch):
+    """Evaluation's FrozenPredictor (cached embedding terms, int32 CSR W, fused oneDNN
+    Linear+ReLU, input term at non-zero columns only) == model(v, I) == the naive oracle."""
+    from flyvis_study.lattice import cached_connectome
+    from flyvis_study.model import FrozenPredictor
+
+    c = cached_connectome(1)
+    g = torch.Generator().manual_seed(4)
+    model = FlyVisGNN(c.n_neurons, torch.from_numpy(c.edge_src), torch.from_numpy(c.edge_tgt),
+                      ModelConfig(w_init_mode="randn"), generator=g)
+    with torch.no_grad():
+        model.embedding.normal_(generator=g)
+    predict = FrozenPredictor(model)
+    v = torch.randn(batch, c.n_neurons, generator=g)
+    photoreceptors = torch.zeros(batch, c.n_neurons)
+    photoreceptors[:, torch.from_numpy(c.input_nodes).long()] = torch.rand(batch, len(c.input_nodes), generator=g)
+    for I in (photoreceptors, torch.rand(batch, c.n_neurons, generator=g), torch.zeros(batch, c.n_neurons)):
+        with torch.no_grad():
+            fast, ref, naive = predict(v, I), model(v, I), naive_forward(model, v, I)
+        assert fast.shape == (batch, c.n_neurons)
+        torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(fast, naive, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        model.W.mul_(2.0)  # a snapshot: later changes to the model are not seen
+        assert not torch.allclose(predict(v, I), model(v, I))
+
+
+def test_fused_linear_relu_equals_addmm_relu():
+    from flyvis_study.model import MLP, _fused_linear_relu_available, _linear_relu
+
+    layer = MLP(3, 80, 1, 3, torch.Generator().manual_seed(0)).layers[1]
+    h = torch.rand(1000, 80, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        fused = _linear_relu(layer, h)
+        strided = _linear_relu(layer, h[::2])
+        assert _fused_linear_relu_available(h) == (torch.backends.mkldnn.is_available()
+                                                  and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+    plain = torch.relu(h @ layer.weight.t() + layer.bias)
+    torch.testing.assert_close(fused, plain.detach(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(strided, plain[::2].detach(), rtol=1e-6, atol=1e-6)
+    assert _linear_relu(layer, h).requires_grad  # with autograd: the differentiable path

@@ -9,6 +9,7 @@ import torch
 
 from flyvis_study.config import load_run_config
 from flyvis_study.schedule import coefficients, log_iterations
+from flyvis_study.naive import naive_edge_activation, naive_forward
 from flyvis_study.train import TrainingData, build_model, regulariser, train, training_loss
 
 PARAMS = __import__("conftest").REPO / "params"
@@ -47,18 +48,28 @@ def test_phase_switch_iteration_and_learning_rates(tiny_dataset, tmp_path, name,
 
 
 def test_fused_loss_equals_data_loss_plus_regulariser(tiny_config, tiny_dataset):
+    """The fast step's loss (split first layers, fused g_phi rows) equals the naive step's
+    (per-edge rows, plain MLP calls, separate regulariser), value and every gradient."""
     data = TrainingData(tiny_dataset, torch.device("cpu"))
     model = build_model(tiny_config, tiny_dataset, torch.device("cpu")).double()
+    with torch.no_grad():
+        model.embedding.normal_(generator=torch.Generator().manual_seed(0))
     v, I, y = (t.double() for t in data.rows(np.array([3, 700])))
+    plain_h = lambda v, a: naive_edge_activation(model, v, a)  # noqa: E731
     for epoch in (0, 1):
         c = coefficients(tiny_config.training, epoch)
         fused = training_loss(model, v, I, y, c, data.stats.xnorm)
-        plain = torch.linalg.vector_norm(model(v, I) - y) + regulariser(model, v[0], c, data.stats.xnorm)
-        torch.testing.assert_close(fused, plain)
+        split = torch.linalg.vector_norm(model(v, I) - y) + regulariser(model, v[0], c, data.stats.xnorm)
+        naive = torch.linalg.vector_norm(naive_forward(model, v, I) - y) + regulariser(
+            model, v[0], c, data.stats.xnorm, edge_activation=plain_h)
+        torch.testing.assert_close(fused, split)
+        torch.testing.assert_close(fused, naive)
+        names = [k for k, _ in model.named_parameters()]
         g1 = torch.autograd.grad(fused, list(model.parameters()))
-        g2 = torch.autograd.grad(plain, list(model.parameters()))
-        for a, b in zip(g1, g2):
-            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+        for other in (split, naive):
+            g2 = torch.autograd.grad(other, list(model.parameters()))
+            for k, a, b in zip(names, g1, g2):
+                torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12, msg=k)
 
 
 def test_regulariser_terms():

@@ -1,0 +1,32 @@
+"""The synaptic sum as a sparse matrix: M = W_sparse @ h with rows = targets (CSR).
+
+    M_i = sum_{e: tgt(e) = i} W_e h_{src(e)}     <=>   M = A h,  A[tgt(e), src(e)] = W_e
+
+Used where W is fixed for many products (the simulator's ground truth, a trained model
+under evaluation). On a 2-core CPU at extent 8 (434,112 edges) one product with 2 columns
+takes ~0.5 ms vs ~1.5 ms for the gather / scatter-add form; int32 indices (N, E < 2^31)
+make a mat-vec ~2.5x faster than int64 ones (0.11 vs 0.28 ms, bitwise the same result).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+
+def target_csr(edge_src: np.ndarray, edge_tgt: np.ndarray, weights: np.ndarray, n_neurons: int,
+               device: str | torch.device = "cpu") -> torch.Tensor:
+    """(N, N) float32 sparse CSR matrix A (int32 indices) with A[tgt(e), src(e)] = weights[e]."""
+    edge_src, edge_tgt = np.asarray(edge_src), np.asarray(edge_tgt)
+    order = np.lexsort((edge_src, edge_tgt))
+    counts = np.bincount(edge_tgt, minlength=n_neurons)
+    crow = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(crow), torch.from_numpy(edge_src[order].astype(np.int32)),
+            torch.from_numpy(np.asarray(weights)[order].astype(np.float32)), size=(n_neurons, n_neurons),
+            check_invariants=False,
+        ).to(device)

@@ -1,0 +1,34 @@
+"""The benchmark command: its JSON keys, consistent numbers, and the CLI's checks."""
+
+import json
+import math
+
+from typer.testing import CliRunner
+
+from flyvis_study.bench import format_benchmark, run_benchmark
+from flyvis_study.cli import app
+
+
+def test_benchmark_reports_every_number(tiny_dataset, dataset_root):
+    r = run_benchmark("tiny", "cpu", fast_iters=3, naive_iters=1, sim_frames=50, cache=str(dataset_root))
+    for key in ("sim_frames_per_s", "fast_ms_per_iter", "naive_ms_per_iter", "eval_s", "peak_rss_gb"):
+        assert math.isfinite(r[key]) and r[key] > 0, key
+    assert r["device"].endswith("threads)") and r["device_type"] == "cpu"
+    assert r["speedup_fast_vs_naive"] == r["naive_ms_per_iter"] / r["fast_ms_per_iter"]
+    assert (r["n_neurons"], r["n_edges"]) == (tiny_dataset.connectome.n_neurons, tiny_dataset.connectome.n_edges)
+    text = format_benchmark(r)
+    assert "fast vs naive" in text and "evaluation" in text
+
+
+def test_bench_cli_json_and_bad_options(tiny_dataset, dataset_root):
+    runner = CliRunner()
+    out = runner.invoke(app, ["bench", "--preset", "tiny", "--json", "--no-eval", "--fast-iters", "2",
+                              "--naive-iters", "1", "--cache", str(dataset_root)])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.output.strip().splitlines()[-1])
+    assert {"device", "sim_frames_per_s", "fast_ms_per_iter", "naive_ms_per_iter", "peak_rss_gb"} <= set(result)
+    assert "eval_s" not in result
+    bad = runner.invoke(app, ["bench", "--preset", "huge"])
+    assert bad.exit_code != 0 and "--preset 'huge'" in bad.output and "tiny" in bad.output
+    bad = runner.invoke(app, ["bench", "--device", "tpu"])
+    assert bad.exit_code != 0 and "allowed: cpu, cuda" in bad.output
