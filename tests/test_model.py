@@ -186,16 +186,50 @@ def test_frozen_predictor_equals_model(batch):
 
 
 def test_fused_linear_relu_equals_addmm_relu():
-    from flyvis_study.model import MLP, _fused_linear_relu_available, _linear_relu
+    from flyvis_study.fused_ops import fused_linear_relu_available, linear_relu
+    from flyvis_study.model import MLP
 
     layer = MLP(3, 80, 1, 3, torch.Generator().manual_seed(0)).layers[1]
     h = torch.rand(1000, 80, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        fused = _linear_relu(layer, h)
-        strided = _linear_relu(layer, h[::2])
-        assert _fused_linear_relu_available(h) == (torch.backends.mkldnn.is_available()
-                                                  and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+        fused = linear_relu(h, layer.weight, layer.bias)
+        strided = linear_relu(h[::2], layer.weight, layer.bias)
+        assert fused_linear_relu_available(h) == (torch.backends.mkldnn.is_available()
+                                                 and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
     plain = torch.relu(h @ layer.weight.t() + layer.bias)
     torch.testing.assert_close(fused, plain.detach(), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(strided, plain[::2].detach(), rtol=1e-6, atol=1e-6)
-    assert _linear_relu(layer, h).requires_grad  # with autograd: the differentiable path
+    assert linear_relu(h, layer.weight, layer.bias).requires_grad  # with autograd: the differentiable path
+
+
+@pytest.mark.parametrize("n_layers", [3, 4])
+def test_chunked_mlp_backward_equals_autograd_of_the_plain_mlp(n_layers):
+    """Training's ChunkedMLP (neuron-major activations, backward over chunks of neurons that do
+    not divide N) == autograd through MLP.forward on concatenated input with the embedding
+    detached after n_live row blocks; and torch's gradcheck of its hand-written backward."""
+    from flyvis_study.chunked_mlp import ChunkedMLP
+    from flyvis_study.model import MLP
+
+    g = torch.Generator().manual_seed(5)
+    mlp = MLP(5, 8, 1, n_layers, g).double()
+    R, N = 3, 11
+    v, M, I = (torch.randn(R, N, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    a = torch.randn(N, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    first, last = mlp.layers[0], mlp.layers[-1]
+    hidden = [p for layer in mlp.layers[1:-1] for p in (layer.weight, layer.bias)]
+    Wf = torch.stack([first.weight[:, 0], first.weight[:, 3], first.weight[:, 4]], 1)
+
+    def chunked(a, v, M, I, n_live=2, rows=4):  # 4 rows per chunk: 1 neuron x 3 blocks per chunk
+        return ChunkedMLP.apply(n_live, rows, a, first.weight[:, 1:3], first.bias, Wf, n_layers - 2, *hidden,
+                                last.weight, last.bias, v, M, I)
+
+    out = chunked(a, v, M, I)
+    a_rows = torch.cat([a.expand(2, N, 2), a.detach().expand(R - 2, N, 2)])
+    plain = mlp(torch.cat([v.unsqueeze(-1), a_rows, M.unsqueeze(-1), I.unsqueeze(-1)], -1)).squeeze(-1)
+    torch.testing.assert_close(out, plain, rtol=1e-12, atol=1e-12)
+    weights = torch.randn(R, N, generator=g, dtype=torch.float64)
+    inputs = [a, v, M, I, *mlp.parameters()]
+    for x, y in zip(torch.autograd.grad((out * weights).sum(), inputs),
+                    torch.autograd.grad((plain * weights).sum(), inputs)):
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda a, v, M: chunked(a, v, M, I.detach(), n_live=R, rows=7), (a, v, M))
