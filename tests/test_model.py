@@ -87,25 +87,40 @@ def test_mlp_inference_path_equals_autograd_path():
     torch.testing.assert_close(fused, with_grad.detach(), rtol=1e-6, atol=1e-6)
 
 
-def test_split_first_layer_equals_plain_mlp_and_detaches_embedding_after_n_live():
-    """forward_split([v, M, I], a, at=1, n_live) == MLP([v, a, M, I]) with a detached on rows >= n_live;
-    None features are zeros; the hand-written backward passes torch's gradcheck."""
-    from flyvis_study.model import MLP, _SplitFirstLayer
-
-    g = torch.Generator().manual_seed(2)
-    mlp = MLP(5, 16, 1, 3, g).double()
-    R, N = 4, 7
-    v, M, I = (torch.randn(R, N, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
-    a = torch.randn(N, 2, generator=g, dtype=torch.float64, requires_grad=True)
-    split = mlp.forward_split([v, M, I], a, 1, n_live=2).squeeze(-1)
-    a_rows = torch.cat([a.expand(2, N, 2), a.detach().expand(R - 2, N, 2)])
+def assert_equals_plain_mlp(mlp, out, a, v, M, I, n_live, g):
+    """out == MLP.forward on [v, a, M, I] with a detached after n_live row blocks, value and
+    gradients (embedding, features, every MLP parameter)."""
+    R, N = v.shape
+    a_rows = torch.cat([a.expand(n_live, N, a.shape[1]), a.detach().expand(R - n_live, N, a.shape[1])])
     plain = mlp(torch.cat([v.unsqueeze(-1), a_rows, M.unsqueeze(-1), I.unsqueeze(-1)], -1)).squeeze(-1)
-    torch.testing.assert_close(split, plain, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out, plain, rtol=1e-12, atol=1e-12)
     weights = torch.randn(R, N, generator=g, dtype=torch.float64)
     inputs = [a, v, M, I, *mlp.parameters()]
-    for x, y in zip(torch.autograd.grad((split * weights).sum(), inputs),
+    for x, y in zip(torch.autograd.grad((out * weights).sum(), inputs, retain_graph=True),
                     torch.autograd.grad((plain * weights).sum(), inputs)):
         torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
+
+
+def split_inputs(g, R=4, N=7):
+    v, M, I = (torch.randn(R, N, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    a = torch.randn(N, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    return a, v, M, I
+
+
+@pytest.mark.parametrize("chunked_backward", [False, True])
+def test_split_first_layer_equals_plain_mlp_and_detaches_embedding_after_n_live(chunked_backward, monkeypatch):
+    """forward_split([v, M, I], a, at=1, n_live) == MLP([v, a, M, I]) with a detached on rows >= n_live
+    (autograd through _SplitFirstLayer, as on a GPU, and the CPU's ChunkedMLP); None features are
+    zeros; the hand-written backward of _SplitFirstLayer passes torch's gradcheck."""
+    import flyvis_study.model as model_module
+    from flyvis_study.model import MLP, _SplitFirstLayer
+
+    monkeypatch.setattr(model_module, "CHUNKED_CPU_BACKWARD", chunked_backward)
+    g = torch.Generator().manual_seed(2)
+    mlp = MLP(5, 16, 1, 3, g).double()
+    a, v, M, I = split_inputs(g)
+    R, N = v.shape
+    assert_equals_plain_mlp(mlp, mlp.forward_split([v, M, I], a, 1, n_live=2).squeeze(-1), a, v, M, I, 2, g)
     with torch.no_grad():
         zero = torch.zeros(R, N, dtype=torch.float64)
         torch.testing.assert_close(mlp.forward_split([v, None, None], a, 1), mlp.forward_split([v, zero, zero], a, 1))
@@ -212,9 +227,8 @@ def test_chunked_mlp_backward_equals_autograd_of_the_plain_mlp(n_layers):
 
     g = torch.Generator().manual_seed(5)
     mlp = MLP(5, 8, 1, n_layers, g).double()
-    R, N = 3, 11
-    v, M, I = (torch.randn(R, N, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
-    a = torch.randn(N, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    a, v, M, I = split_inputs(g, R=3, N=11)
+    R = v.shape[0]
     first, last = mlp.layers[0], mlp.layers[-1]
     hidden = [p for layer in mlp.layers[1:-1] for p in (layer.weight, layer.bias)]
     Wf = torch.stack([first.weight[:, 0], first.weight[:, 3], first.weight[:, 4]], 1)
@@ -223,13 +237,5 @@ def test_chunked_mlp_backward_equals_autograd_of_the_plain_mlp(n_layers):
         return ChunkedMLP.apply(n_live, rows, a, first.weight[:, 1:3], first.bias, Wf, n_layers - 2, *hidden,
                                 last.weight, last.bias, v, M, I)
 
-    out = chunked(a, v, M, I)
-    a_rows = torch.cat([a.expand(2, N, 2), a.detach().expand(R - 2, N, 2)])
-    plain = mlp(torch.cat([v.unsqueeze(-1), a_rows, M.unsqueeze(-1), I.unsqueeze(-1)], -1)).squeeze(-1)
-    torch.testing.assert_close(out, plain, rtol=1e-12, atol=1e-12)
-    weights = torch.randn(R, N, generator=g, dtype=torch.float64)
-    inputs = [a, v, M, I, *mlp.parameters()]
-    for x, y in zip(torch.autograd.grad((out * weights).sum(), inputs),
-                    torch.autograd.grad((plain * weights).sum(), inputs)):
-        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
+    assert_equals_plain_mlp(mlp, chunked(a, v, M, I), a, v, M, I, 2, g)
     assert torch.autograd.gradcheck(lambda a, v, M: chunked(a, v, M, I.detach(), n_live=R, rows=7), (a, v, M))
