@@ -4,8 +4,9 @@
 
 Used where W is fixed for many products (the simulator's ground truth, a trained model
 under evaluation). On a 2-core CPU at extent 8 (434,112 edges) one product with 2 columns
-takes ~0.5 ms vs ~1.5 ms for the gather / scatter-add form; int32 indices (N, E < 2^31)
-make a mat-vec ~2.5x faster than int64 ones (0.11 vs 0.28 ms, bitwise the same result).
+takes ~0.5 ms vs ~1.5 ms for the gather / scatter-add form; on the CPU int32 indices
+(N, E < 2^31) make a mat-vec ~2.5x faster than int64 ones (0.11 vs 0.28 ms, bitwise the same
+result). On CUDA the indices stay int64 (the form measured on the GPU machine).
 """
 
 from __future__ import annotations
@@ -18,15 +19,16 @@ import torch
 
 def target_csr(edge_src: np.ndarray, edge_tgt: np.ndarray, weights: np.ndarray, n_neurons: int,
                device: str | torch.device = "cpu") -> torch.Tensor:
-    """(N, N) float32 sparse CSR matrix A (int32 indices) with A[tgt(e), src(e)] = weights[e]."""
+    """(N, N) float32 sparse CSR matrix A with A[tgt(e), src(e)] = weights[e] (int32 indices on CPU)."""
+    index = np.int32 if torch.device(device).type == "cpu" else np.int64
     edge_src, edge_tgt = np.asarray(edge_src), np.asarray(edge_tgt)
     order = np.lexsort((edge_src, edge_tgt))
     counts = np.bincount(edge_tgt, minlength=n_neurons)
-    crow = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    crow = np.concatenate([[0], np.cumsum(counts)]).astype(index)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
         return torch.sparse_csr_tensor(
-            torch.from_numpy(crow), torch.from_numpy(edge_src[order].astype(np.int32)),
+            torch.from_numpy(crow), torch.from_numpy(edge_src[order].astype(index)),
             torch.from_numpy(np.asarray(weights)[order].astype(np.float32)), size=(n_neurons, n_neurons),
             check_invariants=False,
         ).to(device)

@@ -63,3 +63,22 @@ def test_noise_depends_on_generator_only(world):
                                                                 torch.Generator().manual_seed(seed))])
     np.testing.assert_array_equal(run(1), run(1))
     assert not np.array_equal(run(1), run(2))
+
+
+def test_target_csr_is_the_synaptic_sum():
+    """A = target_csr(src, tgt, W): A @ h == sum over edges j -> i of W_e h_j (duplicate edges
+    summed), int32 indices on the CPU."""
+    import numpy as np
+    import torch
+
+    from flyvis_study.sparse import target_csr
+
+    rng = np.random.default_rng(0)
+    src, tgt = rng.integers(0, 30, 200), rng.integers(0, 30, 200)
+    w = rng.standard_normal(200).astype(np.float32)
+    A = target_csr(src, tgt, w, 30)
+    assert A.crow_indices().dtype == torch.int32 and A.col_indices().dtype == torch.int32
+    h = rng.standard_normal(30).astype(np.float32)
+    expected = np.zeros(30)
+    np.add.at(expected, tgt, w * h[src])
+    np.testing.assert_allclose(torch.mv(A, torch.from_numpy(h)).numpy(), expected, rtol=1e-5, atol=1e-5)
