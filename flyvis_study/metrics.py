@@ -14,6 +14,7 @@ tau_hat = clip(-1 / s, 0, 1); V_rest_hat = -c / s (s = 0 -> 1).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -255,20 +256,48 @@ def per_neuron_pearson_r2(pred: np.ndarray, true: np.ndarray, chunk: int = 1024)
     return r, r2
 
 
+def predict_frames(predict: FrozenPredictor, v: np.ndarray, I: np.ndarray, batch: int,
+                   device: torch.device) -> np.ndarray:
+    """predict(v_t, I_t) for every frame t of (T, N) arrays -> (T, N) float32.
+
+    On a CPU with k >= 2 intra-op threads the frames are split over k Python threads with one
+    intra-op thread each (restored afterwards): independent single-threaded streams beat
+    2-thread ops on these 13,741 x 80 products (3.7 vs 4.2-4.8 ms per frame on 2 cores,
+    bitwise the same predictions, tested). The output is one preallocated array: thousands of
+    small long-lived arrays interleaved with the per-call activations fragment glibc's heap
+    (measured: +4.4 MB RSS per call at full scale).
+    """
+    pred = np.empty(v.shape, dtype=np.float32)
+
+    def run(starts) -> None:
+        with torch.no_grad():
+            for s in starts:
+                vb = torch.as_tensor(np.array(v[s:s + batch]), device=device)
+                Ib = torch.as_tensor(np.array(I[s:s + batch]), device=device)
+                pred[s:s + batch] = predict(vb, Ib).cpu().numpy()
+
+    starts = range(0, v.shape[0], batch)
+    workers = min(torch.get_num_threads(), len(starts)) if device.type == "cpu" else 1
+    if workers <= 1:
+        run(starts)
+        return pred
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(run, [starts[k::workers] for k in range(workers)]))
+    finally:
+        torch.set_num_threads(previous)
+    return pred
+
+
 @torch.no_grad()
 def one_step_test(model: FlyVisGNN, v: np.ndarray, I: np.ndarray, y: np.ndarray,
                   batch: int | None = None) -> dict:
     """test_pearson / test_R2: NaN-safe means over neurons of per-neuron r and R2 over time."""
     dev = model.W.device
     batch = batch or _rows_per_call(dev, 1, 64)  # test frames per call
-    predict = FrozenPredictor(model)
-    # one preallocated output: thousands of small long-lived arrays interleaved with the
-    # per-call activations fragment glibc's heap (measured: +4.4 MB RSS per call at full scale)
-    pred = np.empty(v.shape, dtype=np.float32)
-    for s in range(0, v.shape[0], batch):
-        vb = torch.as_tensor(np.array(v[s:s + batch]), device=dev)
-        Ib = torch.as_tensor(np.array(I[s:s + batch]), device=dev)
-        pred[s:s + batch] = predict(vb, Ib).cpu().numpy()
+    pred = predict_frames(FrozenPredictor(model), v, I, batch, dev)
     r, r2 = per_neuron_pearson_r2(pred, np.asarray(y))
     return {"test_pearson": _nanmean(r), "test_R2": _nanmean(r2)}
 

@@ -130,3 +130,30 @@ def test_trend_and_trajectory_summary():
     s = trajectory_summary(rows)
     assert s["conn"]["peak"] == 0.9 and s["conn"]["peak_iteration"] == 2 and s["conn"]["peak_phase"] == "joint"
     assert s["conn"]["final"] == 0.8 and s["conn"]["trend"] == "decaying"
+
+
+def test_predict_frames_threaded_equals_sequential_and_restores_threads():
+    """The one-step test's frames split over Python threads (CPU) give bitwise the predictions of
+    one sequential loop, and torch's intra-op thread count is restored."""
+    from flyvis_study.metrics import predict_frames
+    from flyvis_study.model import FrozenPredictor
+
+    c = cached_connectome(1)
+    g = torch.Generator().manual_seed(0)
+    model = FlyVisGNN(c.n_neurons, torch.from_numpy(c.edge_src), torch.from_numpy(c.edge_tgt), generator=g)
+    predict = FrozenPredictor(model)
+    v = torch.randn(37, c.n_neurons, generator=g).numpy()
+    I = torch.rand(37, c.n_neurons, generator=g).numpy()
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        threaded = predict_frames(predict, v, I, 1, torch.device("cpu"))
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        sequential = predict_frames(predict, v, I, 1, torch.device("cpu"))
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(threaded, sequential)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(v), torch.from_numpy(I)).numpy()
+    np.testing.assert_allclose(threaded, expected, rtol=1e-5, atol=1e-5)
