@@ -131,7 +131,8 @@ class MLP(nn.Module):
         ``features``: the scalar input columns in order, each (R, N) (``None`` = all zeros,
         skipped); ``embedding``: a (N, d), occupying input columns embedding_at .. +d;
         ``n_live``: row blocks whose rows pass gradient to ``embedding`` (default all R).
-        Returns (R, N, n_out). Hidden layers are one ``addmm`` each with the ReLU in place.
+        Returns (R, N, n_out). Training on a CPU goes through ``ChunkedMLP`` (one function,
+        cache-sized backward); elsewhere ``_SplitFirstLayer`` then ``after_first_layer``.
         """
         first = self.layers[0]
         d = embedding.shape[-1]
@@ -160,7 +161,7 @@ class MLP(nn.Module):
         return [f for f, _ in used], torch.stack([w[:, c] for _, c in used], 1)
 
     def after_first_layer(self, h: torch.Tensor) -> torch.Tensor:
-        """Hidden layers (``addmm`` + in-place ReLU) and the output layer; h (..., hidden) -> (..., n_out)."""
+        """Hidden Linear+ReLU layers (``fused_ops.linear_relu``) and the output layer; h (..., hidden) -> (..., n_out)."""
         lead = h.shape[:-1]
         h = h.reshape(-1, h.shape[-1])
         for layer in self.layers[1:-1]:
@@ -238,8 +239,8 @@ class FrozenPredictor:
     """dv/dt_hat of a model with fixed parameters (evaluation): ``FlyVisGNN.forward``'s maths
     without autograd, with what does not depend on the state computed once: the embedding
     terms U a_n + b of both first layers (N x hidden each), their feature columns, and W as
-    a CSR matrix (rows = targets; ``sparse.target_csr``). Build it after training (it copies
-    the parameters; later changes to the model are not seen).
+    a CSR matrix (rows = targets; ``sparse.target_csr``). Those are snapshots while the hidden
+    layers are read from the model, so build it when training is over and drop it after use.
 
     ``predictor(v, I)``: v, I (B, N) -> (B, N), equal to ``model(v, I)`` to float rounding.
     """
