@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from .fused_ops import linear_relu
+from .fused_ops import linear_relu, split_first_layer
 
 ROWS_PER_CHUNK = 4096  # rows (neurons x row blocks) per backward chunk: ~1.3 MB per activation (measured best of 2,048-16,384)
 
@@ -37,12 +37,10 @@ class ChunkedMLP(torch.autograd.Function):
         w_out, b_out = rest[2 * n_hidden], rest[2 * n_hidden + 1]
         features = rest[2 * n_hidden + 2:]
         R, N = features[0].shape
-        columns = [f.t().contiguous().unsqueeze(-1) for f in features]  # (N, R, 1) each, neuron-major
-        z = torch.addcmul(torch.addmm(b1, a, U.t()).unsqueeze(1), columns[0], Wf[:, 0])  # (N, R, H)
-        for k in range(1, len(columns)):
-            z.addcmul_(columns[k], Wf[:, k])
-        F = torch.cat(columns, -1)  # (N, R, K) for the backward
-        acts = [z.relu_().view(N * R, -1)]
+        columns = [f.t().contiguous() for f in features]  # (N, R) each, neuron-major
+        z = split_first_layer(torch.addmm(b1, a, U.t()).unsqueeze(1), Wf, columns)  # (N, R, H)
+        F = torch.stack(columns, -1)  # (N, R, K) for the backward
+        acts = [z.view(N * R, -1)]
         for W, b in hidden:  # autograd is off inside forward: the fused oneDNN op on CPU float32
             acts.append(linear_relu(acts[-1], W, b))
         out = torch.addmv(b_out, acts[-1], w_out[0]).view(N, R).t().contiguous()

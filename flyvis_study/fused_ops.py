@@ -1,4 +1,9 @@
-"""Linear + ReLU as one oneDNN call for CPU inference (and the forward of training's ChunkedMLP).
+"""The MLP's layer kernels shared by the model, its evaluation predictor and ChunkedMLP.
+
+``split_first_layer``: the first Linear + ReLU on split input (per-neuron embedding term plus
+per-row scalar features), see ``model.py``.
+
+Linear + ReLU as one oneDNN call for CPU inference (and the forward of training's ChunkedMLP):
 
 ``torch.ops.mkldnn._linear_pointwise(h, W, b, "relu")`` computes relu(h W^T + b) with the bias
 and the ReLU in the GEMM's epilogue: no separate bias-broadcast copy and ReLU pass over the
@@ -24,3 +29,12 @@ def linear_relu(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> to
     if fused_linear_relu_available(h):
         return torch.ops.mkldnn._linear_pointwise(h, weight, bias, "relu", [], "")
     return torch.addmm(bias, h, weight.t()).relu_()
+
+
+def split_first_layer(embedding_term: torch.Tensor, Wf: torch.Tensor, features, relu: bool = True) -> torch.Tensor:
+    """relu(embedding_term + sum_k X_k[..., None] Wf[:, k]), broadcast: (N, H) with K x (R, N) -> (R, N, H),
+    or neuron-major (N, 1, H) with K x (N, R) -> (N, R, H)."""
+    z = torch.addcmul(embedding_term, features[0].unsqueeze(-1), Wf[:, 0])
+    for k in range(1, len(features)):
+        z.addcmul_(features[k].unsqueeze(-1), Wf[:, k])
+    return z.relu_() if relu else z

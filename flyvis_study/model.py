@@ -37,15 +37,7 @@ from torch import nn
 
 from .chunked_mlp import ROWS_PER_CHUNK, ChunkedMLP
 from .config import ModelConfig
-from .fused_ops import linear_relu
-
-
-def _split_first_layer(embedding_term: torch.Tensor, Wf: torch.Tensor, features, relu: bool = True) -> torch.Tensor:
-    """relu(embedding_term[n] + sum_k X_k[r, n] Wf[:, k]): (N, H), (H, K), K x (R, N) -> (R, N, H)."""
-    z = torch.addcmul(embedding_term, features[0].unsqueeze(-1), Wf[:, 0])
-    for k in range(1, len(features)):
-        z.addcmul_(features[k].unsqueeze(-1), Wf[:, k])
-    return z.relu_() if relu else z
+from .fused_ops import linear_relu, split_first_layer
 
 
 CHUNKED_CPU_BACKWARD = True  # training on CPU through ChunkedMLP; False: autograd's backward (same maths)
@@ -62,7 +54,7 @@ class _SplitFirstLayer(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, U, b, Wf, n_live, *features):
-        z = _split_first_layer(torch.addmm(b, a, U.t()), Wf, features)
+        z = split_first_layer(torch.addmm(b, a, U.t()), Wf, features)
         ctx.n_live = n_live
         ctx.save_for_backward(a, U, Wf, z, *features)
         return z
@@ -107,22 +99,18 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (..., n_in) -> (..., n_out).
 
-        Without autograd (evaluation) rows are flattened to one matrix and each hidden layer is
-        one fused ``addmm`` (bias + x W^T) with the ReLU applied in place: the same maths as
-        ``relu(Linear(x))``, ~3x faster on CPU at 27k rows because no extra activation tensor
-        is written and read. Training uses the plain path (its cost is the backward; the fast
-        and the naive steps of ``flyvis-study bench`` share it).
+        The plain path on a concatenated input: the reference form (``naive.py``, and the
+        naive step of ``flyvis-study bench``). Without autograd the rows are flattened to one
+        matrix and go through ``fused_ops.linear_relu`` and ``after_first_layer`` (same maths,
+        tested; no extra activation tensors).
         """
         if torch.is_grad_enabled():
             for layer in self.layers[:-1]:
                 x = torch.relu(layer(x))
             return self.layers[-1](x)
-        lead = x.shape[:-1]
-        h = x.reshape(-1, x.shape[-1])
-        for layer in self.layers[:-1]:
-            h = torch.addmm(layer.bias, h, layer.weight.t()).relu_()
-        last = self.layers[-1]
-        return torch.addmm(last.bias, h, last.weight.t()).reshape(*lead, last.out_features)
+        first = self.layers[0]
+        h = linear_relu(x.reshape(-1, x.shape[-1]), first.weight, first.bias)
+        return self.after_first_layer(h).reshape(*x.shape[:-1], self.layers[-1].out_features)
 
     def forward_split(self, features: list[torch.Tensor | None], embedding: torch.Tensor, embedding_at: int,
                       n_live: int | None = None) -> torch.Tensor:
@@ -263,13 +251,13 @@ class FrozenPredictor:
 
     @torch.no_grad()
     def __call__(self, v: torch.Tensor, I: torch.Tensor) -> torch.Tensor:
-        g = self.g_phi.after_first_layer(_split_first_layer(self.e_g, self.w_g, [v])).squeeze(-1)
+        g = self.g_phi.after_first_layer(split_first_layer(self.e_g, self.w_g, [v])).squeeze(-1)
         h = g * g if self.positive else g
         M = torch.mv(self.W, h[0]).unsqueeze(0) if h.shape[0] == 1 else (self.W @ h.t()).t()
         if v.device.type != "cpu":
-            return self.f_theta.after_first_layer(_split_first_layer(self.e_f, self.w_f, [v, M, I])).squeeze(-1)
+            return self.f_theta.after_first_layer(split_first_layer(self.e_f, self.w_f, [v, M, I])).squeeze(-1)
         # on CPU the input term is added at its non-zero columns only (the photoreceptors: ~13 %)
-        z = _split_first_layer(self.e_f, self.w_f[:, :2], [v, M], relu=False)
+        z = split_first_layer(self.e_f, self.w_f[:, :2], [v, M], relu=False)
         columns = torch.nonzero(I.abs().sum(0)).squeeze(1)
         z.index_add_(1, columns, I[:, columns].unsqueeze(-1) * self.w_f[:, 2])
         return self.f_theta.after_first_layer(z.relu_()).squeeze(-1)
