@@ -15,8 +15,9 @@ Measured at full scale on the 2-core CPU, in one process with interleaved blocks
 56.5-57.3 ms per training step vs 62.8-63.7 ms with autograd's backward of the same
 forward (``model.CHUNKED_CPU_BACKWARD = False``). On a GPU the autograd path is used.
 
-Shapes: features X_k (R, N); a (N, d); U (H, d); b1 (H,); Wf (H, K); hidden weights
-(H, H) and biases (H,); output weight (1, H), bias (1,). Output (R, N).
+Shapes: features X_k (R, N); a (N, d); first weight W1 (H, n_in) holding U (H, d) and Wf
+(H, K) at the columns ``layout`` gives (``fused_ops.FirstLayerLayout``); b1 (H,); hidden
+weights (H, H) and biases (H,); output weight (1, H), bias (1,). Output (R, N).
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ ROWS_PER_CHUNK = 4096  # rows (neurons x row blocks) per backward chunk: ~1.3 MB
 
 
 class ChunkedMLP(torch.autograd.Function):
-    """apply(n_live, rows_per_chunk, a, U, b1, Wf, n_hidden, *hidden_wb, w_out, b_out, *features)."""
+    """apply(n_live, rows_per_chunk, layout, a, W1, b1, n_hidden, *hidden_wb, w_out, b_out, *features)."""
 
     @staticmethod
-    def forward(ctx, n_live: int, rows_per_chunk: int, a, U, b1, Wf, n_hidden: int, *rest):
+    def forward(ctx, n_live: int, rows_per_chunk: int, layout, a, W1, b1, n_hidden: int, *rest):
+        U, Wf = layout.split(W1)
         hidden = [(rest[2 * i], rest[2 * i + 1]) for i in range(n_hidden)]
         w_out, b_out = rest[2 * n_hidden], rest[2 * n_hidden + 1]
         features = rest[2 * n_hidden + 2:]
@@ -45,6 +47,7 @@ class ChunkedMLP(torch.autograd.Function):
             acts.append(linear_relu(acts[-1], W, b))
         out = torch.addmv(b_out, acts[-1], w_out[0]).view(N, R).t().contiguous()
         ctx.n_live, ctx.rows_per_chunk, ctx.n_hidden, ctx.shape = n_live, rows_per_chunk, n_hidden, (R, N)
+        ctx.layout = layout
         ctx.save_for_backward(a, U, Wf, w_out, F, *[W for W, _ in hidden], *acts)
         return out
 
@@ -90,10 +93,10 @@ class ChunkedMLP(torch.autograd.Function):
             g_Wf.addmm_(g.t(), F_c)
             if g_F is not None:
                 torch.mm(g, Wf, out=g_F[n0:n1].view(-1, K))
-        grad_a = g_live @ U if need[2] else None
-        grad_U = g_emb.t() @ a if need[3] else None
-        grad_b1 = g_emb.sum(0) if need[4] else None
+        grad_a = g_live @ U if need[3] else None
+        grad_W1 = ctx.layout.join(g_emb.t() @ a, g_Wf) if need[4] else None
+        grad_b1 = g_emb.sum(0) if need[5] else None
         hidden_grads = [x for pair in zip(g_W, g_b) for x in pair]
         grad_X = [g_F[..., k].t() if need_X[k] else None for k in range(K)]
-        return (None, None, grad_a, grad_U, grad_b1, g_Wf, None, *hidden_grads, g_wout.unsqueeze(0), g_bout,
+        return (None, None, None, grad_a, grad_W1, grad_b1, None, *hidden_grads, g_wout.unsqueeze(0), g_bout,
                 *grad_X)

@@ -15,6 +15,8 @@ other case takes ``addmm`` + in-place ReLU.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 
@@ -38,3 +40,39 @@ def split_first_layer(embedding_term: torch.Tensor, Wf: torch.Tensor, features, 
     for k in range(1, len(features)):
         z.addcmul_(features[k].unsqueeze(-1), Wf[:, k])
     return z.relu_() if relu else z
+
+
+@dataclass(frozen=True)
+class FirstLayerLayout:
+    """Where the split first layer's inputs sit among its weight's columns (weight (H, n_in)).
+
+    The embedding a (N, d) occupies columns embedding_at .. embedding_at + d - 1; the used
+    scalar features X_k occupy ``feature_columns`` (in order; unused features' columns get a
+    zero gradient). ``split`` and ``join`` are column selections and their transpose, written
+    as one ``stack`` / ``cat`` each: inside the hand-written backwards they replace the select
+    and slice backwards of autograd (one zero-filled (H, n_in) tensor and one add per column).
+    """
+
+    embedding_at: int
+    embedding_dim: int
+    feature_columns: tuple[int, ...]
+    n_in: int
+
+    def split(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """weight (H, n_in) -> U (H, d) (a view), Wf (H, K) (the feature columns, stacked)."""
+        at, d = self.embedding_at, self.embedding_dim
+        return weight[:, at:at + d], torch.stack([weight[:, c] for c in self.feature_columns], 1)
+
+    def join(self, grad_U: torch.Tensor, grad_Wf: torch.Tensor) -> torch.Tensor:
+        """The gradient of weight (H, n_in) from those of U (H, d) and Wf (H, K)."""
+        at, d = self.embedding_at, self.embedding_dim
+        k_of = {c: k for k, c in enumerate(self.feature_columns)}
+        pieces = []
+        for c in range(self.n_in):
+            if at <= c < at + d:
+                pieces.append(grad_U[:, c - at:c - at + 1])
+            elif c in k_of:
+                pieces.append(grad_Wf[:, k_of[c]:k_of[c] + 1])
+            else:
+                pieces.append(grad_U.new_zeros(grad_U.shape[0], 1))
+        return torch.cat(pieces, 1)

@@ -37,7 +37,7 @@ from torch import nn
 
 from .chunked_mlp import ROWS_PER_CHUNK, ChunkedMLP
 from .config import ModelConfig
-from .fused_ops import linear_relu, split_first_layer
+from .fused_ops import FirstLayerLayout, linear_relu, split_first_layer
 
 
 CHUNKED_CPU_BACKWARD = True  # training on CPU through ChunkedMLP; False: autograd's backward (same maths)
@@ -46,16 +46,19 @@ CHUNKED_CPU_BACKWARD = True  # training on CPU through ChunkedMLP; False: autogr
 class _SplitFirstLayer(torch.autograd.Function):
     """h = relu(z), z[r, n, :] = sum_k X_k[r, n] Wf[:, k] + U a[n] + b; the first Linear + ReLU.
 
-    Inputs: a (N, d), U (H, d), b (H,), Wf (H, K), n_live (int), X_0..X_{K-1} (R, N).
-    Output (R, N, H). The embedding a receives gradient only from the first ``n_live`` row
-    blocks (rows after them use a detached embedding, as the regularisers require); U, b, Wf
-    and the X_k receive the gradient of every row.
+    Inputs: a (N, d), weight (H, n_in) with U, Wf its columns per ``layout``
+    (``fused_ops.FirstLayerLayout``), b (H,), n_live (int), X_0..X_{K-1} (R, N). Output
+    (R, N, H). The embedding a receives gradient only from the first ``n_live`` row blocks
+    (rows after them use a detached embedding, as the regularisers require); weight, b and
+    the X_k receive the gradient of every row. The weight's gradient is assembled here in
+    one ``cat`` (few kernels: what a CUDA-graph replay pays for is their number).
     """
 
     @staticmethod
-    def forward(ctx, a, U, b, Wf, n_live, *features):
+    def forward(ctx, a, weight, b, layout, n_live, *features):
+        U, Wf = layout.split(weight)
         z = split_first_layer(torch.addmm(b, a, U.t()), Wf, features)
-        ctx.n_live = n_live
+        ctx.n_live, ctx.layout = n_live, layout
         ctx.save_for_backward(a, U, Wf, z, *features)
         return z
 
@@ -68,11 +71,16 @@ class _SplitFirstLayer(torch.autograd.Function):
         g_live = g[: ctx.n_live].sum(0)  # (N, H)
         g_emb = g_live + g[ctx.n_live:].sum(0) if ctx.n_live < g.shape[0] else g_live
         grad_a = g_live @ U if need[0] else None
-        grad_U = g_emb.t() @ a if need[1] else None
+        grad_weight = None
+        if need[1]:
+            if len(features) == 1:
+                grad_Wf = (features[0].reshape(-1) @ g_rows).unsqueeze(1)
+            else:
+                grad_Wf = g_rows.t() @ torch.stack([f.reshape(-1) for f in features], 1)
+            grad_weight = ctx.layout.join(g_emb.t() @ a, grad_Wf)
         grad_b = g_emb.sum(0) if need[2] else None
-        grad_Wf = torch.stack([f.reshape(-1) @ g_rows for f in features], 1) if need[3] else None
         grad_X = [g @ Wf[:, k] if need[5 + k] else None for k in range(len(features))]
-        return (grad_a, grad_U, grad_b, grad_Wf, None, *grad_X)
+        return (grad_a, grad_weight, grad_b, None, None, *grad_X)
 
 
 class MLP(nn.Module):
@@ -123,30 +131,28 @@ class MLP(nn.Module):
         cache-sized backward); elsewhere ``_SplitFirstLayer`` then ``after_first_layer``.
         """
         first = self.layers[0]
-        d = embedding.shape[-1]
-        used, Wf = self.split_weights(features, embedding_at, d)
+        used, layout = self.split_layout(features, embedding_at, embedding.shape[-1])
         n_live = used[0].shape[0] if n_live is None else n_live
         last = self.layers[-1]
         if CHUNKED_CPU_BACKWARD and torch.is_grad_enabled() and embedding.device.type == "cpu" \
                 and last.out_features == 1:
             # training on a CPU: whole MLP in one function with a cache-sized backward (chunked_mlp.py)
             hidden = [p for layer in self.layers[1:-1] for p in (layer.weight, layer.bias)]
-            out = ChunkedMLP.apply(n_live, ROWS_PER_CHUNK, embedding, first.weight[:, embedding_at:embedding_at + d],
-                                   first.bias, Wf, len(self.layers) - 2, *hidden, last.weight, last.bias, *used)
+            out = ChunkedMLP.apply(n_live, ROWS_PER_CHUNK, layout, embedding, first.weight, first.bias,
+                                   len(self.layers) - 2, *hidden, last.weight, last.bias, *used)
             return out.unsqueeze(-1)
-        h = _SplitFirstLayer.apply(embedding, first.weight[:, embedding_at:embedding_at + d], first.bias, Wf,
-                                   n_live, *used)
+        h = _SplitFirstLayer.apply(embedding, first.weight, first.bias, layout, n_live, *used)
         return self.after_first_layer(h)
 
-    def split_weights(self, features: list[torch.Tensor | None], embedding_at: int,
-                      d: int) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """The non-``None`` features and their first-layer weight columns Wf (hidden, K)."""
+    def split_layout(self, features: list[torch.Tensor | None], embedding_at: int,
+                     d: int) -> tuple[list[torch.Tensor], FirstLayerLayout]:
+        """The non-``None`` features and where they and the embedding sit in the first layer."""
         columns = [k if k < embedding_at else k + d for k in range(len(features))]
         used = [(f, c) for f, c in zip(features, columns) if f is not None]
         if not used:
             raise ValueError("forward_split needs at least one non-zero feature")
-        w = self.layers[0].weight
-        return [f for f, _ in used], torch.stack([w[:, c] for _, c in used], 1)
+        layout = FirstLayerLayout(embedding_at, d, tuple(c for _, c in used), self.layers[0].in_features)
+        return [f for f, _ in used], layout
 
     def after_first_layer(self, h: torch.Tensor) -> torch.Tensor:
         """Hidden Linear+ReLU layers (``fused_ops.linear_relu``) and the output layer; h (..., hidden) -> (..., n_out)."""
@@ -156,7 +162,7 @@ class MLP(nn.Module):
             h = linear_relu(h, layer.weight, layer.bias)
         last = self.layers[-1]
         if last.out_features == 1:  # matrix-vector product: its backward is an outer product, not a K=1 GEMM
-            return torch.addmv(last.bias, h, last.weight[0]).reshape(*lead, 1)
+            return torch.addmv(last.bias, h, last.weight.view(-1)).reshape(*lead, 1)  # a view: no select backward
         return torch.addmm(last.bias, h, last.weight.t()).reshape(*lead, last.out_features)
 
 

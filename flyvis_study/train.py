@@ -35,6 +35,7 @@ from .dataset import Dataset
 from .metrics import (ActivityStats, connectivity_metrics, gain_frame_indices, recover_parameters,
                       tau_metrics, vrest_metrics)
 from .model import FlyVisGNN
+from .norms import norm_penalty
 from .schedule import GROUPS, coefficients, learning_rates, log_iterations, phase_of
 
 LOG_COLUMNS = ("epoch", "iteration", "connectivity_r2", "vrest_r2", "tau_r2", "phase")
@@ -106,28 +107,28 @@ def regulariser(model: FlyVisGNN, v_frame: torch.Tensor, coeffs: dict[str, float
     the naive baseline passes its plain per-row form).
     """
     edge_activation = edge_activation or model.edge_activation
-    zero = model.W.new_zeros(())
-    total = zero
+    terms = []
     if coeffs["W_L1"] > 0:
-        total = total + coeffs["W_L1"] * model.W.abs().sum()
+        terms.append(coeffs["W_L1"] * model.W.abs().sum())
     elif coeffs["W_L2"] > 0:
-        total = total + coeffs["W_L2"] * torch.linalg.vector_norm(model.W)
+        terms.append(coeffs["W_L2"] * torch.linalg.vector_norm(model.W))
     for name, mlp in (("g_phi", model.g_phi), ("f_theta", model.f_theta)):
         c1, c2 = coeffs[f"{name}_L1"], coeffs[f"{name}_L2"]
-        if c1 > 0 or c2 > 0:
-            for p in mlp.parameters():
-                if c1 > 0:
-                    total = total + c1 * p.abs().sum()
-                if c2 > 0:
-                    total = total + c2 * torch.linalg.vector_norm(p)
+        if c1 > 0 or c2 > 0:  # sum over the MLP's tensors of c1 ||p||_1 + c2 ||p||_2 (norms.py: few kernels)
+            terms.append(norm_penalty(list(mlp.parameters()), c1, c2))
     a = model.embedding.detach()
     if coeffs["g_phi_diff"] > 0:
         v = v_frame.detach()
         diff = edge_activation(v, a) - edge_activation(1.05 * v, a)
-        total = total + coeffs["g_phi_diff"] * torch.linalg.vector_norm(torch.relu(diff))
+        terms.append(coeffs["g_phi_diff"] * torch.linalg.vector_norm(torch.relu(diff)))
     if coeffs["g_phi_norm"] > 0:
         x = torch.full_like(v_frame, 2 * xnorm)
-        total = total + coeffs["g_phi_norm"] * torch.linalg.vector_norm(edge_activation(x, a) - 2 * xnorm)
+        terms.append(coeffs["g_phi_norm"] * torch.linalg.vector_norm(edge_activation(x, a) - 2 * xnorm))
+    if not terms:
+        return model.W.new_zeros(())
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
     return total
 
 
@@ -146,15 +147,14 @@ def training_loss(model: FlyVisGNN, v: torch.Tensor, I: torch.Tensor, y: torch.T
         reg_v.append(torch.full_like(v0, 2 * xnorm))
     B = v.shape[0]
     rows = torch.cat([v, torch.stack(reg_v)]) if reg_v else v
-    h = model.edge_activation(rows, a, n_live=B)
-    pred = model.update(v, a, model.aggregate(h[:B]), I)
+    h_data, *h_reg = model.edge_activation(rows, a, n_live=B).split([B] + [1] * len(reg_v))  # one cat backward
+    pred = model.update(v, a, model.aggregate(h_data), I)
     loss = torch.linalg.vector_norm(pred - y)
-    k = B
     if coeffs["g_phi_diff"] > 0:
-        loss = loss + coeffs["g_phi_diff"] * torch.linalg.vector_norm(torch.relu(h[k] - h[k + 1]))
-        k += 2
+        h_v, h_105v, *h_reg = h_reg
+        loss = loss + coeffs["g_phi_diff"] * torch.linalg.vector_norm(torch.relu(h_v - h_105v))
     if coeffs["g_phi_norm"] > 0:
-        loss = loss + coeffs["g_phi_norm"] * torch.linalg.vector_norm(h[k] - 2 * xnorm)
+        loss = loss + coeffs["g_phi_norm"] * torch.linalg.vector_norm(h_reg[0] - 2 * xnorm)
     nodiff = dict(coeffs, g_phi_diff=0.0, g_phi_norm=0.0)
     return loss + regulariser(model, v0, nodiff, xnorm)
 

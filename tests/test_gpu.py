@@ -40,3 +40,28 @@ def test_cuda_training_run(tiny_config, tiny_dataset, tmp_path):
         update={"iterations_fraction": 0.02})})
     res = train(cfg, tiny_dataset, tmp_path, device="cuda", progress=False)
     assert res.status == "ok" and np.isfinite(res.loss).all()
+
+
+def test_cuda_loss_and_gradients_match_cpu(tiny_config, tiny_dataset):
+    """The training loss on CUDA (autograd through _SplitFirstLayer, norm_penalty's foreach
+    backward) equals the CPU's (ChunkedMLP), value and every gradient, to float32 rounding."""
+    from flyvis_study.schedule import coefficients
+    from flyvis_study.train import training_loss
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    model = build_model(tiny_config, tiny_dataset, cpu)
+    with torch.no_grad():
+        model.embedding.normal_(generator=torch.Generator().manual_seed(0))
+    data = TrainingData(tiny_dataset, cpu)
+    rows = data.rows(np.array([3, 700]))
+    for epoch in (0, 1):
+        c = coefficients(tiny_config.training, epoch)
+        results = []
+        for dev in (cpu, cuda):
+            m = model.to(dev)
+            loss = training_loss(m, *(t.to(dev) for t in rows), c, data.stats.xnorm)
+            results.append((loss.cpu(), [g.cpu() for g in torch.autograd.grad(loss, list(m.parameters()))]))
+        (l_cpu, g_cpu), (l_cuda, g_cuda) = results
+        torch.testing.assert_close(l_cuda, l_cpu, rtol=1e-5, atol=1e-6)
+        for (name, _), a, b in zip(model.named_parameters(), g_cuda, g_cpu):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)

@@ -113,6 +113,7 @@ def test_split_first_layer_equals_plain_mlp_and_detaches_embedding_after_n_live(
     (autograd through _SplitFirstLayer, as on a GPU, and the CPU's ChunkedMLP); None features are
     zeros; the hand-written backward of _SplitFirstLayer passes torch's gradcheck."""
     import flyvis_study.model as model_module
+    from flyvis_study.fused_ops import FirstLayerLayout
     from flyvis_study.model import MLP, _SplitFirstLayer
 
     monkeypatch.setattr(model_module, "CHUNKED_CPU_BACKWARD", chunked_backward)
@@ -125,12 +126,13 @@ def test_split_first_layer_equals_plain_mlp_and_detaches_embedding_after_n_live(
         zero = torch.zeros(R, N, dtype=torch.float64)
         torch.testing.assert_close(mlp.forward_split([v, None, None], a, 1), mlp.forward_split([v, zero, zero], a, 1))
     first = mlp.layers[0]
-    U = first.weight[:, 1:3].detach().clone().requires_grad_(True)
+    weight = first.weight.detach().clone().requires_grad_(True)
     b = first.bias.detach().clone().requires_grad_(True)
-    Wf = torch.randn(16, 2, generator=g, dtype=torch.float64, requires_grad=True)
-    # the true derivative (every row live; n_live < R is checked against the plain path above)
-    assert torch.autograd.gradcheck(lambda a, U, b, Wf, x0, x1: _SplitFirstLayer.apply(a, U, b, Wf, R, x0, x1),
-                                    (a, U, b, Wf, v, M))
+    # the true derivative (every row live; n_live < R is checked against the plain path above);
+    # features v and M at columns 0 and 3, embedding at 1..2, column 4 unused (zero gradient)
+    layout = FirstLayerLayout(1, 2, (0, 3), 5)
+    assert torch.autograd.gradcheck(lambda a, w, b, x0, x1: _SplitFirstLayer.apply(a, w, b, layout, R, x0, x1),
+                                    (a, weight, b, v, M))
     with pytest.raises(ValueError, match="at least one"):
         mlp.forward_split([None, None, None], a, 1)
 
@@ -223,6 +225,7 @@ def test_chunked_mlp_backward_equals_autograd_of_the_plain_mlp(n_layers):
     not divide N) == autograd through MLP.forward on concatenated input with the embedding
     detached after n_live row blocks; and torch's gradcheck of its hand-written backward."""
     from flyvis_study.chunked_mlp import ChunkedMLP
+    from flyvis_study.fused_ops import FirstLayerLayout
     from flyvis_study.model import MLP
 
     g = torch.Generator().manual_seed(5)
@@ -231,11 +234,15 @@ def test_chunked_mlp_backward_equals_autograd_of_the_plain_mlp(n_layers):
     R = v.shape[0]
     first, last = mlp.layers[0], mlp.layers[-1]
     hidden = [p for layer in mlp.layers[1:-1] for p in (layer.weight, layer.bias)]
-    Wf = torch.stack([first.weight[:, 0], first.weight[:, 3], first.weight[:, 4]], 1)
 
-    def chunked(a, v, M, I, n_live=2, rows=4):  # 4 rows per chunk: 1 neuron x 3 blocks per chunk
-        return ChunkedMLP.apply(n_live, rows, a, first.weight[:, 1:3], first.bias, Wf, n_layers - 2, *hidden,
-                                last.weight, last.bias, v, M, I)
+    def chunked(a, v, M, I, n_live=2, rows=4, weight=first.weight):  # 4 rows per chunk: 1 neuron x 3 blocks
+        features = [v, M, I] if I is not None else [v, M]
+        layout = FirstLayerLayout(1, 2, (0, 3, 4)[:len(features)], 5)
+        return ChunkedMLP.apply(n_live, rows, layout, a, weight, first.bias, n_layers - 2, *hidden,
+                                last.weight, last.bias, *features)
 
     assert_equals_plain_mlp(mlp, chunked(a, v, M, I), a, v, M, I, 2, g)
     assert torch.autograd.gradcheck(lambda a, v, M: chunked(a, v, M, I.detach(), n_live=R, rows=7), (a, v, M))
+    weight = first.weight.detach().clone().requires_grad_(True)  # column 4 unused: zero gradient
+    assert torch.autograd.gradcheck(lambda w, a: chunked(a, v.detach(), M.detach(), None, n_live=R, weight=w),
+                                    (weight, a))

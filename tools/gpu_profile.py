@@ -1,0 +1,52 @@
+"""Kernel profile of the training step on a GPU (device machine only; not part of the tests).
+
+Usage: python tools/gpu_profile.py [preset] [out_dir]. For the eager and the CUDA-graph step
+(every regulariser on, as in the benchmark): ms per iteration (block mean), kernels per
+iteration, GPU busy time per iteration (sum of kernel durations), the 25 most expensive
+kernels, and Chrome traces in out_dir.
+"""
+
+import sys
+import time
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from flyvis_study.config import PARAMS_DIR, load_run_config
+from flyvis_study.dataset import get_dataset
+from flyvis_study.schedule import coefficients
+from flyvis_study.train import CudaGraphStep, EagerStep, TrainingData, build_model, build_optimizer
+
+preset = sys.argv[1] if len(sys.argv) > 1 else "full"
+out_dir = sys.argv[2] if len(sys.argv) > 2 else "."
+dev = torch.device("cuda")
+cfg = load_run_config(PARAMS_DIR / "two_stage.yaml", preset=preset)
+dataset = get_dataset(cfg.simulation, device="cuda", progress=False)
+data = TrainingData(dataset, dev)
+model = build_model(cfg, dataset, dev)
+optimizer = build_optimizer(model, cfg, dev)
+draws = torch.randint(0, data.frames.shape[0], (400, cfg.training.batch_size), generator=torch.Generator().manual_seed(0))
+idx = data.frames[draws.to(dev)]
+n_prof = 20
+for name, cls in (("eager", EagerStep), ("graph", CudaGraphStep)):
+    step = cls(model, optimizer, data, cfg, data.stats.xnorm)
+    step.configure(coefficients(cfg.training, 1), "joint")
+    for k in range(10):
+        step(idx[k])
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for k in range(10, 310):
+        step(idx[k])
+    torch.cuda.synchronize()
+    ms = 1e3 * (time.perf_counter() - t0) / 300
+    with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
+        for k in range(310, 310 + n_prof):
+            step(idx[k])
+        torch.cuda.synchronize()
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    busy = sum(getattr(e, "device_time", None) or getattr(e, "cuda_time", 0.0) for e in kernels)
+    print(f"== {name}: {ms:.3f} ms/iter; {len(kernels) / n_prof:.0f} GPU activities/iter; "
+          f"GPU busy {busy / n_prof / 1e3:.3f} ms/iter", flush=True)
+    sort = "self_device_time_total" if hasattr(prof.key_averages()[0], "self_device_time_total") else "self_cuda_time_total"
+    print(prof.key_averages().table(sort_by=sort, row_limit=25, max_name_column_width=70), flush=True)
+    prof.export_chrome_trace(f"{out_dir}/trace_{name}.json")
