@@ -13,7 +13,9 @@ every layer's gradient is computed while the chunk's rows (a few thousand, ~1-2 
 cache, and the weight gradients are accumulated. Each stored activation is then read once.
 Measured at full scale on the 2-core CPU, in one process with interleaved blocks of steps:
 56.5-57.3 ms per training step vs 62.8-63.7 ms with autograd's backward of the same
-forward (``model.CHUNKED_CPU_BACKWARD = False``). On a GPU the autograd path is used.
+forward (``model.MLP_BACKWARD["cpu"] = "autograd"``). On a GPU the whole row set is one chunk
+(the GPU's caches are not the point there): the hand-written backward then saves kernels and
+takes the bias gradients as GEMVs (``fused_ops.column_sums``).
 
 Shapes: features X_k (R, N); a (N, d); first weight W1 (H, n_in) holding U (H, d) and Wf
 (H, K) at the columns ``layout`` gives (``fused_ops.FirstLayerLayout``); b1 (H,); hidden
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from .fused_ops import linear_relu, split_first_layer
+from .fused_ops import column_sums, linear_relu, split_first_layer
 
 ROWS_PER_CHUNK = 4096  # rows (neurons x row blocks) per backward chunk: ~1.3 MB per activation (measured best of 2,048-16,384)
 
@@ -83,7 +85,7 @@ class ChunkedMLP(torch.autograd.Function):
             for i in range(n_hidden - 1, -1, -1):
                 below = acts[i][rows]
                 g_W[i].addmm_(g.t(), below)
-                g_b[i] += g.sum(0)
+                g_b[i] += column_sums(g)
                 g = torch.ops.aten.threshold_backward(g @ Ws[i], below, 0.0)
             g3 = g.view(n1 - n0, R, H)  # gradient at the first layer's pre-activation
             torch.sum(g3[:, :n_live], 1, out=g_live[n0:n1])
@@ -95,7 +97,7 @@ class ChunkedMLP(torch.autograd.Function):
                 torch.mm(g, Wf, out=g_F[n0:n1].view(-1, K))
         grad_a = g_live @ U if need[3] else None
         grad_W1 = ctx.layout.join(g_emb.t() @ a, g_Wf) if need[4] else None
-        grad_b1 = g_emb.sum(0) if need[5] else None
+        grad_b1 = column_sums(g_emb) if need[5] else None
         hidden_grads = [x for pair in zip(g_W, g_b) for x in pair]
         grad_X = [g_F[..., k].t() if need_X[k] else None for k in range(K)]
         return (None, None, None, grad_a, grad_W1, grad_b1, None, *hidden_grads, g_wout.unsqueeze(0), g_bout,

@@ -33,6 +33,15 @@ def linear_relu(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> to
     return torch.addmm(bias, h, weight.t()).relu_()
 
 
+def column_sums(g: torch.Tensor) -> torch.Tensor:
+    """sum over rows of g (rows, H) -> (H,). On CUDA a matrix-vector product with a ones vector:
+    the reduction kernel PyTorch picks for a tall, 80-wide matrix ran at 38.5 us on an H100 where
+    cuBLAS's GEMV of the same shape took 16.6 us (68,705 x 80, the g_phi rows of a step)."""
+    if g.device.type == "cuda":
+        return torch.mv(g.t(), g.new_ones(g.shape[0]))
+    return g.sum(0)
+
+
 def split_first_layer(embedding_term: torch.Tensor, Wf: torch.Tensor, features, relu: bool = True) -> torch.Tensor:
     """relu(embedding_term + sum_k X_k[..., None] Wf[:, k]), broadcast: (N, H) with K x (R, N) -> (R, N, H),
     or neuron-major (N, 1, H) with K x (N, R) -> (N, R, H)."""

@@ -40,7 +40,10 @@ from .config import ModelConfig
 from .fused_ops import FirstLayerLayout, linear_relu, split_first_layer
 
 
-CHUNKED_CPU_BACKWARD = True  # training on CPU through ChunkedMLP; False: autograd's backward (same maths)
+# How training differentiates the MLPs, per device type: "chunked" = ``ChunkedMLP`` (one function,
+# hand-written backward; on a CPU over cache-sized chunks, on a GPU over all rows at once), or
+# "autograd" = ``_SplitFirstLayer`` + autograd through the hidden layers. Same maths (tested).
+MLP_BACKWARD = {"cpu": "chunked", "cuda": "chunked"}
 
 
 class _SplitFirstLayer(torch.autograd.Function):
@@ -127,18 +130,20 @@ class MLP(nn.Module):
         ``features``: the scalar input columns in order, each (R, N) (``None`` = all zeros,
         skipped); ``embedding``: a (N, d), occupying input columns embedding_at .. +d;
         ``n_live``: row blocks whose rows pass gradient to ``embedding`` (default all R).
-        Returns (R, N, n_out). Training on a CPU goes through ``ChunkedMLP`` (one function,
-        cache-sized backward); elsewhere ``_SplitFirstLayer`` then ``after_first_layer``.
+        Returns (R, N, n_out). Training goes through ``ChunkedMLP`` (one function, hand-written
+        backward) where ``MLP_BACKWARD`` says so; else ``_SplitFirstLayer`` then
+        ``after_first_layer`` under autograd.
         """
         first = self.layers[0]
         used, layout = self.split_layout(features, embedding_at, embedding.shape[-1])
         n_live = used[0].shape[0] if n_live is None else n_live
         last = self.layers[-1]
-        if CHUNKED_CPU_BACKWARD and torch.is_grad_enabled() and embedding.device.type == "cpu" \
-                and last.out_features == 1:
-            # training on a CPU: whole MLP in one function with a cache-sized backward (chunked_mlp.py)
+        device = embedding.device.type
+        if torch.is_grad_enabled() and MLP_BACKWARD.get(device) == "chunked" and last.out_features == 1:
+            # training: whole MLP in one function with a hand-written backward (chunked_mlp.py)
             hidden = [p for layer in self.layers[1:-1] for p in (layer.weight, layer.bias)]
-            out = ChunkedMLP.apply(n_live, ROWS_PER_CHUNK, layout, embedding, first.weight, first.bias,
+            rows_per_chunk = ROWS_PER_CHUNK if device == "cpu" else used[0].numel()
+            out = ChunkedMLP.apply(n_live, rows_per_chunk, layout, embedding, first.weight, first.bias,
                                    len(self.layers) - 2, *hidden, last.weight, last.bias, *used)
             return out.unsqueeze(-1)
         h = _SplitFirstLayer.apply(embedding, first.weight, first.bias, layout, n_live, *used)

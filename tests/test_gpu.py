@@ -42,18 +42,23 @@ def test_cuda_training_run(tiny_config, tiny_dataset, tmp_path):
     assert res.status == "ok" and np.isfinite(res.loss).all()
 
 
-def test_cuda_loss_and_gradients_match_cpu(tiny_config, tiny_dataset):
-    """The training loss on CUDA (autograd through _SplitFirstLayer, norm_penalty's foreach
-    backward) equals the CPU's (ChunkedMLP), value and every gradient, to float32 rounding."""
+
+@pytest.mark.parametrize("cuda_backward", ["chunked", "autograd"])
+def test_cuda_loss_and_gradients_match_cpu(tiny_config, tiny_dataset, cuda_backward, monkeypatch):
+    """The training loss on CUDA (ChunkedMLP over all rows, or autograd through
+    _SplitFirstLayer; norm_penalty's foreach backward) equals the CPU's (ChunkedMLP over
+    cache-sized chunks), value and every gradient, in float64 (no float32 rounding noise)."""
+    import flyvis_study.model as model_module
     from flyvis_study.schedule import coefficients
     from flyvis_study.train import training_loss
 
+    monkeypatch.setitem(model_module.MLP_BACKWARD, "cuda", cuda_backward)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    model = build_model(tiny_config, tiny_dataset, cpu)
+    model = build_model(tiny_config, tiny_dataset, cpu).double()
     with torch.no_grad():
         model.embedding.normal_(generator=torch.Generator().manual_seed(0))
     data = TrainingData(tiny_dataset, cpu)
-    rows = data.rows(np.array([3, 700]))
+    rows = [t.double() for t in data.rows(np.array([3, 700]))]
     for epoch in (0, 1):
         c = coefficients(tiny_config.training, epoch)
         results = []
@@ -62,6 +67,6 @@ def test_cuda_loss_and_gradients_match_cpu(tiny_config, tiny_dataset):
             loss = training_loss(m, *(t.to(dev) for t in rows), c, data.stats.xnorm)
             results.append((loss.cpu(), [g.cpu() for g in torch.autograd.grad(loss, list(m.parameters()))]))
         (l_cpu, g_cpu), (l_cuda, g_cuda) = results
-        torch.testing.assert_close(l_cuda, l_cpu, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(l_cuda, l_cpu, rtol=1e-10, atol=1e-12)
         for (name, _), a, b in zip(model.named_parameters(), g_cuda, g_cpu):
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
+            torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10, msg=name)

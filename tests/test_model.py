@@ -116,7 +116,7 @@ def test_split_first_layer_equals_plain_mlp_and_detaches_embedding_after_n_live(
     from flyvis_study.fused_ops import FirstLayerLayout
     from flyvis_study.model import MLP, _SplitFirstLayer
 
-    monkeypatch.setattr(model_module, "CHUNKED_CPU_BACKWARD", chunked_backward)
+    monkeypatch.setitem(model_module.MLP_BACKWARD, "cpu", "chunked" if chunked_backward else "autograd")
     g = torch.Generator().manual_seed(2)
     mlp = MLP(5, 16, 1, 3, g).double()
     a, v, M, I = split_inputs(g)

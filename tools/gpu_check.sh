@@ -1,5 +1,6 @@
 # Prepared GPU check (device machine): full-scale bench on CUDA, the CUDA tests, a kernel
-# profile of the step, and (if .old holds an earlier flyvis_study) that version's bench.
+# profile of the step, and the graph step of earlier versions carried in .old/<commit>/ (each a
+# copy of flyvis_study/ and params/, e.g. from git archive), run from inside that folder.
 # Carry .whl (pydantic, pydantic_core, annotated_types, typing_inspection, h5netcdf for cp312)
 # and .devcache (connectome/fib25-fib19_v2.2.json); results are written under $OUT.
 set -u; export PYTHONUNBUFFERED=1 FLYVIS_STUDY_CACHE=$PWD/.devcache
@@ -10,8 +11,8 @@ timeout 270 python3 -m flyvis_study.cli bench --preset full --device cuda --json
 cat $OUT/bench_full_cuda.json; echo; tail -3 $OUT/bench_err.txt
 timeout 100 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -15 | tee $OUT/gpu_tests.txt
 timeout 80 python3 tools/gpu_profile.py full $OUT > $OUT/profile.txt 2>&1; grep "^==" $OUT/profile.txt
-if [ -d .old/flyvis_study ]; then
-  PYTHONPATH=$PWD/.old:/tmp/site timeout 60 python3 -m flyvis_study.cli bench --preset full --device cuda --json --no-eval --naive-iters 1 > $OUT/bench_old.json 2>$OUT/bench_old_err.txt
-  python3 -c "import json; r=json.load(open('$OUT/bench_old.json')); print('old', r['fast_ms_per_iter'], r.get('graph_ms_per_iter'))"
-fi
+for d in .old/*/; do
+  (cd $d && timeout 60 python3 -m flyvis_study.cli bench --preset full --device cuda --json --no-eval --naive-iters 1 > $OUT/bench_$(basename $d).json 2>/dev/null)
+  python3 -c "import json; r=json.load(open('$OUT/bench_$(basename $d).json')); print('$d', r['fast_ms_per_iter'], r.get('graph_ms_per_iter'))"
+done
 gzip -f $OUT/trace_*.json 2>/dev/null; ls -la $OUT

@@ -1,15 +1,19 @@
 """Kernel profile of the training step on a GPU (device machine only; not part of the tests).
 
-Usage: python tools/gpu_profile.py [preset] [out_dir]. For the eager and the CUDA-graph step
-(every regulariser on, as in the benchmark): ms per iteration (block mean), kernels per
-iteration, GPU busy time per iteration (sum of kernel durations), the 25 most expensive
-kernels, and Chrome traces in out_dir.
+Usage: python tools/gpu_profile.py [preset] [out_dir]. First the CUDA-graph step with each
+MLP backward of ``model.MLP_BACKWARD`` ("chunked", "autograd"), interleaved blocks of 300
+iterations, ms per iteration (block means); then, with the default backward, for the eager
+and the CUDA-graph step (every regulariser on, as in the benchmark): ms per iteration,
+kernels per iteration, GPU busy time per iteration (sum of kernel durations), the 25 most
+expensive kernels, and Chrome traces in out_dir.
 """
 
 import sys
 import time
 
 import torch
+
+import flyvis_study.model as model_module
 from torch.profiler import ProfilerActivity, profile
 
 from flyvis_study.config import PARAMS_DIR, load_run_config
@@ -28,6 +32,26 @@ optimizer = build_optimizer(model, cfg, dev)
 draws = torch.randint(0, data.frames.shape[0], (400, cfg.training.batch_size), generator=torch.Generator().manual_seed(0))
 idx = data.frames[draws.to(dev)]
 n_prof = 20
+default = model_module.MLP_BACKWARD["cuda"]
+times = {"chunked": [], "autograd": []}
+for round_ in range(3):
+    for variant in times:
+        model_module.MLP_BACKWARD["cuda"] = variant
+        step = CudaGraphStep(model, optimizer, data, cfg, data.stats.xnorm)
+        step.configure(coefficients(cfg.training, 1), "joint")
+        for k in range(10):
+            step(idx[k])
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for k in range(10, 310):
+            step(idx[k])
+        torch.cuda.synchronize()
+        times[variant].append(1e3 * (time.perf_counter() - t0) / 300)
+        step._release()
+        del step
+print("== graph step by MLP backward (ms/iter, 3 blocks each):",
+      {k: [round(t, 4) for t in v] for k, v in times.items()}, flush=True)
+model_module.MLP_BACKWARD["cuda"] = default
 for name, cls in (("eager", EagerStep), ("graph", CudaGraphStep)):
     step = cls(model, optimizer, data, cfg, data.stats.xnorm)
     step.configure(coefficients(cfg.training, 1), "joint")
