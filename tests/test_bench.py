@@ -32,3 +32,18 @@ def test_bench_cli_json_and_bad_options(tiny_dataset, dataset_root):
     assert bad.exit_code != 0 and "--preset 'huge'" in bad.output and "tiny" in bad.output
     bad = runner.invoke(app, ["bench", "--device", "tpu"])
     assert bad.exit_code != 0 and "allowed: cpu, cuda" in bad.output
+
+
+def test_cpu_steps_are_timed_in_alternating_blocks():
+    """fast and naive alternate (3 + 1 warm-up steps, then naive_iters rounds of
+    ceil(fast_iters / naive_iters) fast steps and one naive step), so that the ratio is taken
+    over the same stretch of machine time."""
+    from flyvis_study.bench import _interleaved_cpu_ms
+
+    calls = []
+    fast_ms, naive_ms = _interleaved_cpu_ms(lambda b: calls.append(("fast", b)), lambda b: calls.append(("naive", b)),
+                                            list(range(100)), fast_iters=5, naive_iters=2)
+    kinds = "".join(k[0] for k, _ in calls)
+    assert kinds == "fffn" + "fffn" + "fffn"
+    assert [b for _, b in calls] == list(range(12))  # every step gets the next batch
+    assert fast_ms >= 0 and naive_ms >= 0
