@@ -44,7 +44,18 @@ def column_sums(g: torch.Tensor) -> torch.Tensor:
 
 def split_first_layer(embedding_term: torch.Tensor, Wf: torch.Tensor, features, relu: bool = True) -> torch.Tensor:
     """relu(embedding_term + sum_k X_k[..., None] Wf[:, k]), broadcast: (N, H) with K x (R, N) -> (R, N, H),
-    or neuron-major (N, 1, H) with K x (N, R) -> (N, R, H)."""
+    or neuron-major (N, 1, H) with K x (N, R) -> (N, R, H).
+
+    On a CPU with K >= 2 features: stack(X) @ Wf^T, then the embedding term added in place (a
+    small GEMM and one broadcast add). PyTorch's in-place ``addcmul_`` with two broadcast
+    operands is not vectorised there: on 2 threads at N = 13,741, H = 80, 0.24 vs 0.64 ms for
+    evaluation's [v, M] (one frame) and 0.66 vs 2.07 ms for training's f_theta layout (R = 2,
+    K = 3); with K = 1 the single ``addcmul`` is the faster form (0.75 vs 1.34 ms at R = 5).
+    CUDA keeps the ``addcmul`` chain (the form measured on the GPU).
+    """
+    if len(features) > 1 and embedding_term.device.type == "cpu":
+        z = torch.matmul(torch.stack(features, -1), Wf.t()).add_(embedding_term)
+        return z.relu_() if relu else z
     z = torch.addcmul(embedding_term, features[0].unsqueeze(-1), Wf[:, 0])
     for k in range(1, len(features)):
         z.addcmul_(features[k].unsqueeze(-1), Wf[:, k])
