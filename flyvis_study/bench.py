@@ -62,7 +62,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_steps(step, batches, n_warmup: int, n_timed: int, device: torch.device) -> float:
+def block_ms_per_iter(step, batches, n_warmup: int, n_timed: int, device: torch.device) -> float:
     """ms per iteration over ``n_timed`` steps after ``n_warmup`` (the CUDA steps).
 
     The mean over the whole block with one synchronisation at each end (a per-iteration sync
@@ -154,11 +154,11 @@ def run_benchmark(preset: str = "full", device: str = "cpu", fast_iters: int = 3
         out["fast_ms_per_iter"], out["naive_ms_per_iter"] = _interleaved_cpu_ms(fast, naive, batches, fast_iters,
                                                                                 naive_iters)
     else:
-        out["fast_ms_per_iter"] = _time_steps(fast, batches, 3, fast_iters, dev)
+        out["fast_ms_per_iter"] = block_ms_per_iter(fast, batches, 3, fast_iters, dev)
         graphed = CudaGraphStep(model, optimizer, data, cfg, xnorm)
         graphed.configure(coeffs, "joint")
-        out["graph_ms_per_iter"] = _time_steps(graphed, batches, 5, fast_iters * 10, dev)
-        out["naive_ms_per_iter"] = _time_steps(naive, batches, 1, naive_iters, dev)
+        out["graph_ms_per_iter"] = block_ms_per_iter(graphed, batches, 5, fast_iters * 10, dev)
+        out["naive_ms_per_iter"] = block_ms_per_iter(naive, batches, 1, naive_iters, dev)
     out["speedup_fast_vs_naive"] = out["naive_ms_per_iter"] / out["fast_ms_per_iter"]
     if "graph_ms_per_iter" in out:
         out["speedup_graph_vs_naive"] = out["naive_ms_per_iter"] / out["graph_ms_per_iter"]

@@ -9,13 +9,13 @@ expensive kernels, and Chrome traces in out_dir.
 """
 
 import sys
-import time
 
 import torch
 
 import flyvis_study.model as model_module
 from torch.profiler import ProfilerActivity, profile
 
+from flyvis_study.bench import block_ms_per_iter
 from flyvis_study.config import PARAMS_DIR, load_run_config
 from flyvis_study.dataset import get_dataset
 from flyvis_study.schedule import coefficients
@@ -39,14 +39,7 @@ for round_ in range(3):
         model_module.MLP_BACKWARD["cuda"] = variant
         step = CudaGraphStep(model, optimizer, data, cfg, data.stats.xnorm)
         step.configure(coefficients(cfg.training, 1), "joint")
-        for k in range(10):
-            step(idx[k])
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for k in range(10, 310):
-            step(idx[k])
-        torch.cuda.synchronize()
-        times[variant].append(1e3 * (time.perf_counter() - t0) / 300)
+        times[variant].append(block_ms_per_iter(step, idx, 10, 300, dev))
         step._release()
         del step
 print("== graph step by MLP backward (ms/iter, 3 blocks each):",
@@ -55,14 +48,7 @@ model_module.MLP_BACKWARD["cuda"] = default
 for name, cls in (("eager", EagerStep), ("graph", CudaGraphStep)):
     step = cls(model, optimizer, data, cfg, data.stats.xnorm)
     step.configure(coefficients(cfg.training, 1), "joint")
-    for k in range(10):
-        step(idx[k])
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for k in range(10, 310):
-        step(idx[k])
-    torch.cuda.synchronize()
-    ms = 1e3 * (time.perf_counter() - t0) / 300
+    ms = block_ms_per_iter(step, idx, 10, 300, dev)
     with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
         for k in range(310, 310 + n_prof):
             step(idx[k])
