@@ -20,13 +20,17 @@ import time
 import numpy as np
 import torch
 
-from .allocator import keep_freed_memory
-from .config import PARAMS_DIR, load_run_config
-from .dataset import get_dataset
-from .naive import naive_edge_activation, naive_forward
-from .schedule import coefficients
-from .simulator import Simulator
-from .train import (CudaGraphStep, EagerStep, TrainingData, build_model, build_optimizer, regulariser)
+from flyvis_study.config import PARAMS_DIR, load_run_config
+from flyvis_study.fast.allocator import keep_freed_memory
+from flyvis_study.model.naive import naive_edge_activation, naive_forward
+from flyvis_study.train.loop import build_model
+from flyvis_study.train.loss import regulariser
+from flyvis_study.train.optimizer import build_optimizer
+from flyvis_study.train.schedule import coefficients
+from flyvis_study.train.steps import CudaGraphStep, EagerStep
+from flyvis_study.world.dataset import get_dataset
+from flyvis_study.world.simulator import Simulator
+from flyvis_study.world.training_data import TrainingData
 
 
 def device_name(device: torch.device) -> str:
@@ -106,7 +110,7 @@ def _interleaved_cpu_ms(fast, naive, batches, fast_iters: int, naive_iters: int)
 def run_benchmark(preset: str = "full", device: str = "cpu", fast_iters: int = 30, naive_iters: int = 3,
                   sim_frames: int = 2000, evaluate_metrics: bool = True, cache: str | None = None,
                   progress: bool = False) -> dict:
-    from .evaluate import evaluate
+    from flyvis_study.evaluation.evaluate import evaluate
 
     dev = torch.device(device)
     keep_freed_memory()  # as train() does; applies to both steps of the comparison

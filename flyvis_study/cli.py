@@ -19,7 +19,7 @@ def _fail(message: str) -> None:
 
 
 def _parse_params(params: list[str] | None) -> dict:
-    from .config import ConfigError, parse_value
+    from flyvis_study.config import ConfigError, parse_value
 
     out = {}
     for item in params or []:
@@ -37,7 +37,7 @@ def _parse_params(params: list[str] | None) -> dict:
 def connectome(extent: int = typer.Option(8, help="lattice extent n >= 1"),
                as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
     """Build the flyvis connectome on a hexagonal lattice and print its counts."""
-    from .lattice import build_connectome
+    from flyvis_study.world.connectome import build_connectome
 
     if extent < 1:
         _fail(f"--extent must be >= 1 (got {extent})")
@@ -62,8 +62,8 @@ def simulate(preset: str = typer.Option("tiny", help="tiny | small | full"),
     """Generate (or reuse) the simulated dataset and print a summary."""
     import time
 
-    from .config import ConfigError, load_run_config
-    from .dataset import get_dataset
+    from flyvis_study.config import ConfigError, load_run_config
+    from flyvis_study.world.dataset import get_dataset
 
     overrides = _parse_params(set_)
     if sim_seed is not None:
@@ -104,8 +104,8 @@ def train(config: Path = typer.Option(..., help="YAML run config, e.g. params/tw
           progress: bool = typer.Option(True, help="show progress bars"),
           plots: bool = typer.Option(True, help="write plots/run.png")) -> None:
     """Train one run (standard or two-stage per the config) and evaluate it."""
-    from .config import ConfigError, load_run_config
-    from .run import HEADLINE, run_training
+    from flyvis_study.config import ConfigError, load_run_config
+    from flyvis_study.study.run import HEADLINE, run_training
 
     overrides = _parse_params(set_)
     overrides.update({"simulation.seed": sim_seed, "training.seed": train_seed})
@@ -134,8 +134,14 @@ def block(number: int = typer.Argument(..., help="block number 0-5"),
           param: Optional[list[str]] = typer.Option(None, "-p", "--param",
                                                     help="notebook parameter name=value (YAML value)")) -> None:
     """Run block N's notebook with papermill; write blockN.ipynb, blockN.html and blockN.nc."""
-    from .config import PRESETS
-    from .report import BLOCK_NOTEBOOKS, ReportError, check_parameters, execute_block, notebook_path
+    from flyvis_study.config import PRESETS
+    from flyvis_study.report.notebooks import (
+        BLOCK_NOTEBOOKS,
+        ReportError,
+        check_parameters,
+        execute_block,
+        notebook_path,
+    )
 
     if number not in BLOCK_NOTEBOOKS:
         _fail(f"block {number}: unknown; allowed: {', '.join(map(str, BLOCK_NOTEBOOKS))}")
@@ -155,9 +161,9 @@ def block(number: int = typer.Argument(..., help="block number 0-5"),
 
 def _check_block_values(params: dict) -> None:
     """Validate values that would otherwise fail inside the notebook, before any run starts."""
-    from .blocks import block_grid
-    from .runner import SchedulerError, check_scheduler
-    from .study import grid_specs
+    from flyvis_study.study.blocks import block_grid
+    from flyvis_study.study.runner import SchedulerError, check_scheduler
+    from flyvis_study.study.spec import grid_specs
 
     if params.get("scheduler"):
         try:
@@ -181,7 +187,7 @@ def _check_block_values(params: dict) -> None:
 @app.command()
 def report(out: Path = typer.Option(Path("reports"), help="folder with blockN.nc files")) -> None:
     """Build the study summary across blocks (study_summary.ipynb / .html)."""
-    from .report import execute_summary
+    from flyvis_study.report.notebooks import execute_summary
 
     if not any(out.glob("block[0-9].nc")):
         _fail(f"no blockN.nc files in {out}; run `flyvis-study block N --out {out}` first")
@@ -198,8 +204,8 @@ def bench(preset: str = typer.Option("full", help="tiny | small | full"),
           no_eval: bool = typer.Option(False, "--no-eval", help="skip timing the final evaluation"),
           cache: Optional[Path] = typer.Option(None, help="dataset cache folder")) -> None:
     """Benchmark simulation, training step (fast vs naive, same process), evaluation, memory."""
-    from .bench import format_benchmark, run_benchmark
-    from .config import PRESETS
+    from flyvis_study.bench import format_benchmark, run_benchmark
+    from flyvis_study.config import PRESETS
 
     if preset not in PRESETS:
         _fail(f"--preset {preset!r}: allowed: {', '.join(PRESETS)}")

@@ -66,10 +66,12 @@ def block_notebook(block: int) -> nbformat.NotebookNode:
         new_code_cell(
             "from pathlib import Path\n\n"
             "from IPython.display import Markdown, display\n\n"
-            "from flyvis_study.blocks import BLOCK_TITLES, run_block\n"
-            "from flyvis_study.report import (block_verdict, distribution_figure, embedding_figure,\n"
-            "                                 trajectory_figure)\n"
-            "from flyvis_study.results import load_block, paired_comparison, variance_table\n\n"
+            "from flyvis_study.report.figures import distribution_figure, embedding_figure, trajectory_figure\n"
+            "from flyvis_study.report.verdicts import block_verdict\n"
+            "from flyvis_study.study.blocks import BLOCK_TITLES, run_block\n"
+            "from flyvis_study.study.comparison import paired_comparison\n"
+            "from flyvis_study.study.results import load_block\n"
+            "from flyvis_study.study.statistics import variance_table\n\n"
             f"BLOCK = {block}\n"
             "out_dir = str(Path(out_dir).resolve())\n"
             "display(Markdown(f\"## {BLOCK_TITLES[BLOCK]} (preset `{preset}`)\"))"),
@@ -123,7 +125,9 @@ def summary_notebook() -> nbformat.NotebookNode:
                       'baseline_block = 0        # standard training\n', metadata={"tags": ["parameters"]}),
         new_code_cell(
             "from pathlib import Path\n\nimport pandas as pd\nfrom IPython.display import Markdown, display\n\n"
-            "from flyvis_study.results import config_statistics, describe_comparison, load_block, paired_comparison\n\n"
+            "from flyvis_study.study.comparison import describe_comparison, paired_comparison\n"
+            "from flyvis_study.study.results import load_block\n"
+            "from flyvis_study.study.statistics import config_statistics\n\n"
             "blocks = {int(p.stem[5:]): load_block(p) for p in sorted(Path(reports_dir).glob('block[0-9].nc'))}\n"
             "print('blocks found:', sorted(blocks))"),
         new_markdown_cell("### Per-block statistics"),
@@ -175,7 +179,7 @@ def explore_notebook() -> nbformat.NotebookNode:
                       'device = "cpu"\noverrides = {}\n', metadata={"tags": ["parameters"]}),
         new_code_cell(
             "import json\nfrom pathlib import Path\n\nfrom IPython.display import Image, display\n\n"
-            "from flyvis_study.config import PARAMS_DIR, load_run_config\nfrom flyvis_study.run import run_training\n\n"
+            "from flyvis_study.config import PARAMS_DIR, load_run_config\nfrom flyvis_study.study.run import run_training\n\n"
             "cfg = load_run_config(PARAMS_DIR / config, preset=preset,\n"
             "                      overrides={**overrides, 'simulation.seed': sim_seed, 'training.seed': train_seed})\n"
             "record = run_training(cfg, out_dir, device=device, progress=False)\n"

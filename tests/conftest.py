@@ -40,7 +40,7 @@ def tiny_config():
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tiny_config, dataset_root):
-    from flyvis_study.dataset import get_dataset
+    from flyvis_study.world.dataset import get_dataset
 
     return get_dataset(tiny_config.simulation, root=dataset_root)
 

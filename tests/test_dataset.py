@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from flyvis_study.config import load_run_config
-from flyvis_study.dataset import dataset_key, get_dataset, resolve_ground_truth
-from flyvis_study.lattice import cached_connectome
-from flyvis_study.simulator import Simulator
+from flyvis_study.world.connectome import cached_connectome
+from flyvis_study.world.dataset import dataset_key, get_dataset, resolve_ground_truth
+from flyvis_study.world.simulator import Simulator
 
 
 def sim_config(seed=0, **extra):

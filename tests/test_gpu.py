@@ -4,8 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from flyvis_study.schedule import coefficients
-from flyvis_study.train import CudaGraphStep, EagerStep, TrainingData, build_model, build_optimizer
+from flyvis_study.train.loop import build_model
+from flyvis_study.train.optimizer import build_optimizer
+from flyvis_study.train.schedule import coefficients
+from flyvis_study.train.steps import CudaGraphStep, EagerStep
+from flyvis_study.world.training_data import TrainingData
 
 pytestmark = pytest.mark.gpu
 
@@ -34,7 +37,7 @@ def test_graph_step_matches_eager(tiny_config, tiny_dataset):
 
 
 def test_cuda_training_run(tiny_config, tiny_dataset, tmp_path):
-    from flyvis_study.train import train
+    from flyvis_study.train.loop import train
 
     cfg = tiny_config.model_copy(update={"training": tiny_config.training.model_copy(
         update={"iterations_fraction": 0.02})})
@@ -48,9 +51,9 @@ def test_cuda_loss_and_gradients_match_cpu(tiny_config, tiny_dataset, cuda_backw
     """The training loss on CUDA (ChunkedMLP over all rows, or autograd through
     _SplitFirstLayer; norm_penalty's foreach backward) equals the CPU's (ChunkedMLP over
     cache-sized chunks), value and every gradient, in float64 (no float32 rounding noise)."""
-    import flyvis_study.model as model_module
-    from flyvis_study.schedule import coefficients
-    from flyvis_study.train import training_loss
+    import flyvis_study.model.mlp as model_module
+    from flyvis_study.train.loss import training_loss
+    from flyvis_study.train.schedule import coefficients
 
     monkeypatch.setitem(model_module.MLP_BACKWARD, "cuda", cuda_backward)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")

@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import reference_file
-from flyvis_study.ground_truth import instantiate, load_flyvis_checkpoint, spectral_abscissa, w_statistics
-from flyvis_study.synthetic import balanced_gains, synthetic_ground_truth, type_depth
-from flyvis_study.lattice import cached_connectome
-from flyvis_study.simulator import Simulator
-from flyvis_study.stimuli import build_clip_library, build_streams
+
+from flyvis_study.world.connectome import cached_connectome
+from flyvis_study.world.ground_truth import instantiate, load_flyvis_checkpoint, spectral_abscissa, w_statistics
+from flyvis_study.world.simulator import Simulator
+from flyvis_study.world.stimuli import build_clip_library, build_streams
+from flyvis_study.world.synthetic import balanced_gains, synthetic_ground_truth, type_depth
 
 
 def test_checkpoint_reproduces_reference_W_statistics(expected_counts):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from matplotlib.path import Path as MplPath
 
-from flyvis_study.lattice import build_connectome, cached_connectome, fill_hull, hex_columns
+from flyvis_study.world.connectome import build_connectome, cached_connectome, fill_hull, hex_columns
 
 EXTENT8 = {"n_neurons": 13_741, "n_edges": 434_112, "n_input_neurons": 1_736, "n_cell_types": 65,
            "n_edge_types": 604, "n_offset_groups": 2_355, "n_self_loops": 3_724,

@@ -5,13 +5,21 @@ import pytest
 import torch
 from torch import nn
 
-from flyvis_study.ground_truth import instantiate
-from flyvis_study.synthetic import synthetic_ground_truth
-from flyvis_study.lattice import cached_connectome
-from flyvis_study.metrics import (ActivityStats, cluster_metrics, connectivity_metrics, node_features,
-                                  per_neuron_pearson_r2, r2_affine, recover_parameters, tau_metrics,
-                                  trajectory_summary, trend, vrest_metrics)
-from flyvis_study.model import FlyVisGNN
+from flyvis_study.evaluation.clustering import cluster_metrics, node_features
+from flyvis_study.evaluation.prediction import per_neuron_pearson_r2
+from flyvis_study.evaluation.recovery import (
+    connectivity_metrics,
+    r2_affine,
+    recover_parameters,
+    tau_metrics,
+    vrest_metrics,
+)
+from flyvis_study.evaluation.trajectory import trajectory_summary, trend
+from flyvis_study.model.gnn import FlyVisGNN
+from flyvis_study.world.connectome import cached_connectome
+from flyvis_study.world.ground_truth import instantiate
+from flyvis_study.world.synthetic import synthetic_ground_truth
+from flyvis_study.world.training_data import ActivityStats
 
 
 def test_r2_equals_squared_pearson_and_ignores_affine_maps():
@@ -135,8 +143,8 @@ def test_trend_and_trajectory_summary():
 def test_predict_frames_threaded_equals_sequential_and_restores_threads():
     """The one-step test's frames split over Python threads (CPU) give bitwise the predictions of
     one sequential loop, and torch's intra-op thread count is restored."""
-    from flyvis_study.metrics import predict_frames
-    from flyvis_study.model import FrozenPredictor
+    from flyvis_study.evaluation.prediction import predict_frames
+    from flyvis_study.fast.frozen_predictor import FrozenPredictor
 
     c = cached_connectome(1)
     g = torch.Generator().manual_seed(0)

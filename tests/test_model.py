@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from flyvis_study.config import ModelConfig
-from flyvis_study.model import FlyVisGNN
-from flyvis_study.naive import naive_forward
+from flyvis_study.model.gnn import FlyVisGNN
+from flyvis_study.model.naive import naive_forward
 
 
 def random_model(n=12, e=40, seed=0, **cfg):
@@ -38,7 +38,7 @@ def test_forward_and_gradients_match_naive(positive):
 
 
 def test_float32_parity_on_connectome_graph():
-    from flyvis_study.lattice import cached_connectome
+    from flyvis_study.world.connectome import cached_connectome
 
     c = cached_connectome(1)
     g = torch.Generator().manual_seed(1)
@@ -75,7 +75,7 @@ def test_initialisation_rules():
 
 def test_mlp_inference_path_equals_autograd_path():
     """Evaluation (no autograd) takes the fused addmm + in-place ReLU path: same numbers."""
-    from flyvis_study.model import MLP
+    from flyvis_study.model.mlp import MLP
 
     mlp = MLP(5, 80, 1, 3, torch.Generator().manual_seed(0))
     x = torch.randn(3, 257, 5, generator=torch.Generator().manual_seed(1))
@@ -112,9 +112,10 @@ def test_split_first_layer_equals_plain_mlp_and_detaches_embedding_after_n_live(
     """forward_split([v, M, I], a, at=1, n_live) == MLP([v, a, M, I]) with a detached on rows >= n_live
     (autograd through _SplitFirstLayer, as on a GPU, and the CPU's ChunkedMLP); None features are
     zeros; the hand-written backward of _SplitFirstLayer passes torch's gradcheck."""
-    import flyvis_study.model as model_module
-    from flyvis_study.fused_ops import FirstLayerLayout
-    from flyvis_study.model import MLP, _SplitFirstLayer
+    import flyvis_study.model.mlp as model_module
+    from flyvis_study.fast.fused_ops import FirstLayerLayout
+    from flyvis_study.fast.split_first_layer import _SplitFirstLayer
+    from flyvis_study.model.mlp import MLP
 
     monkeypatch.setitem(model_module.MLP_BACKWARD, "cpu", "chunked" if chunked_backward else "autograd")
     g = torch.Generator().manual_seed(2)
@@ -140,8 +141,8 @@ def test_split_first_layer_equals_plain_mlp_and_detaches_embedding_after_n_live(
 
 FAULTS_OF_MODEL_STEPS = """
 import resource, sys, torch
-from flyvis_study.allocator import keep_freed_memory
-from flyvis_study.model import FlyVisGNN
+from flyvis_study.fast.allocator import keep_freed_memory
+from flyvis_study.model.gnn import FlyVisGNN
 if sys.argv[1] == "keep":
     assert keep_freed_memory() and keep_freed_memory()  # idempotent
 torch.set_num_threads(1)
@@ -178,8 +179,8 @@ def test_keep_freed_memory_stops_page_faults_of_training_steps():
 def test_frozen_predictor_equals_model(batch):
     """Evaluation's FrozenPredictor (cached embedding terms, int32 CSR W, fused oneDNN
     Linear+ReLU, input term at non-zero columns only) == model(v, I) == the naive oracle."""
-    from flyvis_study.lattice import cached_connectome
-    from flyvis_study.model import FrozenPredictor
+    from flyvis_study.fast.frozen_predictor import FrozenPredictor
+    from flyvis_study.world.connectome import cached_connectome
 
     c = cached_connectome(1)
     g = torch.Generator().manual_seed(4)
@@ -203,8 +204,8 @@ def test_frozen_predictor_equals_model(batch):
 
 
 def test_fused_linear_relu_equals_addmm_relu():
-    from flyvis_study.fused_ops import fused_linear_relu_available, linear_relu
-    from flyvis_study.model import MLP
+    from flyvis_study.fast.fused_ops import fused_linear_relu_available, linear_relu
+    from flyvis_study.model.mlp import MLP
 
     layer = MLP(3, 80, 1, 3, torch.Generator().manual_seed(0)).layers[1]
     h = torch.rand(1000, 80, generator=torch.Generator().manual_seed(1))
@@ -224,9 +225,9 @@ def test_chunked_mlp_backward_equals_autograd_of_the_plain_mlp(n_layers):
     """Training's ChunkedMLP (neuron-major activations, backward over chunks of neurons that do
     not divide N) == autograd through MLP.forward on concatenated input with the embedding
     detached after n_live row blocks; and torch's gradcheck of its hand-written backward."""
-    from flyvis_study.chunked_mlp import ChunkedMLP
-    from flyvis_study.fused_ops import FirstLayerLayout
-    from flyvis_study.model import MLP
+    from flyvis_study.fast.chunked_mlp import ChunkedMLP
+    from flyvis_study.fast.fused_ops import FirstLayerLayout
+    from flyvis_study.model.mlp import MLP
 
     g = torch.Generator().manual_seed(5)
     mlp = MLP(5, 8, 1, n_layers, g).double()

@@ -9,9 +9,9 @@ import nbformat
 import papermill
 import pytest
 import xarray as xr
-
 from conftest import REPO
-from flyvis_study.report import BLOCK_NOTEBOOKS, execute_block, execute_summary
+
+from flyvis_study.report.notebooks import BLOCK_NOTEBOOKS, execute_block, execute_summary
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 FAST = {"training.iterations_fraction": 0.004, "evaluation.gmm_components": 10, "evaluation.rollout_frames": 50,

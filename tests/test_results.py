@@ -4,9 +4,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from flyvis_study.results import (analysis_entries, append_analysis_logs, block_dataset, config_statistics,
-                                  load_block, paired_comparison, ranking, save_block)
-from flyvis_study.study import RunSpec, run_dataset, write_netcdf_atomic
+from flyvis_study.study.analysis_log import analysis_entries, append_analysis_logs
+from flyvis_study.study.comparison import paired_comparison
+from flyvis_study.study.record import run_dataset, write_netcdf_atomic
+from flyvis_study.study.results import load_block, save_block
+from flyvis_study.study.spec import RunSpec
+from flyvis_study.study.statistics import block_dataset, config_statistics, ranking
 
 
 def fake_run(tmp_path, label, sim, train, conn, vrest, tau=0.97, cluster=0.88, status="converged", n_iter=100):

@@ -1,7 +1,7 @@
 import pytest
 
 from flyvis_study.config import load_run_config
-from flyvis_study.schedule import coefficients, learning_rates, log_iterations, phase_of
+from flyvis_study.train.schedule import coefficients, learning_rates, log_iterations, phase_of
 
 PARAMS = __import__("conftest").REPO / "params"
 

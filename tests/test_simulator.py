@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from flyvis_study.ground_truth import instantiate
-from flyvis_study.synthetic import synthetic_ground_truth
-from flyvis_study.lattice import cached_connectome
-from flyvis_study.simulator import Simulator
+from flyvis_study.world.connectome import cached_connectome
+from flyvis_study.world.ground_truth import instantiate
+from flyvis_study.world.simulator import Simulator
+from flyvis_study.world.synthetic import synthetic_ground_truth
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_target_csr_is_the_synaptic_sum():
     import numpy as np
     import torch
 
-    from flyvis_study.sparse import target_csr
+    from flyvis_study.fast.csr import target_csr
 
     rng = np.random.default_rng(0)
     src, tgt = rng.integers(0, 30, 200), rng.integers(0, 30, 200)

@@ -2,11 +2,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flyvis_study.diagnostics import effective_ranks
-from flyvis_study.lattice import hex_columns
-from flyvis_study.stimuli import (BOX, SYNTHETIC_SOURCES, augment, build_clip_library, build_streams,
-                                  frame_shape, hex_augmentation_permutations, hexal_pixel_centres,
-                                  load_video_folder, render_hex)
+from flyvis_study.world.connectome import hex_columns
+from flyvis_study.world.diagnostics import effective_ranks
+from flyvis_study.world.stimuli import (
+    BOX,
+    SYNTHETIC_SOURCES,
+    augment,
+    build_clip_library,
+    build_streams,
+    frame_shape,
+    hex_augmentation_permutations,
+    hexal_pixel_centres,
+    load_video_folder,
+    render_hex,
+)
 
 
 def test_render_is_the_13x13_box_mean():

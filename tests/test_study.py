@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from flyvis_study import study
+from flyvis_study.study import run as study_run
 from flyvis_study.config import ConfigError
-from flyvis_study.schedule import log_iterations
-from flyvis_study.runner import SchedulerError, make_client, run_many
-from flyvis_study.study import RunSpec, grid_specs, run_one, suggest_seeds
+from flyvis_study.study.run import run_one
+from flyvis_study.study.runner import SchedulerError, make_client, run_many
+from flyvis_study.study.spec import RunSpec, grid_specs, suggest_seeds
+from flyvis_study.train.schedule import log_iterations
 
 FAST = {"training.iterations_fraction": 0.004, "evaluation.gmm_components": 10, "evaluation.rollout_frames": 50,
         "evaluation.test_frames": 200}
@@ -66,7 +67,7 @@ def test_failed_run_is_recorded_not_raised(tmp_path, dataset_root):
 
 
 def test_kill_and_resume_does_not_recompute_finished_runs(tmp_path, dataset_root, monkeypatch):
-    import flyvis_study.run as run_module
+    import flyvis_study.study.run as run_module
 
     specs = grid_specs(1, {"x": FAST}, 3, cache=str(dataset_root))
     calls = []
@@ -81,7 +82,7 @@ def test_kill_and_resume_does_not_recompute_finished_runs(tmp_path, dataset_root
     monkeypatch.setattr(run_module, "run_training", killed_on_third)
     with pytest.raises(KeyboardInterrupt):
         run_many(specs, tmp_path, progress=False)
-    done = [study.is_finished(s, tmp_path) for s in specs]
+    done = [study_run.is_finished(s, tmp_path) for s in specs]
     assert done == [True, True, False]
     mtimes = [(tmp_path / "runs" / s.run_id / "run.nc").stat().st_mtime_ns for s in specs[:2]]
     calls.clear()

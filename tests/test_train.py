@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from flyvis_study.config import load_run_config
-from flyvis_study.schedule import coefficients, log_iterations
-from flyvis_study.naive import naive_edge_activation, naive_forward
-from flyvis_study.train import TrainingData, build_model, regulariser, train, training_loss
+from flyvis_study.model.naive import naive_edge_activation, naive_forward
+from flyvis_study.train.loop import build_model, train
+from flyvis_study.train.loss import regulariser, training_loss
+from flyvis_study.train.schedule import coefficients, log_iterations
+from flyvis_study.world.training_data import TrainingData
 
 PARAMS = __import__("conftest").REPO / "params"
 
@@ -73,7 +75,7 @@ def test_fused_loss_equals_data_loss_plus_regulariser(tiny_config, tiny_dataset)
 
 
 def test_regulariser_terms():
-    from flyvis_study.model import FlyVisGNN
+    from flyvis_study.model.gnn import FlyVisGNN
 
     m = FlyVisGNN(4, torch.tensor([0, 1]), torch.tensor([1, 2]))
     with torch.no_grad():
@@ -140,7 +142,7 @@ def test_norm_penalty_equals_per_tensor_norms(l1, l2):
     """norm_penalty == sum of per-tensor vector_norm terms, value and gradient (including a
     zero tensor, whose L2 subgradient is 0 as vector_norm's backward gives, and zero entries);
     torch's gradcheck of the hand-written backward away from the kinks."""
-    from flyvis_study.norms import norm_penalty
+    from flyvis_study.fast.penalties import norm_penalty
 
     g = torch.Generator().manual_seed(4)
     tensors = [torch.randn(5, 3, generator=g, dtype=torch.float64), torch.zeros(4, dtype=torch.float64),
@@ -159,7 +161,7 @@ def test_norm_penalty_equals_per_tensor_norms(l1, l2):
                                                    (-1.0, 0.0, [torch.ones(2)], "l1=-1.0"),
                                                    (1.0, 0.0, [], "at least one tensor")])
 def test_norm_penalty_rejects_bad_arguments(l1, l2, tensors, message):
-    from flyvis_study.norms import norm_penalty
+    from flyvis_study.fast.penalties import norm_penalty
 
     with pytest.raises(ValueError, match=message):
         norm_penalty(tensors, l1, l2)

@@ -11,15 +11,17 @@ expensive kernels, and Chrome traces in out_dir.
 import sys
 
 import torch
-
-import flyvis_study.model as model_module
 from torch.profiler import ProfilerActivity, profile
 
+import flyvis_study.model.mlp as model_module
 from flyvis_study.bench import block_ms_per_iter
 from flyvis_study.config import PARAMS_DIR, load_run_config
-from flyvis_study.dataset import get_dataset
-from flyvis_study.schedule import coefficients
-from flyvis_study.train import CudaGraphStep, EagerStep, TrainingData, build_model, build_optimizer
+from flyvis_study.train.loop import build_model
+from flyvis_study.train.optimizer import build_optimizer
+from flyvis_study.train.schedule import coefficients
+from flyvis_study.train.steps import CudaGraphStep, EagerStep
+from flyvis_study.world.dataset import get_dataset
+from flyvis_study.world.training_data import TrainingData
 
 preset = sys.argv[1] if len(sys.argv) > 1 else "full"
 out_dir = sys.argv[2] if len(sys.argv) > 2 else "."

@@ -1,0 +1,1 @@
+"""Evaluation of a trained model: recovered parameters, clustering, prediction, figure."""

@@ -1,0 +1,76 @@
+"""Final evaluation of a trained model: every metric of spec/metrics.md in one dict."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from flyvis_study.config import RunConfig
+from flyvis_study.evaluation.clustering import cluster_metrics, node_features
+from flyvis_study.evaluation.prediction import one_step_test, rollout_test
+from flyvis_study.evaluation.recovery import (
+    RecoveredParameters,
+    connectivity_metrics,
+    gain_frame_indices,
+    recover_parameters,
+    tau_metrics,
+    vrest_metrics,
+)
+from flyvis_study.fast.allocator import keep_freed_memory
+from flyvis_study.model.gnn import FlyVisGNN
+from flyvis_study.world.dataset import Dataset
+from flyvis_study.world.stimuli import photoreceptor_input
+from flyvis_study.world.training_data import TrainingData
+
+
+def test_inputs(dataset: Dataset, stop: int) -> np.ndarray:
+    con = dataset.connectome
+    hexals = np.asarray(dataset.array("test_stimulus")[:stop])
+    return photoreceptor_input(hexals, con.node_column, con.input_nodes)
+
+
+def evaluate(model: FlyVisGNN, dataset: Dataset, cfg: RunConfig,
+             data: TrainingData | None = None) -> tuple[dict, RecoveredParameters]:
+    """All final metrics (recovered parameters, clustering, one-step test, rollout) + timings."""
+    t0 = time.perf_counter()
+    keep_freed_memory()  # thousands of model calls: no page faults per call (see allocator.py)
+    model.eval()
+    dev = model.W.device
+    data = data if data is not None else TrainingData(dataset, dev)
+    ev = cfg.evaluation
+    gt, con = dataset.ground_truth, dataset.connectome
+    idx = gain_frame_indices(data.v.shape[0], ev.n_gain_frames)
+    v_gain, I_gain, _ = data.rows(idx)
+    rec = recover_parameters(model, data.stats, v_gain, I_gain, ev.n_points)
+    W_hat = model.W.detach().cpu().numpy()
+    out: dict = {}
+    out.update(connectivity_metrics(gt.W, rec.W_corrected, W_hat))
+    out.update(tau_metrics(gt.tau, rec.tau_hat))
+    out.update(vrest_metrics(gt.V_rest, rec.V_rest_hat, con.node_type, ev.vrest_outlier_threshold))
+    feats = node_features(model.embedding.detach().cpu().numpy(), rec, con.edge_src, con.edge_tgt,
+                          con.n_neurons)
+    out.update(cluster_metrics(feats, con.node_type, ev.gmm_components))
+    n_test = dataset.n_test if ev.test_frames is None else min(dataset.n_test, ev.test_frames)
+    if n_test > 0:
+        v_test = dataset.array("test_v")[:n_test]
+        y_test = dataset.array("test_y")[:n_test]
+        I_test = test_inputs(dataset, n_test)
+        out.update(one_step_test(model, v_test, I_test, y_test))
+        n_roll = min(n_test, ev.rollout_frames)
+        if n_roll > 1:
+            out.update(rollout_test(model, v_test[:n_roll], I_test[:n_roll], cfg.simulation.dt))
+    else:
+        out.update({"test_pearson": float("nan"), "test_R2": float("nan")})
+    out["test_frames"] = int(n_test)
+    out["eval_time_s"] = time.perf_counter() - t0
+    model.train()
+    return out, rec
+
+
+def run_status(metrics: dict, trained_ok: bool) -> str:
+    """converged (conn_R2 > 0.8), partial (0.3 - 0.8), failed (< 0.3, NaN or diverged)."""
+    conn = metrics.get("connectivity_R2", float("nan"))
+    if not trained_ok or not np.isfinite(conn) or conn < 0.3:
+        return "failed"
+    return "converged" if conn > 0.8 else "partial"

@@ -1,0 +1,1 @@
+"""Speed kernels (CSR products, fused ops, chunked MLP backward, penalties, predictor, allocator)."""

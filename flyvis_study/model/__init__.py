@@ -1,0 +1,1 @@
+"""The GNN flyvis_A (maths) and its naive per-edge oracle."""

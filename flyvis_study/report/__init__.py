@@ -1,0 +1,1 @@
+"""Block and study reports: figures, verdicts, notebook execution and HTML."""

@@ -1,0 +1,65 @@
+"""The one-run xarray Dataset (run file) and its atomic netCDF write."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from flyvis_study.study.spec import RunSpec
+
+HEADLINE_METRICS = ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2", "test_pearson",
+                    "training_time_min")
+
+
+EXTRA_METRICS = ("connectivity_slope", "connectivity_R2_raw", "connectivity_n_edges", "V_rest_R2_type_median",
+                 "V_rest_R2_inliers", "tau_slope", "V_rest_slope", "cluster_ARI", "cluster_NMI",
+                 "rollout_pearson", "rollout_rmse", "data_generation_time_s", "eval_time_s",
+                 "n_iterations_per_epoch", "joint_iterations", "n_epochs")
+
+
+TRAJ_KEYS = (("connectivity_r2", "traj_conn"), ("vrest_r2", "traj_vrest"), ("tau_r2", "traj_tau"))
+
+
+# ----------------------------------------------------------------------------- run files
+def run_dataset(spec: RunSpec, record: dict, log_rows: list[dict], n_iter: int) -> xr.Dataset:
+    """The one-run xarray Dataset: dims (config, sim_seed, train_seed) + (step) for the trajectory."""
+    coords = {"config": [spec.label], "sim_seed": [spec.sim_seed], "train_seed": [spec.train_seed]}
+    dims = ("config", "sim_seed", "train_seed")
+    data = {}
+    for key in HEADLINE_METRICS + EXTRA_METRICS:
+        value = record.get(key)
+        value = np.nan if value is None else float(value)
+        data[key] = (dims, np.full((1, 1, 1), value))
+    record = {**record, "overrides_json": json.dumps(spec.overrides, sort_keys=True)}
+    for key in ("status", "reason", "seed_mode", "run_id", "config_json", "overrides_json"):
+        data[key] = (dims, np.array([[[str(record.get(key, ""))]]], dtype=object))
+    data["replicate"] = (dims, np.full((1, 1, 1), spec.replicate, dtype=np.int64))
+    for name in ("conn", "vrest", "tau"):
+        traj = record.get("trajectory", {}).get(name, {})
+        data[f"{name}_peak"] = (dims, np.full((1, 1, 1), np.nan if traj.get("peak") is None else traj["peak"]))
+        data[f"{name}_final"] = (dims, np.full((1, 1, 1), np.nan if traj.get("final") is None else traj["final"]))
+        data[f"{name}_trend"] = (dims, np.array([[[traj.get("trend", "")]]], dtype=object))
+        data[f"{name}_peak_phase"] = (dims, np.array([[[traj.get("peak_phase", "")]]], dtype=object))
+    steps = np.array([r["epoch"] * n_iter + r["iteration"] for r in log_rows], dtype=np.int64)
+    if steps.size:
+        tdims = dims + ("step",)
+        for key, name in TRAJ_KEYS:
+            data[name] = (tdims, np.array([r[key] for r in log_rows], dtype=np.float64)[None, None, None])
+        data["traj_epoch"] = (tdims, np.array([r["epoch"] for r in log_rows], float)[None, None, None])
+        data["traj_phase"] = (tdims, np.array([r["phase"] == "V_rest" for r in log_rows], float)[None, None, None])
+        coords["step"] = steps
+    ds = xr.Dataset(data, coords=coords)
+    if steps.size:
+        ds["traj_phase"].attrs["meaning"] = "0 = joint phase, 1 = V_rest-focus phase"
+    ds.attrs.update({"block": spec.block, "preset": spec.preset, "base_config": spec.base_config,
+                     "overrides": json.dumps(spec.overrides), "device": spec.device})
+    return ds
+
+
+def write_netcdf_atomic(ds: xr.Dataset, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    ds.to_netcdf(tmp, engine="h5netcdf")
+    tmp.replace(path)

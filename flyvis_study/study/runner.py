@@ -1,0 +1,90 @@
+"""Execution of many runs: serial in-process, or on a Dask cluster.
+
+``run_many(specs, out_root, client=None)``: without a client, runs serially in this
+process (the embedded default). With a ``dask.distributed.Client`` each spec becomes one
+task ``client.submit(run_one, spec, out_root, key=run_id, pure=False)`` (GPU runs ask for
+the ``GPU`` resource); each task writes its own run file and returns its path. Finished runs
+are skipped before submission, so an interrupted block resumes where it stopped.
+
+``make_client(workers=N)`` starts a process-based ``LocalCluster`` (one thread per worker);
+``make_client(scheduler="tcp://host:8786")`` attaches to any running cluster (e.g. one
+started with dask-jobqueue on SLURM/LSF). An unreachable address is a clear error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flyvis_study.study.run import is_finished, run_one
+from flyvis_study.study.spec import RunSpec
+
+
+class SchedulerError(RuntimeError):
+    """The Dask scheduler could not be reached."""
+
+
+def make_client(workers: int = 0, scheduler: str | None = None, timeout: float = 10.0):
+    """A Dask client for ``scheduler`` (address) or a LocalCluster of ``workers``; None for serial."""
+    if scheduler:
+        from dask.distributed import Client
+
+        try:
+            return Client(scheduler, timeout=f"{timeout}s")
+        except (OSError, TimeoutError) as err:
+            raise SchedulerError(f"scheduler {scheduler}: not reachable ({type(err).__name__}: {err})") from None
+    if workers and workers > 0:
+        import dask
+        from dask.distributed import Client, LocalCluster
+
+        # Dask's default MALLOC_TRIM_THRESHOLD_=65536 makes torch's many small CPU allocations
+        # ~1.5x slower (measured: 22 vs 14.8 ms per small-preset step); keep the thread limits only.
+        environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
+                   if k != "MALLOC_TRIM_THRESHOLD_"}
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+        return Client(cluster)
+    return None
+
+
+def check_scheduler(address: str, timeout: float = 5.0) -> None:
+    """Raise ``SchedulerError`` unless a Dask scheduler answers at ``address``."""
+    client = make_client(scheduler=address, timeout=timeout)
+    client.close()
+
+
+def run_many(specs: list[RunSpec], out_root: str | Path, client=None, progress: bool = True) -> list[str]:
+    """Run every spec (skipping finished ones); returns the run-file paths in spec order."""
+    from tqdm.auto import tqdm
+
+    out_root = Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    ids = [s.run_id for s in specs]
+    if len(set(ids)) != len(ids):
+        raise ValueError("duplicate runs in the grid (same config and seeds twice)")
+    paths: dict[str, str] = {}
+    todo = []
+    for spec, run_id in zip(specs, ids):
+        if is_finished(spec, out_root):
+            paths[run_id] = str(out_root / "runs" / run_id / "run.nc")
+        else:
+            todo.append((spec, run_id))
+    bar = tqdm(total=len(specs), initial=len(paths), desc="runs", unit="run", disable=not progress)
+    if client is None:
+        for spec, run_id in todo:
+            paths[run_id] = run_one(spec, out_root)
+            bar.update(1)
+    else:
+        from dask.distributed import as_completed
+
+        futures = {}
+        for spec, run_id in todo:
+            resources = {"GPU": 1} if spec.device.startswith("cuda") else None
+            fut = client.submit(run_one, spec, str(out_root), key=f"run-{run_id}", pure=False,
+                                resources=resources)
+            futures[fut] = run_id
+        for fut in as_completed(list(futures)):
+            paths[futures[fut]] = fut.result()
+            bar.update(1)
+    bar.close()
+    return [paths[i] for i in ids]

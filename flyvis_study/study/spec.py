@@ -1,0 +1,104 @@
+"""Study runs: run specs over seed x config grids, one run file per run, resumable.
+
+A ``RunSpec`` names a base config file, dotted overrides, a preset and both seeds; its
+``run_id`` is stable (label + seeds + a hash of everything that changes the numbers), so a
+rerun of a block finds the runs it already finished. ``run_one`` trains and evaluates one
+run into ``out_root/runs/<run_id>/`` and writes ``run.nc`` (netCDF, h5netcdf) last and
+atomically; it never raises for a failed run: the failure (exception or divergence) is
+recorded in the run file with its reason.
+
+Seeds (both testing modes; deterministic in (replicate, seed_base), and shared by all
+blocks by default so blocks can be compared on the same seed pairs):
+- ``generalisation``: simulation.seed = seed_base + replicate, training.seed = seed_base + replicate;
+- ``robustness``: simulation.seed = seed_base (fixed), training.seed = seed_base + replicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flyvis_study.config import PARAMS_DIR, load_run_config
+
+SEED_MODES = ("generalisation", "robustness")
+
+
+class RunSpec(BaseModel):
+    """One run of a study block."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    block: int = Field(ge=0)
+    label: str = Field(min_length=1, description="config name within the block, e.g. 'lr_ratio=0.05'")
+    base_config: str = "two_stage.yaml"
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    preset: str = "tiny"
+    sim_seed: int = Field(ge=0)
+    train_seed: int = Field(ge=0)
+    seed_mode: Literal["generalisation", "robustness", "custom"] = "generalisation"
+    replicate: int = Field(0, ge=0)
+    device: str = "cpu"
+    cache: str | None = None
+
+    def config_path(self) -> Path:
+        path = Path(self.base_config)
+        return path if path.is_absolute() or path.exists() else PARAMS_DIR / path
+
+    def resolved(self):
+        """The validated RunConfig of this run (seeds applied)."""
+        overrides = dict(self.overrides)
+        overrides.update({"simulation.seed": self.sim_seed, "training.seed": self.train_seed})
+        return load_run_config(self.config_path(), preset=self.preset, overrides=overrides)
+
+    @property
+    def run_id(self) -> str:
+        cfg = self.resolved()
+        digest = hashlib.sha256(cfg.to_json().encode()).hexdigest()[:8]
+        safe = "".join(ch if ch.isalnum() or ch in "._=-" else "_" for ch in self.label)
+        return f"{safe}__s{self.sim_seed}_t{self.train_seed}__{digest}"
+
+
+def suggest_seeds(replicate: int, mode: str, seed_base: int = 0) -> tuple[int, int]:
+    """(simulation.seed, training.seed) of a replicate in a testing mode."""
+    if mode == "generalisation":
+        return seed_base + replicate, seed_base + replicate
+    if mode == "robustness":
+        return seed_base, seed_base + replicate
+    raise ValueError(f"seed_mode {mode!r}: allowed: {', '.join(SEED_MODES)}")
+
+
+def grid_specs(block: int, configs: dict[str, dict], replicates: int, *, base_config: str = "two_stage.yaml",
+               preset: str = "tiny", seed_mode: str = "generalisation", seed_base: int = 0,
+               sim_seeds: list[int] | None = None, train_seeds: list[int] | None = None,
+               common_overrides: dict | None = None, device: str = "cpu", cache: str | None = None) -> list[RunSpec]:
+    """Specs for every (config, replicate). ``configs`` maps a label to its dotted overrides.
+
+    Explicit ``sim_seeds``/``train_seeds`` (equal length) replace the suggested seeds.
+    All specs are validated (config resolved) here, before any run starts.
+    """
+    if sim_seeds is not None or train_seeds is not None:
+        if sim_seeds is None or train_seeds is None or len(sim_seeds) != len(train_seeds):
+            raise ValueError("sim_seeds and train_seeds must be given together, with equal lengths")
+        pairs = list(zip(sim_seeds, train_seeds))
+        modes = ["custom"] * len(pairs)
+    else:
+        if seed_mode == "both":
+            modes = [SEED_MODES[r % 2] for r in range(replicates)]
+        elif seed_mode in SEED_MODES:
+            modes = [seed_mode] * replicates
+        else:
+            raise ValueError(f"seed_mode {seed_mode!r}: allowed: generalisation, robustness, both")
+        pairs = [suggest_seeds(r, m, seed_base) for r, m in enumerate(modes)]
+    specs = []
+    for label, overrides in configs.items():
+        merged = {**(common_overrides or {}), **overrides}
+        for r, ((s, t), mode) in enumerate(zip(pairs, modes)):
+            spec = RunSpec(block=block, label=label, base_config=base_config, overrides=merged, preset=preset,
+                           sim_seed=int(s), train_seed=int(t), seed_mode=mode, replicate=r, device=device,
+                           cache=cache)
+            spec.resolved()  # validate before any compute
+            specs.append(spec)
+    return specs

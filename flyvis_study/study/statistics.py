@@ -1,0 +1,100 @@
+"""Statistics per config over its runs, robust / fragile flags, ranking; the block Dataset.
+
+See ``study.results`` for the rules.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from flyvis_study.study.results import combine_runs, runs_table
+
+STAT_METRICS = ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2", "test_pearson")
+
+
+STATISTICS = ("n", "mean", "std", "cv", "min")
+
+
+ROBUST_RULES = {"connectivity_R2": (0.05, 0.90), "tau_R2": (0.05, 0.90), "V_rest_R2": (0.20, 0.40),
+                "cluster_accuracy": (0.10, 0.80)}
+
+
+def config_statistics(ds: xr.Dataset) -> pd.DataFrame:
+    """Per config: n_runs, status counts, and n/mean/std/CV/min of each metric; robust, fragile, score."""
+    df = runs_table(ds)
+    rows = []
+    for config, grp in df.groupby("config", sort=False):
+        row = {"config": config, "n_runs": len(grp),
+               "converged": int((grp["status"] == "converged").sum()),
+               "partial": int((grp["status"] == "partial").sum()),
+               "failed": int((grp["status"] == "failed").sum())}
+        for m in STAT_METRICS + ("training_time_min",):
+            x = grp[m].to_numpy(dtype=float)
+            x = x[np.isfinite(x)]
+            mean = float(x.mean()) if x.size else math.nan
+            std = float(x.std(ddof=1)) if x.size > 1 else math.nan
+            row.update({f"{m}_n": int(x.size), f"{m}_mean": mean, f"{m}_std": std,
+                        f"{m}_cv": std / mean if x.size > 1 and mean != 0 else math.nan,
+                        f"{m}_min": float(x.min()) if x.size else math.nan})
+        row["robust"] = bool(all(
+            row[f"{m}_cv"] < cv and row[f"{m}_min"] > lo for m, (cv, lo) in ROBUST_RULES.items()))
+        row["fragile"] = bool(any(
+            (row[f"{m}_cv"] > 0.25) or (row[f"{m}_min"] < 0.5 * row[f"{m}_mean"]) for m in STAT_METRICS
+            if np.isfinite(row[f"{m}_mean"])) or row["failed"] > 0)
+        c_m, c_cv = row["connectivity_R2_mean"], row["connectivity_R2_cv"]
+        v_m, v_cv = row["V_rest_R2_mean"], row["V_rest_R2_cv"]
+        row["score"] = (c_m * (1 - c_cv) + 0.5 * v_m * (1 - v_cv)) if row["n_runs"] >= 3 else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("config")
+
+
+def ranking(stats: pd.DataFrame) -> pd.DataFrame:
+    """Configs with >= 3 runs by score (desc), ties by lower CV(V_rest)."""
+    ranked = stats[stats["n_runs"] >= 3].copy()
+    ranked = ranked.sort_values(["score", "V_rest_R2_cv"], ascending=[False, True])
+    ranked["rank"] = np.arange(1, len(ranked) + 1)
+    return ranked[["rank", "score", "n_runs", "connectivity_R2_mean", "connectivity_R2_cv", "V_rest_R2_mean",
+                   "V_rest_R2_cv", "robust", "fragile"]]
+
+
+def variance_table(stats: pd.DataFrame) -> pd.DataFrame:
+    """mean / std / CV / min per metric and config, with robust / fragile flags (for display)."""
+    cols = {}
+    for m in STAT_METRICS:
+        for s in ("mean", "std", "cv", "min"):
+            cols[(m, s)] = stats[f"{m}_{s}"]
+    table = pd.DataFrame(cols)
+    table[("runs", "n")] = stats["n_runs"]
+    table[("flags", "robust")] = stats["robust"]
+    table[("flags", "fragile")] = stats["fragile"]
+    return table
+
+
+def statistics_dataset(stats: pd.DataFrame) -> xr.Dataset:
+    """Statistics as variables over (config, metric, statistic) for the block netCDF."""
+    metrics = list(STAT_METRICS) + ["training_time_min"]
+    arr = np.array([[[stats.loc[c, f"{m}_{s}"] for s in STATISTICS] for m in metrics] for c in stats.index],
+                   dtype=float)
+    return xr.Dataset(
+        {"summary": (("config", "metric", "statistic"), arr),
+         "robust": ("config", stats["robust"].astype(int).to_numpy()),
+         "fragile": ("config", stats["fragile"].astype(int).to_numpy()),
+         "score": ("config", stats["score"].to_numpy(dtype=float)),
+         "n_converged": ("config", stats["converged"].to_numpy()),
+         "n_partial": ("config", stats["partial"].to_numpy()),
+         "n_failed": ("config", stats["failed"].to_numpy())},
+        coords={"config": list(stats.index), "metric": metrics, "statistic": list(STATISTICS)})
+
+
+def block_dataset(paths: list[str | Path], block: int, attrs: dict | None = None) -> xr.Dataset:
+    """Combined runs + statistics, ready for ``to_netcdf(engine='h5netcdf')``."""
+    runs = combine_runs(paths)
+    stats = config_statistics(runs)
+    ds = xr.merge([runs, statistics_dataset(stats)], join="outer")
+    ds.attrs = {"block": block, **{k: v for k, v in (attrs or {}).items() if isinstance(v, (str, int, float))}}
+    return ds

@@ -1,0 +1,1 @@
+"""Training: phase schedule, loss, optimiser, steps, the training loop."""

@@ -1,0 +1,1 @@
+"""The simulated world: connectome, ground truth, stimuli, simulator, datasets."""

@@ -1,0 +1,254 @@
+"""Simulated datasets: generation, on-disk cache, memory-mapped reads.
+
+A dataset holds, per split (train, test): voltage v (T, N), derivative y (T, N), hexal
+stimulus (T, C) and clip id (T,); plus static arrays (connectome, ground truth) and
+``meta.json`` (resolved simulation config, counts, diagnostics, timings).
+
+Cache key = sha256 of (simulation config, ground-truth parameters, format version); the
+simulation seed is part of the config. Generation writes into a temporary sibling folder
+and renames it into place at the end, so a killed generation never leaves a folder that
+looks complete (a folder is complete iff it has ``meta.json``); stale temporary folders
+are removed on the next generation. Arrays are plain ``.npy`` files read with
+``mmap_mode='r'``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flyvis_study.config import SimulationConfig
+from flyvis_study.world.connectome import Connectome, cached_connectome
+from flyvis_study.world.connectome_file import cache_dir
+from flyvis_study.world.diagnostics import activity_summary, effective_ranks
+from flyvis_study.world.ground_truth import (
+    GroundTruth,
+    GroundTruthParams,
+    instantiate,
+    load_flyvis_checkpoint,
+    load_params,
+    save_params,
+)
+from flyvis_study.world.simulator import Simulator
+from flyvis_study.world.stimuli import build_clip_library, build_streams
+from flyvis_study.world.synthetic import SYNTHETIC_VERSION, synthetic_ground_truth
+
+FORMAT_VERSION = 1
+
+
+SPLITS = ("train", "test")
+
+
+def resolve_ground_truth(sim: SimulationConfig, connectome: Connectome,
+                         root: Path | None = None) -> GroundTruthParams:
+    """Ground-truth parameters named by the simulation config.
+
+    Calibrated synthetic parameters are cached as JSON under ``root/ground_truth`` (the
+    calibration runs probe simulations), keyed by seed, extent, target abscissa and version.
+    """
+    gt = sim.ground_truth
+    if gt.source == "checkpoint":
+        return load_flyvis_checkpoint(gt.checkpoint)
+    root = Path(root) if root is not None else cache_dir() / "datasets"
+    path = root / "ground_truth" / (f"synthetic-v{SYNTHETIC_VERSION}-seed{gt.seed}-extent{sim.extent}"
+                                    f"-abscissa{gt.target_abscissa:g}.json")
+    if path.is_file():
+        return load_params(path)
+    params = synthetic_ground_truth(connectome, seed=gt.seed, target_abscissa=gt.target_abscissa)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_params(params, tmp)
+    tmp.replace(path)
+    return params
+
+
+def dataset_key(sim: SimulationConfig, params: GroundTruthParams) -> str:
+    sim_json = sim.model_dump(mode="json")
+    sim_json["ground_truth"].pop("checkpoint", None)  # identified by content below
+    payload = json.dumps({"v": FORMAT_VERSION, "simulation": sim_json,
+                          "ground_truth": {k: v for k, v in params.to_json().items() if k != "info"}},
+                         sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+class _NpyWriter:
+    """Sequential writer of a float32/int64 .npy file of known shape (no memory map)."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: str):
+        self.fh = open(path, "wb")
+        np.lib.format.write_array_header_2_0(
+            self.fh, {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": shape})
+        self.dtype = np.dtype(dtype)
+
+    def write(self, block: np.ndarray) -> None:
+        self.fh.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+@dataclass
+class Dataset:
+    """A complete cached dataset, arrays memory-mapped read-only."""
+
+    path: Path
+    meta: dict
+    connectome: Connectome
+    ground_truth: GroundTruth
+
+    def array(self, name: str) -> np.ndarray:
+        """``{split}_{v,y,stimulus,clip}`` or ``{split}_finite`` as a read-only memory map."""
+        return np.load(self.path / f"{name}.npy", mmap_mode="r")
+
+    @property
+    def n_train(self) -> int:
+        return int(self.meta["n_frames"]["train"])
+
+    @property
+    def n_test(self) -> int:
+        return int(self.meta["n_frames"]["test"])
+
+
+def _generate(sim: SimulationConfig, connectome: Connectome, params: GroundTruthParams,
+              folder: Path, device: str, progress: bool) -> dict:
+    from tqdm.auto import tqdm
+
+    t_start = time.perf_counter()
+    gt = instantiate(params, connectome)
+    st = sim.stimulus
+    library = build_clip_library(connectome.columns, source=st.source, n_base_clips=st.n_base_clips,
+                                 seed=st.stimulus_seed, clip_length=(st.clip_length_min, st.clip_length_max),
+                                 test_fraction=st.test_fraction, video_folder=st.video_folder,
+                                 progress=progress)
+    streams = build_streams(library, sim.n_frames, sim.seed)
+    t_stim = time.perf_counter() - t_start
+
+    simulator = Simulator(connectome, gt, dt=sim.dt, noise_level=sim.noise_model_level, device=device)
+    v0 = simulator.initial_state()
+    gen = torch.Generator(device=simulator.device)
+    gen.manual_seed(int(np.random.SeedSequence([sim.seed, 0x0DE]).generate_state(1)[0]))
+    n = connectome.n_neurons
+    stats = {}
+    t_sim = time.perf_counter()
+    with tqdm(total=len(streams.train) + len(streams.test), desc="simulate", unit="frame",
+              disable=not progress, leave=False) as bar:
+        for split, hexals, clip in (("train", streams.train, streams.train_clip),
+                                    ("test", streams.test, streams.test_clip)):
+            T = hexals.shape[0]
+            np.save(folder / f"{split}_stimulus.npy", hexals)
+            np.save(folder / f"{split}_clip.npy", clip)
+            wv = _NpyWriter(folder / f"{split}_v.npy", (T, n), "float32")
+            wy = _NpyWriter(folder / f"{split}_y.npy", (T, n), "float32")
+            finite = np.zeros(T, dtype=bool)
+            sample_idx = np.linspace(0, T - 1, min(T, 2000)).astype(np.int64)
+            sample = np.zeros((sample_idx.size, n), dtype=np.float32)
+            s1 = np.zeros(n)
+            s2 = np.zeros(n)
+            vmin = ymin = np.inf
+            vmax = ymax = -np.inf
+            state = v0  # reset to the initial state before each split
+            for t0, v, y in simulator.run(hexals, state, gen):
+                wv.write(v)
+                wy.write(y)
+                t1 = t0 + len(v)
+                ok = np.isfinite(v).all(1) & np.isfinite(y).all(1)
+                finite[t0:t1] = ok
+                if ok.any():
+                    vmin, vmax = min(vmin, float(v[ok].min())), max(vmax, float(v[ok].max()))
+                    ymin, ymax = min(ymin, float(y[ok].min())), max(ymax, float(y[ok].max()))
+                    s1 += v[ok].sum(0, dtype=np.float64)
+                    s2 += (v[ok].astype(np.float64) ** 2).sum(0)
+                sel = (sample_idx >= t0) & (sample_idx < t1)
+                sample[sel] = v[sample_idx[sel] - t0]
+                bar.update(len(v))
+            wv.close()
+            wy.close()
+            np.save(folder / f"{split}_finite.npy", finite)
+            k = max(int(finite.sum()), 1)
+            mean = s1 / k
+            std = np.sqrt(np.maximum(s2 / k - mean**2, 0) * k / max(k - 1, 1))
+            stats[split] = {
+                "n_frames": T, "n_nonfinite_frames": int((~finite).sum()),
+                "v_range": [vmin, vmax], "y_range": [ymin, ymax],
+                "effective_rank_input": effective_ranks(hexals),
+                "effective_rank_activity": effective_ranks(sample[np.isfinite(sample).all(1)]),
+                **({"activity": activity_summary(mean, std, connectome)} if split == "train" else {}),
+            }
+            if split == "train":
+                np.save(folder / "train_v_mean.npy", mean.astype(np.float32))
+                np.save(folder / "train_v_std.npy", std.astype(np.float32))
+    t_sim = time.perf_counter() - t_sim
+    np.savez(folder / "static.npz", V_rest=gt.V_rest, tau=gt.tau, W=gt.W)
+    save_params(params, folder / "ground_truth.json")
+    return {
+        "format_version": FORMAT_VERSION,
+        "simulation": sim.model_dump(mode="json"),
+        "ground_truth_source": params.source,
+        "ground_truth_info": params.info,
+        "counts": connectome.counts(),
+        "n_frames": {"train": len(streams.train), "test": len(streams.test)},
+        "n_base_clips": {"train": int(len(library.train_bases)), "test": int(len(library.test_bases))},
+        "diagnostics": stats,
+        "timing_s": {"stimulus": t_stim, "simulation": t_sim, "total": time.perf_counter() - t_start},
+        "device": str(simulator.device),
+    }
+
+
+def _load(folder: Path, connectome: Connectome) -> Dataset:
+    meta = json.loads((folder / "meta.json").read_text())
+    params = load_params(folder / "ground_truth.json")
+    static = np.load(folder / "static.npz")
+    gt = GroundTruth(params=params, V_rest=static["V_rest"], tau=static["tau"], W=static["W"])
+    return Dataset(path=folder, meta=meta, connectome=connectome, ground_truth=gt)
+
+
+def get_dataset(sim: SimulationConfig, root: str | Path | None = None, device: str = "cpu",
+                progress: bool = False, regenerate: bool = False) -> Dataset:
+    """Return the cached dataset for ``sim``, generating it (atomically) on a miss."""
+    connectome = cached_connectome(sim.extent)
+    root = Path(root) if root is not None else cache_dir() / "datasets"
+    params = resolve_ground_truth(sim, connectome, root)
+    folder = root / dataset_key(sim, params)
+    if (folder / "meta.json").is_file() and not regenerate:
+        return _load(folder, connectome)
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(f"{folder.name}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or not _pid_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    if folder.exists():  # incomplete (no meta.json) or forced regeneration
+        shutil.rmtree(folder)
+    tmp = root / f"{folder.name}.tmp-{os.getpid()}"
+    tmp.mkdir()
+    try:
+        meta = _generate(sim, connectome, params, tmp, device, progress)
+        meta["key"] = folder.name
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another process finished the same dataset first
+            if not (folder / "meta.json").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return _load(folder, connectome)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
