@@ -1,7 +1,7 @@
 """Validated configuration (pydantic v2, unknown keys forbidden) and YAML presets.
 
 A run is described by ``RunConfig`` = simulation + model + training + evaluation. Configs
-are assembled as: defaults <- config file (e.g. ``params/two_stage.yaml``) <- preset
+are assembled as: defaults <- config file (e.g. ``two_stage.yaml``, found in the package's params/) <- preset
 (``params/presets/{tiny,small,full}.yaml``: sizes and iteration budgets only) <- explicit
 overrides (dotted keys such as ``training.alternate_lr_ratio=0.05``). Every value is
 checked before any compute; errors name the key and the allowed range.
@@ -21,8 +21,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
+from flyvis_study.resources import config_file, preset_file
+
 PRESETS = ("tiny", "small", "full")
+DEFAULT_PRESET = "tiny"  # the preset of every command and block unless told otherwise
 
 REFERENCE_NAMES = {
     "coeff_edge_diff": "coeff_g_phi_diff",
@@ -65,7 +67,7 @@ class GroundTruthConfig(_Strict):
     target_abscissa: float = Field(0.85, gt=0, lt=1)
 
     @model_validator(mode="after")
-    def _checkpoint_exists(self) -> "GroundTruthConfig":
+    def _checkpoint_exists(self) -> GroundTruthConfig:
         if self.source == "checkpoint":
             if not self.checkpoint:
                 raise ValueError("checkpoint: required when source='checkpoint'")
@@ -90,7 +92,7 @@ class StimulusConfig(_Strict):
     video_folder: str | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "StimulusConfig":
+    def _check(self) -> StimulusConfig:
         if self.clip_length_max < self.clip_length_min:
             raise ValueError("clip_length_max: must be >= clip_length_min")
         if self.source == "video_folder" and not (self.video_folder and Path(self.video_folder).is_dir()):
@@ -146,6 +148,8 @@ class TrainingConfig(_Strict):
     alternate_lr_ratio: float = Field(0.1, gt=0, le=1)
     checkpoint_every_epoch: bool = True
     cuda_graph: bool = Field(True, description="capture the training step in a CUDA graph (GPU only)")
+    mlp_backward: Literal["chunked", "autograd"] = Field(
+        "chunked", description="how training differentiates the MLPs (same gradients; model.mlp)")
 
 
 class EvaluationConfig(_Strict):
@@ -159,7 +163,7 @@ class EvaluationConfig(_Strict):
 
 
 class RunConfig(_Strict):
-    preset: str = "full"
+    preset: str | None = Field(None, description="the preset applied (None: the config's own sizes)")
     simulation: SimulationConfig = SimulationConfig()
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
@@ -171,9 +175,10 @@ class RunConfig(_Strict):
         n = self.simulation.n_frames if n_frames is None else n_frames
         return max(1, int(((n * t.data_augmentation_loop) // t.batch_size) * t.iterations_fraction))
 
-    def joint_iterations(self) -> int:
-        """Iterations of the joint phase per epoch (all of them for standard training)."""
-        n = self.n_iterations()
+    def joint_iterations(self, n_frames: int | None = None) -> int:
+        """Iterations of the joint phase per epoch: int(Niter * alternate_joint_ratio) for
+        two-stage training, all Niter for standard training."""
+        n = self.n_iterations(n_frames)
         return int(n * self.training.alternate_joint_ratio) if self.training.alternate_training else n
 
     def to_json(self) -> str:
@@ -204,7 +209,10 @@ def read_yaml(path: str | Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path}: not valid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise ConfigError(f"config file {path}: not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: top level must be a mapping")
     return data
@@ -213,7 +221,7 @@ def read_yaml(path: str | Path) -> dict:
 def preset_path(name: str) -> Path:
     if name not in PRESETS:
         raise ConfigError(f"preset '{name}': unknown; allowed: {', '.join(PRESETS)}")
-    return PARAMS_DIR / "presets" / f"{name}.yaml"
+    return preset_file(name)
 
 
 def parse_value(text: str) -> Any:
@@ -255,7 +263,12 @@ def load_run_config(config: str | Path | dict | None = None, preset: str | None 
     """defaults <- config (file or dict) <- preset <- dotted overrides, validated."""
     data: dict = {}
     if config is not None:
-        data = deep_merge(data, read_yaml(config) if not isinstance(config, dict) else config)
+        if not isinstance(config, dict):
+            try:
+                config = read_yaml(config_file(config))
+            except FileNotFoundError as err:
+                raise ConfigError(str(err)) from None
+        data = deep_merge(data, config)
     if preset is not None:
         data = deep_merge(data, read_yaml(preset_path(preset)))
         data["preset"] = preset

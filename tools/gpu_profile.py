@@ -1,7 +1,7 @@
 """Kernel profile of the training step on a GPU (device machine only; not part of the tests).
 
 Usage: python tools/gpu_profile.py [preset] [out_dir]. First the CUDA-graph step with each
-MLP backward of ``model.MLP_BACKWARD`` ("chunked", "autograd"), interleaved blocks of 300
+MLP backward (``training.mlp_backward``: "chunked", "autograd"), interleaved blocks of 300
 iterations, ms per iteration (block means); then, with the default backward, for the eager
 and the CUDA-graph step (every regulariser on, as in the benchmark): ms per iteration,
 kernels per iteration, GPU busy time per iteration (sum of kernel durations), the 25 most
@@ -13,9 +13,8 @@ import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-import flyvis_study.model.mlp as model_module
 from flyvis_study.bench import block_ms_per_iter
-from flyvis_study.config import PARAMS_DIR, load_run_config
+from flyvis_study.config import load_run_config
 from flyvis_study.train.loop import build_model
 from flyvis_study.train.optimizer import build_optimizer
 from flyvis_study.train.schedule import coefficients
@@ -26,19 +25,20 @@ from flyvis_study.world.training_data import TrainingData
 preset = sys.argv[1] if len(sys.argv) > 1 else "full"
 out_dir = sys.argv[2] if len(sys.argv) > 2 else "."
 dev = torch.device("cuda")
-cfg = load_run_config(PARAMS_DIR / "two_stage.yaml", preset=preset)
+cfg = load_run_config("two_stage.yaml", preset=preset)
 dataset = get_dataset(cfg.simulation, device="cuda", progress=False)
 data = TrainingData(dataset, dev)
 model = build_model(cfg, dataset, dev)
 optimizer = build_optimizer(model, cfg, dev)
-draws = torch.randint(0, data.frames.shape[0], (400, cfg.training.batch_size), generator=torch.Generator().manual_seed(0))
+gen = torch.Generator().manual_seed(0)
+draws = torch.randint(0, data.frames.shape[0], (400, cfg.training.batch_size), generator=gen)
 idx = data.frames[draws.to(dev)]
 n_prof = 20
-default = model_module.MLP_BACKWARD["cuda"]
+default = cfg.training.mlp_backward
 times = {"chunked": [], "autograd": []}
-for round_ in range(3):
+for _ in range(3):
     for variant in times:
-        model_module.MLP_BACKWARD["cuda"] = variant
+        model.use_mlp_backward(variant)
         step = CudaGraphStep(model, optimizer, data, cfg, data.stats.xnorm)
         step.configure(coefficients(cfg.training, 1), "joint")
         times[variant].append(block_ms_per_iter(step, idx, 10, 300, dev))
@@ -46,7 +46,7 @@ for round_ in range(3):
         del step
 print("== graph step by MLP backward (ms/iter, 3 blocks each):",
       {k: [round(t, 4) for t in v] for k, v in times.items()}, flush=True)
-model_module.MLP_BACKWARD["cuda"] = default
+model.use_mlp_backward(default)
 for name, cls in (("eager", EagerStep), ("graph", CudaGraphStep)):
     step = cls(model, optimizer, data, cfg, data.stats.xnorm)
     step.configure(coefficients(cfg.training, 1), "joint")
@@ -59,6 +59,7 @@ for name, cls in (("eager", EagerStep), ("graph", CudaGraphStep)):
     busy = sum(getattr(e, "device_time", None) or getattr(e, "cuda_time", 0.0) for e in kernels)
     print(f"== {name}: {ms:.3f} ms/iter; {len(kernels) / n_prof:.0f} GPU activities/iter; "
           f"GPU busy {busy / n_prof / 1e3:.3f} ms/iter", flush=True)
-    sort = "self_device_time_total" if hasattr(prof.key_averages()[0], "self_device_time_total") else "self_cuda_time_total"
+    device_time = "self_device_time_total"
+    sort = device_time if hasattr(prof.key_averages()[0], device_time) else "self_cuda_time_total"
     print(prof.key_averages().table(sort_by=sort, row_limit=25, max_name_column_width=70), flush=True)
     prof.export_chrome_trace(f"{out_dir}/trace_{name}.json")

@@ -15,13 +15,13 @@ blocks by default so blocks can be compared on the same seed pairs):
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flyvis_study.config import PARAMS_DIR, load_run_config
+from flyvis_study.config import DEFAULT_PRESET, RunConfig, load_run_config
 
 SEED_MODES = ("generalisation", "robustness")
 
@@ -35,7 +35,7 @@ class RunSpec(BaseModel):
     label: str = Field(min_length=1, description="config name within the block, e.g. 'lr_ratio=0.05'")
     base_config: str = "two_stage.yaml"
     overrides: dict[str, Any] = Field(default_factory=dict)
-    preset: str = "tiny"
+    preset: str = DEFAULT_PRESET
     sim_seed: int = Field(ge=0)
     train_seed: int = Field(ge=0)
     seed_mode: Literal["generalisation", "robustness", "custom"] = "generalisation"
@@ -43,20 +43,16 @@ class RunSpec(BaseModel):
     device: str = "cpu"
     cache: str | None = None
 
-    def config_path(self) -> Path:
-        path = Path(self.base_config)
-        return path if path.is_absolute() or path.exists() else PARAMS_DIR / path
-
-    def resolved(self):
-        """The validated RunConfig of this run (seeds applied)."""
+    @functools.cached_property
+    def config(self) -> RunConfig:
+        """The validated RunConfig of this run (seeds applied), resolved once."""
         overrides = dict(self.overrides)
         overrides.update({"simulation.seed": self.sim_seed, "training.seed": self.train_seed})
-        return load_run_config(self.config_path(), preset=self.preset, overrides=overrides)
+        return load_run_config(self.base_config, preset=self.preset, overrides=overrides)
 
-    @property
+    @functools.cached_property
     def run_id(self) -> str:
-        cfg = self.resolved()
-        digest = hashlib.sha256(cfg.to_json().encode()).hexdigest()[:8]
+        digest = hashlib.sha256(self.config.to_json().encode()).hexdigest()[:8]
         safe = "".join(ch if ch.isalnum() or ch in "._=-" else "_" for ch in self.label)
         return f"{safe}__s{self.sim_seed}_t{self.train_seed}__{digest}"
 
@@ -71,7 +67,7 @@ def suggest_seeds(replicate: int, mode: str, seed_base: int = 0) -> tuple[int, i
 
 
 def grid_specs(block: int, configs: dict[str, dict], replicates: int, *, base_config: str = "two_stage.yaml",
-               preset: str = "tiny", seed_mode: str = "generalisation", seed_base: int = 0,
+               preset: str = DEFAULT_PRESET, seed_mode: str = "generalisation", seed_base: int = 0,
                sim_seeds: list[int] | None = None, train_seeds: list[int] | None = None,
                common_overrides: dict | None = None, device: str = "cpu", cache: str | None = None) -> list[RunSpec]:
     """Specs for every (config, replicate). ``configs`` maps a label to its dotted overrides.
@@ -99,6 +95,6 @@ def grid_specs(block: int, configs: dict[str, dict], replicates: int, *, base_co
             spec = RunSpec(block=block, label=label, base_config=base_config, overrides=merged, preset=preset,
                            sim_seed=int(s), train_seed=int(t), seed_mode=mode, replicate=r, device=device,
                            cache=cache)
-            spec.resolved()  # validate before any compute
+            _ = spec.config  # validate before any compute
             specs.append(spec)
     return specs

@@ -1,0 +1,50 @@
+"""The wheel ships the configs, presets and notebooks; provenance names the package, commit, torch, device."""
+
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from conftest import REPO
+
+
+@pytest.mark.slow
+def test_wheel_contains_package_data_and_every_subpackage(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=300)
+    wheel = next(tmp_path.glob("flyvis_study-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in ("params/two_stage.yaml", "params/gold_standard.yaml", "params/presets/tiny.yaml",
+                 "params/presets/small.yaml", "params/presets/full.yaml", "notebooks/study_summary.ipynb",
+                 "notebooks/explore.ipynb", *(f"notebooks/block{n}.ipynb" for n in range(6))):
+        assert f"flyvis_study/{name}" in names, name
+    packages = {p.parent.relative_to(REPO).as_posix() for p in (REPO / "flyvis_study").rglob("__init__.py")}
+    for package in packages:
+        assert f"{package}/__init__.py" in names, package
+    assert not any(n.startswith("flyvis_study/notebooks/sources") for n in names)
+
+
+def test_provenance_names_version_commit_torch_and_device():
+    import torch
+
+    from flyvis_study.provenance import provenance
+
+    p = provenance("cpu")
+    assert p["package_version"] == "0.1.0" and p["torch_version"] == torch.__version__
+    assert p["device"] == "cpu" and p["device_name"].endswith("threads)")
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:
+        assert p["git_commit"].startswith(head.stdout.strip())
+    assert all(isinstance(v, str) and type(v) is str for v in p.values())  # netCDF attributes
+
+
+def test_shipped_configs_are_overlays_on_the_defaults():
+    """Each hyperparameter value lives once: the YAML files set only what differs from the pydantic defaults."""
+    from flyvis_study.config import RunConfig, load_run_config
+
+    default = RunConfig().training
+    gold = load_run_config("gold_standard.yaml").training
+    two = load_run_config("two_stage.yaml").training
+    assert gold == default.model_copy(update={"n_epochs": 1, "alternate_training": False})
+    assert two == default.model_copy(update={"n_epochs": 2, "alternate_training": True})
+    assert (two.alternate_joint_ratio, two.alternate_lr_ratio) == (0.4, 0.1)
