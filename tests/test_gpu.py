@@ -19,7 +19,8 @@ def _run(step_cls, cfg, dataset, n=12):
     model = build_model(cfg, dataset, dev)
     opt = build_optimizer(model, cfg, dev)
     step = step_cls(model, opt, data, cfg, data.stats.xnorm)
-    idx = data.frames[torch.randint(0, data.frames.shape[0], (n, 2), generator=torch.Generator().manual_seed(0)).to(dev)]
+    draws = torch.randint(0, data.frames.shape[0], (n, 2), generator=torch.Generator().manual_seed(0))
+    idx = data.frames[draws.to(dev)]
     losses = []
     for k, phase in enumerate(["joint"] * (n // 2) + ["V_rest"] * (n - n // 2)):
         if k in (0, n // 2):
@@ -47,15 +48,13 @@ def test_cuda_training_run(tiny_config, tiny_dataset, tmp_path):
 
 
 @pytest.mark.parametrize("cuda_backward", ["chunked", "autograd"])
-def test_cuda_loss_and_gradients_match_cpu(tiny_config, tiny_dataset, cuda_backward, monkeypatch):
+def test_cuda_loss_and_gradients_match_cpu(tiny_config, tiny_dataset, cuda_backward):
     """The training loss on CUDA (ChunkedMLP over all rows, or autograd through
     _SplitFirstLayer; norm_penalty's foreach backward) equals the CPU's (ChunkedMLP over
     cache-sized chunks), value and every gradient, in float64 (no float32 rounding noise)."""
-    import flyvis_study.model.mlp as model_module
     from flyvis_study.train.loss import training_loss
     from flyvis_study.train.schedule import coefficients
 
-    monkeypatch.setitem(model_module.MLP_BACKWARD, "cuda", cuda_backward)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     model = build_model(tiny_config, tiny_dataset, cpu).double()
     with torch.no_grad():
@@ -67,6 +66,7 @@ def test_cuda_loss_and_gradients_match_cpu(tiny_config, tiny_dataset, cuda_backw
         results = []
         for dev in (cpu, cuda):
             m = model.to(dev)
+            m.use_mlp_backward("chunked" if dev == cpu else cuda_backward)
             loss = training_loss(m, *(t.to(dev) for t in rows), c, data.stats.xnorm)
             results.append((loss.cpu(), [g.cpu() for g in torch.autograd.grad(loss, list(m.parameters()))]))
         (l_cpu, g_cpu), (l_cuda, g_cuda) = results

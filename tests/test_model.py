@@ -108,18 +108,16 @@ def split_inputs(g, R=4, N=7):
 
 
 @pytest.mark.parametrize("chunked_backward", [False, True])
-def test_split_first_layer_equals_plain_mlp_and_detaches_embedding_after_n_live(chunked_backward, monkeypatch):
+def test_split_first_layer_equals_plain_mlp_and_detaches_embedding_after_n_live(chunked_backward):
     """forward_split([v, M, I], a, at=1, n_live) == MLP([v, a, M, I]) with a detached on rows >= n_live
     (autograd through _SplitFirstLayer, as on a GPU, and the CPU's ChunkedMLP); None features are
     zeros; the hand-written backward of _SplitFirstLayer passes torch's gradcheck."""
-    import flyvis_study.model.mlp as model_module
     from flyvis_study.fast.fused_ops import FirstLayerLayout
     from flyvis_study.fast.split_first_layer import _SplitFirstLayer
     from flyvis_study.model.mlp import MLP
 
-    monkeypatch.setitem(model_module.MLP_BACKWARD, "cpu", "chunked" if chunked_backward else "autograd")
     g = torch.Generator().manual_seed(2)
-    mlp = MLP(5, 16, 1, 3, g).double()
+    mlp = MLP(5, 16, 1, 3, g, backward="chunked" if chunked_backward else "autograd").double()
     a, v, M, I = split_inputs(g)
     R, N = v.shape
     assert_equals_plain_mlp(mlp, mlp.forward_split([v, M, I], a, 1, n_live=2).squeeze(-1), a, v, M, I, 2, g)

@@ -17,7 +17,6 @@ from flyvis_study.evaluation.recovery import (
     tau_metrics,
     vrest_metrics,
 )
-from flyvis_study.fast.allocator import keep_freed_memory
 from flyvis_study.model.gnn import FlyVisGNN
 from flyvis_study.world.dataset import Dataset
 from flyvis_study.world.stimuli import photoreceptor_input
@@ -34,7 +33,6 @@ def evaluate(model: FlyVisGNN, dataset: Dataset, cfg: RunConfig,
              data: TrainingData | None = None) -> tuple[dict, RecoveredParameters]:
     """All final metrics (recovered parameters, clustering, one-step test, rollout) + timings."""
     t0 = time.perf_counter()
-    keep_freed_memory()  # thousands of model calls: no page faults per call (see allocator.py)
     model.eval()
     dev = model.W.device
     data = data if data is not None else TrainingData(dataset, dev)

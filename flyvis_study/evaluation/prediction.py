@@ -43,10 +43,9 @@ def predict_frames(predict: FrozenPredictor, v: np.ndarray, I: np.ndarray, batch
 
     On a CPU with k >= 2 intra-op threads the frames are split over k Python threads with one
     intra-op thread each (restored afterwards): independent single-threaded streams beat
-    2-thread ops on these 13,741 x 80 products (3.7 vs 4.2-4.8 ms per frame on 2 cores,
-    bitwise the same predictions, tested). The output is one preallocated array: thousands of
-    small long-lived arrays interleaved with the per-call activations fragment glibc's heap
-    (measured: +4.4 MB RSS per call at full scale).
+    2-thread ops on these N x 80 products (docs/benchmarks.md; bitwise the same predictions,
+    tested). The output is one preallocated array: thousands of small long-lived arrays
+    interleaved with the per-call activations fragment glibc's heap.
     """
     pred = np.empty(v.shape, dtype=np.float32)
 

@@ -2,13 +2,14 @@
 
 A training step at full scale allocates and frees ~20 activation tensors of 4-22 MB. With
 glibc's default policy these are mmap-ed (or the heap top is trimmed) and returned to the
-kernel on free, so every step faults ~14,000 fresh pages in again (measured: ~100 ms/step
-with, ~64 ms without, on a 2-core EPYC). ``keep_freed_memory`` sets glibc's malloc to serve
+kernel on free, so every step faults thousands of fresh pages in again (the cost is measured
+in docs/benchmarks.md). ``keep_freed_memory`` sets glibc's malloc to serve
 blocks up to 32 MB from its heap and to never trim the heap, the in-process equivalent of
 ``MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=2147483647``. The peak resident
 memory is unchanged (it is the peak of live tensors); the process just does not hand
-freed pages back until ``release_freed_memory`` (``malloc_trim``), which ``train`` calls
-when it ends. Elsewhere (macOS, musl, Windows) both do nothing.
+freed pages back until ``release_freed_memory`` (``malloc_trim``). Both are process-wide, so
+only the entry points call them (the CLI's train and bench, a study task's ``run_one``),
+never ``train()`` or ``evaluate()``. Elsewhere (macOS, musl, Windows) both do nothing.
 """
 
 from __future__ import annotations

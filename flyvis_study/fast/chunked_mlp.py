@@ -4,18 +4,17 @@ Same function as ``MLP.forward_split`` (first layer z1[r, n] = sum_k X_k[r, n] W
 U a_n + b1, then Linear + ReLU layers, then a Linear to one output) and the same gradients,
 with the embedding gradient taken from the first ``n_live`` row blocks only.
 
-Why: on a 2-core CPU the autograd backward of the MLP is bound by memory traffic, not by
-arithmetic: each (R*N, hidden) gradient (22 MB for g_phi at full scale) is written by one
-kernel and read back by the next (ReLU backward, weight gradient, bias sum, block sums,
-feature-weight gradient), a dozen passes through DRAM. Here the activations are stored
-neuron-major, (N, R, hidden), and the backward walks over chunks of neurons: for each chunk
-every layer's gradient is computed while the chunk's rows (a few thousand, ~1-2 MB) are in
-cache, and the weight gradients are accumulated. Each stored activation is then read once.
-Measured at full scale on the 2-core CPU, in one process with interleaved blocks of steps:
-56.5-57.3 ms per training step vs 62.8-63.7 ms with autograd's backward of the same
-forward (``model.MLP_BACKWARD["cpu"] = "autograd"``). On a GPU the whole row set is one chunk
-(the GPU's caches are not the point there): the hand-written backward then saves kernels and
-takes the bias gradients as GEMVs (``fused_ops.column_sums``).
+Why: on a CPU the autograd backward of the MLP is bound by memory traffic, not by
+arithmetic: each (R*N, hidden) gradient is written by one kernel and read back by the next
+(ReLU backward, weight gradient, bias sum, block sums, feature-weight gradient), a dozen
+passes through DRAM. Here the activations are stored neuron-major, (N, R, hidden), and the
+backward walks over chunks of neurons: for each chunk every layer's gradient is computed
+while the chunk's rows (a few thousand) are in cache, and the weight gradients are
+accumulated. Each stored activation is then read once. The gain over autograd's backward of
+the same forward (``training.mlp_backward: autograd``) is measured in docs/benchmarks.md.
+On a GPU the whole row set is one chunk (the GPU's caches are not the point there): the
+hand-written backward then saves kernels and takes the bias gradients as GEMVs
+(``fused_ops.column_sums``).
 
 Shapes: features X_k (R, N); a (N, d); first weight W1 (H, n_in) holding U (H, d) and Wf
 (H, K) at the columns ``layout`` gives (``fused_ops.FirstLayerLayout``); b1 (H,); hidden
@@ -28,7 +27,7 @@ import torch
 
 from flyvis_study.fast.fused_ops import column_sums, linear_relu, split_first_layer
 
-ROWS_PER_CHUNK = 4096  # rows (neurons x row blocks) per backward chunk: ~1.3 MB per activation (measured best of 2,048-16,384)
+ROWS_PER_CHUNK = 4096  # rows (neurons x row blocks) per backward chunk (the best of 2,048-16,384 measured)
 
 
 class ChunkedMLP(torch.autograd.Function):

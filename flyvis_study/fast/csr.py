@@ -3,10 +3,9 @@
     M_i = sum_{e: tgt(e) = i} W_e h_{src(e)}     <=>   M = A h,  A[tgt(e), src(e)] = W_e
 
 Used where W is fixed for many products (the simulator's ground truth, a trained model
-under evaluation). On a 2-core CPU at extent 8 (434,112 edges) one product with 2 columns
-takes ~0.5 ms vs ~1.5 ms for the gather / scatter-add form; on the CPU int32 indices
-(N, E < 2^31) make a mat-vec ~2.5x faster than int64 ones (0.11 vs 0.28 ms, bitwise the same
-result). On CUDA the indices stay int64 (the form measured on the GPU machine).
+under evaluation), where it beats the gather / scatter-add form; on the CPU the indices are
+int32 (N, E < 2^31; faster mat-vecs, bitwise the same result), on CUDA int64 (the form
+measured there). Measurements: docs/benchmarks.md.
 """
 
 from __future__ import annotations

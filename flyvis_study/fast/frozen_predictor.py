@@ -23,7 +23,7 @@ class FrozenPredictor:
     """
 
     @torch.no_grad()
-    def __init__(self, model: "FlyVisGNN"):
+    def __init__(self, model: FlyVisGNN):
         from flyvis_study.fast.csr import target_csr
 
         a = model.embedding.detach()

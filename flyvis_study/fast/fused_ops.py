@@ -1,14 +1,14 @@
 """The MLP's layer kernels shared by the model, its evaluation predictor and ChunkedMLP.
 
 ``split_first_layer``: the first Linear + ReLU on split input (per-neuron embedding term plus
-per-row scalar features), see ``model.py``.
+per-row scalar features), see ``model.gnn``.
 
 Linear + ReLU as one oneDNN call for CPU inference (and the forward of training's ChunkedMLP):
 
 ``torch.ops.mkldnn._linear_pointwise(h, W, b, "relu")`` computes relu(h W^T + b) with the bias
 and the ReLU in the GEMM's epilogue: no separate bias-broadcast copy and ReLU pass over the
-(rows, hidden) output, ~20 % faster than ``addmm`` + ``relu_`` at 27k x 80 x 80 on a 2-core
-CPU, equal results (tested). It is a PyTorch-internal op (the one TorchInductor emits for
+(rows, hidden) output; faster than ``addmm`` + ``relu_`` on CPU (docs/benchmarks.md), equal
+results (tested). It is a PyTorch-internal op (the one TorchInductor emits for
 CPU), so it is used only where it exists, on CPU float32 tensors, without autograd; every
 other case takes ``addmm`` + in-place ReLU.
 """
@@ -47,11 +47,10 @@ def split_first_layer(embedding_term: torch.Tensor, Wf: torch.Tensor, features, 
     or neuron-major (N, 1, H) with K x (N, R) -> (N, R, H).
 
     On a CPU with K >= 2 features: stack(X) @ Wf^T, then the embedding term added in place (a
-    small GEMM and one broadcast add). PyTorch's in-place ``addcmul_`` with two broadcast
-    operands is not vectorised there: on 2 threads at N = 13,741, H = 80, 0.24 vs 0.64 ms for
-    evaluation's [v, M] (one frame) and 0.66 vs 2.07 ms for training's f_theta layout (R = 2,
-    K = 3); with K = 1 the single ``addcmul`` is the faster form (0.75 vs 1.34 ms at R = 5).
-    CUDA keeps the ``addcmul`` chain (the form measured on the GPU).
+    small GEMM and one broadcast add), because PyTorch's in-place ``addcmul_`` with two
+    broadcast operands is not vectorised there; with K = 1 the single ``addcmul`` is the faster
+    form. CUDA keeps the ``addcmul`` chain (the form measured on the GPU). Measurements:
+    docs/benchmarks.md.
     """
     if len(features) > 1 and embedding_term.device.type == "cpu":
         z = torch.matmul(torch.stack(features, -1), Wf.t()).add_(embedding_term)

@@ -25,7 +25,7 @@ the R row blocks (batch frames, regulariser frames, evaluation grid points), ins
 matrix product with K = 1 + d (+2) inner size on R x N concatenated rows. Same maths
 (tested against the plain path and the per-edge oracle); on the CPU it removes the
 slowest products of the step (skinny K = 3 products and their backward). ``MLP.forward``
-(the plain path on concatenated inputs) stays the reference form used by ``naive.py``.
+(the plain path on concatenated inputs) stays the reference form used by ``model.naive``.
 """
 
 from __future__ import annotations
@@ -47,16 +47,19 @@ class FlyVisGNN(nn.Module):
         edge_src, edge_tgt: (E,) long tensors, presynaptic j and postsynaptic i.
         config: hidden size, layers, embedding size, W initialisation.
         generator: torch.Generator for every random initial value (training.seed).
+        mlp_backward: how training differentiates both MLPs ("chunked" or "autograd",
+            ``model.mlp``; same gradients).
     """
 
     def __init__(self, n_neurons: int, edge_src: torch.Tensor, edge_tgt: torch.Tensor,
-                 config: ModelConfig = ModelConfig(), generator: torch.Generator | None = None):
+                 config: ModelConfig = ModelConfig(), generator: torch.Generator | None = None,
+                 mlp_backward: str = "chunked"):
         super().__init__()
         d = config.embedding_dim
         self.config = config
         self.n_neurons = n_neurons
-        self.g_phi = MLP(1 + d, config.hidden_dim, 1, config.n_layers, generator)
-        self.f_theta = MLP(1 + d + 2, config.hidden_dim, 1, config.n_layers, generator)
+        self.g_phi = MLP(1 + d, config.hidden_dim, 1, config.n_layers, generator, mlp_backward)
+        self.f_theta = MLP(1 + d + 2, config.hidden_dim, 1, config.n_layers, generator, mlp_backward)
         self.embedding = nn.Parameter(torch.ones(n_neurons, d))
         n_edges = int(edge_src.numel())
         if config.w_init_mode == "zeros":
@@ -95,6 +98,10 @@ class FlyVisGNN(nn.Module):
         a = self.embedding
         M = self.aggregate(self.edge_activation(v, a))
         return self.update(v, a, M, I)
+
+    def use_mlp_backward(self, kind: str) -> None:
+        """Switch how training differentiates both MLPs ("chunked" or "autograd")."""
+        self.g_phi.backward = self.f_theta.backward = kind
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """The four optimiser groups: W, g_phi, f_theta, embedding."""

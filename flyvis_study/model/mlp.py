@@ -1,7 +1,10 @@
 """The plain MLP of both GNN functions (g_phi, f_theta), with its split-input forward.
 
-See ``model.gnn`` for the split first layer; ``MLP_BACKWARD`` picks how training
-differentiates it.
+See ``model.gnn`` for the split first layer. ``MLP.backward`` says how training
+differentiates it: "chunked" = ``fast.chunked_mlp.ChunkedMLP`` (one function with a
+hand-written backward; on a CPU over cache-sized chunks, on a GPU over all rows at once), or
+"autograd" = ``fast.split_first_layer`` + autograd through the hidden layers. Same maths and
+gradients (tested); the choice is ``training.mlp_backward``.
 """
 
 from __future__ import annotations
@@ -15,10 +18,7 @@ from flyvis_study.fast.chunked_mlp import ROWS_PER_CHUNK, ChunkedMLP
 from flyvis_study.fast.fused_ops import FirstLayerLayout, linear_relu
 from flyvis_study.fast.split_first_layer import _SplitFirstLayer
 
-# How training differentiates the MLPs, per device type: "chunked" = ``ChunkedMLP`` (one function,
-# hand-written backward; on a CPU over cache-sized chunks, on a GPU over all rows at once), or
-# "autograd" = ``_SplitFirstLayer`` + autograd through the hidden layers. Same maths (tested).
-MLP_BACKWARD = {"cpu": "chunked", "cuda": "chunked"}
+MLP_BACKWARDS = ("chunked", "autograd")
 
 
 class MLP(nn.Module):
@@ -29,8 +29,11 @@ class MLP(nn.Module):
     """
 
     def __init__(self, n_in: int, hidden: int, n_out: int, n_layers: int,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, backward: str = "chunked"):
         super().__init__()
+        if backward not in MLP_BACKWARDS:
+            raise ValueError(f"backward {backward!r}: allowed: {', '.join(MLP_BACKWARDS)}")
+        self.backward = backward
         sizes = [n_in] + [hidden] * (n_layers - 1) + [n_out]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         with torch.no_grad():
@@ -45,7 +48,7 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (..., n_in) -> (..., n_out).
 
-        The plain path on a concatenated input: the reference form (``naive.py``, and the
+        The plain path on a concatenated input: the reference form (``model.naive``, and the
         naive step of ``flyvis-study bench``). Without autograd the rows are flattened to one
         matrix and go through ``fused_ops.linear_relu`` and ``after_first_layer`` (same maths,
         tested; no extra activation tensors).
@@ -66,7 +69,7 @@ class MLP(nn.Module):
         skipped); ``embedding``: a (N, d), occupying input columns embedding_at .. +d;
         ``n_live``: row blocks whose rows pass gradient to ``embedding`` (default all R).
         Returns (R, N, n_out). Training goes through ``ChunkedMLP`` (one function, hand-written
-        backward) where ``MLP_BACKWARD`` says so; else ``_SplitFirstLayer`` then
+        backward) when ``self.backward`` is "chunked"; else ``_SplitFirstLayer`` then
         ``after_first_layer`` under autograd.
         """
         first = self.layers[0]
@@ -74,7 +77,7 @@ class MLP(nn.Module):
         n_live = used[0].shape[0] if n_live is None else n_live
         last = self.layers[-1]
         device = embedding.device.type
-        if torch.is_grad_enabled() and MLP_BACKWARD.get(device) == "chunked" and last.out_features == 1:
+        if torch.is_grad_enabled() and self.backward == "chunked" and last.out_features == 1:
             # training: whole MLP in one function with a hand-written backward (chunked_mlp.py)
             hidden = [p for layer in self.layers[1:-1] for p in (layer.weight, layer.bias)]
             rows_per_chunk = ROWS_PER_CHUNK if device == "cpu" else used[0].numel()
@@ -95,7 +98,9 @@ class MLP(nn.Module):
         return [f for f, _ in used], layout
 
     def after_first_layer(self, h: torch.Tensor) -> torch.Tensor:
-        """Hidden Linear+ReLU layers (``fused_ops.linear_relu``) and the output layer; h (..., hidden) -> (..., n_out)."""
+        """Hidden Linear+ReLU layers (``fused_ops.linear_relu``), then the output layer.
+
+        h (..., hidden) -> (..., n_out)."""
         lead = h.shape[:-1]
         h = h.reshape(-1, h.shape[-1])
         for layer in self.layers[1:-1]:

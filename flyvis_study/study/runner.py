@@ -37,7 +37,7 @@ def make_client(workers: int = 0, scheduler: str | None = None, timeout: float =
         from dask.distributed import Client, LocalCluster
 
         # Dask's default MALLOC_TRIM_THRESHOLD_=65536 makes torch's many small CPU allocations
-        # ~1.5x slower (measured: 22 vs 14.8 ms per small-preset step); keep the thread limits only.
+        # slower (docs/benchmarks.md); keep the thread limits only.
         environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
                    if k != "MALLOC_TRIM_THRESHOLD_"}
         with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):

@@ -25,7 +25,7 @@ def regulariser(model: FlyVisGNN, v_frame: torch.Tensor, coeffs: dict[str, float
         terms.append(coeffs["W_L2"] * torch.linalg.vector_norm(model.W))
     for name, mlp in (("g_phi", model.g_phi), ("f_theta", model.f_theta)):
         c1, c2 = coeffs[f"{name}_L1"], coeffs[f"{name}_L2"]
-        if c1 > 0 or c2 > 0:  # sum over the MLP's tensors of c1 ||p||_1 + c2 ||p||_2 (norms.py: few kernels)
+        if c1 > 0 or c2 > 0:  # sum over the MLP's tensors of c1 ||p||_1 + c2 ||p||_2 (fast.penalties: few kernels)
             terms.append(norm_penalty(list(mlp.parameters()), c1, c2))
     a = model.embedding.detach()
     if coeffs["g_phi_diff"] > 0:
