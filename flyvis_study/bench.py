@@ -13,16 +13,16 @@ generation time is not part of any number below):
 
 from __future__ import annotations
 
-import platform
 import resource
 import time
 
 import numpy as np
 import torch
 
-from flyvis_study.config import PARAMS_DIR, load_run_config
+from flyvis_study.config import load_run_config
 from flyvis_study.fast.allocator import keep_freed_memory
 from flyvis_study.model.naive import naive_edge_activation, naive_forward
+from flyvis_study.provenance import device_name, provenance
 from flyvis_study.train.loop import build_model
 from flyvis_study.train.loss import regulariser
 from flyvis_study.train.optimizer import build_optimizer
@@ -31,17 +31,6 @@ from flyvis_study.train.steps import CudaGraphStep, EagerStep
 from flyvis_study.world.dataset import get_dataset
 from flyvis_study.world.simulator import Simulator
 from flyvis_study.world.training_data import TrainingData
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as fh:
-            model = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        model = platform.processor() or platform.machine()
-    return f"{model} ({torch.get_num_threads()} threads)"
 
 
 class NaiveStep(EagerStep):
@@ -113,15 +102,15 @@ def run_benchmark(preset: str = "full", device: str = "cpu", fast_iters: int = 3
     from flyvis_study.evaluation.evaluate import evaluate
 
     dev = torch.device(device)
-    keep_freed_memory()  # as train() does; applies to both steps of the comparison
-    cfg = load_run_config(PARAMS_DIR / "two_stage.yaml", preset=preset)
+    keep_freed_memory()  # as every training entry point does (fast/allocator.py); both steps see it
+    cfg = load_run_config("two_stage.yaml", preset=preset)
     t0 = time.perf_counter()
     dataset = get_dataset(cfg.simulation, root=cache, device=device, progress=progress)
     data_s = time.perf_counter() - t0
     con = dataset.connectome
-    out: dict = {"device": device_name(dev), "device_type": dev.type, "preset": preset,
+    out: dict = {"device": device_name(device), "device_type": dev.type, "preset": preset,
                  "n_neurons": con.n_neurons, "n_edges": con.n_edges, "batch_size": cfg.training.batch_size,
-                 "torch": torch.__version__, "dataset_ready_s": data_s}
+                 "torch": torch.__version__, "dataset_ready_s": data_s, "provenance": provenance(device)}
 
     # simulation speed
     sim = Simulator(con, dataset.ground_truth, dt=cfg.simulation.dt, noise_level=cfg.simulation.noise_model_level,
@@ -183,7 +172,8 @@ def run_benchmark(preset: str = "full", device: str = "cpu", fast_iters: int = 3
 
 def format_benchmark(r: dict) -> str:
     lines = [f"device               {r['device']}",
-             f"preset               {r['preset']} ({r['n_neurons']:,} neurons, {r['n_edges']:,} edges, batch {r['batch_size']})",
+             f"preset               {r['preset']} ({r['n_neurons']:,} neurons, {r['n_edges']:,} edges, "
+             f"batch {r['batch_size']})",
              f"simulation           {r['sim_frames_per_s']:,.0f} frames/s",
              f"train step, fast     {r['fast_ms_per_iter']:.2f} ms/iter"]
     if "graph_ms_per_iter" in r:

@@ -14,10 +14,11 @@ def test_benchmark_reports_every_number(tiny_dataset, dataset_root):
     for key in ("sim_frames_per_s", "fast_ms_per_iter", "naive_ms_per_iter", "eval_s", "peak_rss_gb"):
         assert math.isfinite(r[key]) and r[key] > 0, key
     assert r["device"].endswith("threads)") and r["device_type"] == "cpu"
-    assert r["speedup_fast_vs_naive"] == r["naive_ms_per_iter"] / r["fast_ms_per_iter"]
+    assert r["provenance"]["torch_version"] == r["torch"] and r["provenance"]["device"] == "cpu"
+    assert r["naive_ms_per_iter"] > r["fast_ms_per_iter"]  # the per-edge step does ~E/N x the MLP rows
     assert (r["n_neurons"], r["n_edges"]) == (tiny_dataset.connectome.n_neurons, tiny_dataset.connectome.n_edges)
     text = format_benchmark(r)
-    assert "fast vs naive" in text and "evaluation" in text
+    assert f"{r['speedup_fast_vs_naive']:.1f}x fast vs naive" in text and f"{r['eval_s']:.1f} s" in text
 
 
 def test_bench_cli_json_and_bad_options(tiny_dataset, dataset_root):
@@ -46,4 +47,4 @@ def test_cpu_steps_are_timed_in_alternating_blocks():
     kinds = "".join(k[0] for k, _ in calls)
     assert kinds == "fffn" + "fffn" + "fffn"
     assert [b for _, b in calls] == list(range(12))  # every step gets the next batch
-    assert fast_ms >= 0 and naive_ms >= 0
+    assert fast_ms < 1.0 and naive_ms < 1.0  # medians of the timed steps in ms (empty lambdas)

@@ -82,3 +82,12 @@ def test_checkpoint_ground_truth_is_saved_and_named(tmp_path):
     ds = get_dataset(sim, root=tmp_path)
     assert "flyvis_flow_0000_000" in ds.meta["ground_truth_source"]
     assert ds.meta["diagnostics"]["train"]["n_nonfinite_frames"] == 0
+
+
+def test_cache_key_depends_on_the_generating_device(tmp_path):
+    """CPU and CUDA draw different noise from one seed: a GPU-made dataset is never reused on CPU."""
+    sim = sim_config(0)
+    params = resolve_ground_truth(sim, cached_connectome(sim.extent), tmp_path)
+    assert dataset_key(sim, params, "cpu") != dataset_key(sim, params, "cuda")
+    assert dataset_key(sim, params, "cuda:0") == dataset_key(sim, params, "cuda")
+    assert dataset_key(sim, params) == dataset_key(sim, params, "cpu")

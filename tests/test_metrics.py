@@ -120,7 +120,8 @@ def test_per_neuron_test_metrics():
     rng = np.random.default_rng(0)
     true = rng.normal(size=(200, 5))
     r, r2 = per_neuron_pearson_r2(true, true)
-    np.testing.assert_allclose(r, 1) and np.testing.assert_allclose(r2, 1)
+    np.testing.assert_allclose(r, 1)
+    np.testing.assert_allclose(r2, 1)
     r, r2 = per_neuron_pearson_r2(2 * true, true)  # perfectly correlated, wrong scale: no refit
     np.testing.assert_allclose(r, 1)
     assert (r2 < 0.1).all()

@@ -27,8 +27,8 @@ def test_euler_noise_and_stored_derivative(world):
     sim = Simulator(c, gt, dt=0.02, noise_level=sigma)
     rng = np.random.default_rng(0)
     hexals = rng.random((400, c.n_columns)).astype(np.float32)
-    v, y = map(np.concatenate, zip(*[(a, b) for _, a, b in
-                                     sim.run(hexals, sim.initial_state(), torch.Generator().manual_seed(0), chunk=128)]))
+    steps = sim.run(hexals, sim.initial_state(), torch.Generator().manual_seed(0), chunk=128)
+    v, y = map(np.concatenate, zip(*[(a, b) for _, a, b in steps]))
     e = np.zeros((400, c.n_neurons))
     e[:, c.input_nodes] = hexals[:, c.node_column[c.input_nodes]]
     # y_t is the clean derivative at the stored (noisy) state

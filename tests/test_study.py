@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from flyvis_study.study import run as study_run
 from flyvis_study.config import ConfigError
+from flyvis_study.study import run as study_run
 from flyvis_study.study.run import run_one
 from flyvis_study.study.runner import SchedulerError, make_client, run_many
 from flyvis_study.study.spec import RunSpec, grid_specs, suggest_seeds
@@ -47,7 +47,7 @@ def test_run_one_writes_run_file_and_skips_when_done(tmp_path, dataset_root):
     spec = RunSpec(block=1, label="two_stage", overrides=FAST, sim_seed=0, train_seed=0, cache=str(dataset_root))
     path = run_one(spec, tmp_path)
     ds = xr.load_dataset(path, engine="h5netcdf")
-    n_iter = spec.resolved().n_iterations()
+    n_iter = spec.config.n_iterations()
     assert dict(ds.sizes)["config"] == 1 and ds["step"].size == 2 * len(log_iterations(n_iter))
     assert set(np.unique(ds["traj_phase"].values)) == {0.0, 1.0}
     assert ds["status"].item() in {"converged", "partial", "failed"}
@@ -60,10 +60,52 @@ def test_run_one_writes_run_file_and_skips_when_done(tmp_path, dataset_root):
 def test_failed_run_is_recorded_not_raised(tmp_path, dataset_root):
     spec = RunSpec(block=1, label="diverges", sim_seed=0, train_seed=0, cache=str(dataset_root),
                    overrides={**FAST, "training.lr": 1e6, "training.lr_W": 1e6, "training.lr_embedding": 1e6})
-    ds = xr.load_dataset(run_one(spec, tmp_path), engine="h5netcdf")
-    assert ds["status"].item() == "failed"
+    path = run_one(spec, tmp_path)
+    ds = xr.load_dataset(path, engine="h5netcdf")
+    assert ds["status"].item() == "failed" and ds["failure_kind"].item() == "diverged"
+    assert ds.attrs["failure_kind"] == "diverged"
     assert "non-finite" in ds["reason"].item()
     assert np.isnan(ds["connectivity_R2"].item())
+    assert study_run.is_finished(spec, tmp_path)  # a diverged run is final: a rerun keeps it
+
+
+def test_infrastructure_failure_is_recorded_then_retried(tmp_path, dataset_root, monkeypatch):
+    """An exception (here an I/O error) is recorded with its kind and recomputed on the next run_one."""
+    spec = RunSpec(block=1, label="flaky", sim_seed=0, train_seed=0, cache=str(dataset_root), overrides=FAST)
+    real = study_run.run_training
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(study_run, "run_training", disk_full)
+    ds = xr.load_dataset(run_one(spec, tmp_path), engine="h5netcdf")
+    assert (ds["status"].item(), ds["failure_kind"].item()) == ("failed", "infrastructure")
+    assert "No space left" in ds["reason"].item() and ds.attrs["torch_version"]
+    assert not study_run.is_finished(spec, tmp_path)
+    monkeypatch.setattr(study_run, "run_training", real)
+    ds = xr.load_dataset(run_one(spec, tmp_path), engine="h5netcdf")
+    assert ds["failure_kind"].item() in ("", "unrecovered") and np.isfinite(ds["connectivity_R2"].item())
+    assert study_run.is_finished(spec, tmp_path)
+
+
+def test_failure_kinds_of_exceptions():
+    assert study_run.failure_kind_of(MemoryError()) == "infrastructure"
+    assert study_run.failure_kind_of(RuntimeError("CUDA error: an illegal memory access")) == "infrastructure"
+    assert study_run.failure_kind_of(ValueError("bad data")) == "error"
+
+
+def test_run_record_carries_the_log_rows_and_provenance(tmp_path, dataset_root):
+    """run_training returns the metrics.log rows in memory (the run file is built from them, not re-read)."""
+    import csv
+
+    cfg = RunSpec(block=0, label="x", sim_seed=0, train_seed=0, overrides=FAST).config
+    record = study_run.run_training(cfg, tmp_path / "run", progress=False, cache=dataset_root, plots=False)
+    with open(tmp_path / "run" / "metrics.log") as fh:
+        logged = list(csv.DictReader(fh))
+    assert len(record["log_rows"]) == len(logged) > 0
+    assert [(r["epoch"], r["iteration"], r["phase"]) for r in record["log_rows"]] == [
+        (int(r["epoch"]), int(r["iteration"]), r["phase"]) for r in logged]
+    assert record["provenance"]["device"] == "cpu"
 
 
 def test_kill_and_resume_does_not_recompute_finished_runs(tmp_path, dataset_root, monkeypatch):

@@ -35,7 +35,7 @@ def test_phase_switch_iteration_and_learning_rates(tiny_dataset, tmp_path, name,
     assert len(seen) == 2 * n_iter
     joint = int(n_iter * 0.3) if expect_switch else n_iter
     t = cfg.training
-    for epoch, it, phase, lrs in seen:
+    for _, it, phase, lrs in seen:
         if it < joint:
             assert phase == "joint"
             assert lrs == {"W": t.lr_W, "g_phi": t.lr, "f_theta": t.lr, "embedding": t.lr_embedding}

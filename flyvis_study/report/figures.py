@@ -11,12 +11,12 @@ import pandas as pd
 import xarray as xr
 
 from flyvis_study.evaluation.figure import PHASE_COLOURS, embedding_plot
+from flyvis_study.evaluation.names import HEADLINE_METRICS
 from flyvis_study.study.results import runs_table
-from flyvis_study.study.statistics import STAT_METRICS
 
 
 # ----------------------------------------------------------------------------- figures
-def distribution_figure(ds: xr.Dataset, metrics=STAT_METRICS) -> plt.Figure:
+def distribution_figure(ds: xr.Dataset, metrics=HEADLINE_METRICS) -> plt.Figure:
     """Strip + box plot of each metric per config."""
     df = runs_table(ds)
     configs = list(dict.fromkeys(df["config"]))
@@ -69,7 +69,7 @@ def representative_runs(ds: xr.Dataset) -> pd.DataFrame:
     """Per config, the run whose connectivity_R2 is closest to the config's median."""
     df = runs_table(ds)
     picks = []
-    for cfg, grp in df.groupby("config", sort=False):
+    for _, grp in df.groupby("config", sort=False):
         grp = grp.dropna(subset=["connectivity_R2"])
         if len(grp):
             med = grp["connectivity_R2"].median()

@@ -1,4 +1,10 @@
-"""The one-run xarray Dataset (run file) and its atomic netCDF write."""
+"""The one-run xarray Dataset (run file) and its atomic netCDF write.
+
+A run file holds the run's record: every metric (NaN when not measured), its status,
+failure kind and reason, seeds, resolved config, trajectory summaries and, over a ``step``
+dimension, the in-loop R2 trajectory; its attributes carry the provenance
+(``provenance.provenance``) and the failure kind.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from flyvis_study.atomic import atomic_path
+from flyvis_study.evaluation.names import HEADLINE_METRICS
 from flyvis_study.study.spec import RunSpec
 
-HEADLINE_METRICS = ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2", "test_pearson",
-                    "training_time_min")
+RUN_METRICS = (*HEADLINE_METRICS, "training_time_min")
+RECORD_STRINGS = ("status", "failure_kind", "reason", "seed_mode", "run_id", "config_json", "overrides_json")
 
 
 EXTRA_METRICS = ("connectivity_slope", "connectivity_R2_raw", "connectivity_n_edges", "V_rest_R2_type_median",
@@ -29,12 +37,12 @@ def run_dataset(spec: RunSpec, record: dict, log_rows: list[dict], n_iter: int) 
     coords = {"config": [spec.label], "sim_seed": [spec.sim_seed], "train_seed": [spec.train_seed]}
     dims = ("config", "sim_seed", "train_seed")
     data = {}
-    for key in HEADLINE_METRICS + EXTRA_METRICS:
+    for key in RUN_METRICS + EXTRA_METRICS:
         value = record.get(key)
         value = np.nan if value is None else float(value)
         data[key] = (dims, np.full((1, 1, 1), value))
     record = {**record, "overrides_json": json.dumps(spec.overrides, sort_keys=True)}
-    for key in ("status", "reason", "seed_mode", "run_id", "config_json", "overrides_json"):
+    for key in RECORD_STRINGS:
         data[key] = (dims, np.array([[[str(record.get(key, ""))]]], dtype=object))
     data["replicate"] = (dims, np.full((1, 1, 1), spec.replicate, dtype=np.int64))
     for name in ("conn", "vrest", "tau"):
@@ -55,11 +63,11 @@ def run_dataset(spec: RunSpec, record: dict, log_rows: list[dict], n_iter: int) 
     if steps.size:
         ds["traj_phase"].attrs["meaning"] = "0 = joint phase, 1 = V_rest-focus phase"
     ds.attrs.update({"block": spec.block, "preset": spec.preset, "base_config": spec.base_config,
-                     "overrides": json.dumps(spec.overrides), "device": spec.device})
+                     "overrides": json.dumps(spec.overrides), "failure_kind": str(record.get("failure_kind", "")),
+                     **{k: str(v) for k, v in record.get("provenance", {}).items()}})
     return ds
 
 
 def write_netcdf_atomic(ds: xr.Dataset, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    ds.to_netcdf(tmp, engine="h5netcdf")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf")

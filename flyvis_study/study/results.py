@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from flyvis_study.atomic import atomic_path
+
 STRING_VARS = ("status", "reason", "seed_mode", "run_id", "config_json", "overrides_json", "conn_trend", "vrest_trend",
                "tau_trend", "conn_peak_phase", "vrest_peak_phase", "tau_peak_phase")
 
@@ -49,9 +51,8 @@ def runs_table(ds: xr.Dataset) -> pd.DataFrame:
 def save_block(ds: xr.Dataset, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    ds.to_netcdf(tmp, engine="h5netcdf")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf")
 
 
 def load_block(path: str | Path) -> xr.Dataset:

@@ -1,47 +1,44 @@
-"""One training run end to end: dataset -> train -> evaluate -> run record (+ plots).
+"""One run end to end: dataset -> train -> evaluate -> run record (+ plots), and its run file.
 
-``run_training`` writes into ``out_dir``: config.json, metrics.log, loss.npy,
-coefficients.json, checkpoints/, plots/run.png and metrics.json (written last, atomically:
-a run directory is finished iff metrics.json exists).
+``run_training(cfg, out_dir)`` writes into ``out_dir``: config.json, metrics.log, loss.npy,
+coefficients.json, checkpoints/, plots/run.png, recovered.npz and metrics.json (written last,
+atomically), and returns the run record in memory (metrics, status, failure kind, the
+metrics.log rows, provenance).
+
+``run_one(spec, out_root)`` is a study task: it runs a ``RunSpec`` into
+``out_root/runs/<run_id>/`` and writes ``run.nc`` last and atomically. It never raises for a
+failed run; the record says why, with a failure kind:
+
+| failure_kind   | meaning                                              | on a rerun  |
+|----------------|------------------------------------------------------|-------------|
+| ""             | trained and evaluated (status converged or partial)  | kept        |
+| diverged       | non-finite loss or parameters (status failed)        | kept        |
+| unrecovered    | trained, but connectivity_R2 < 0.3 (status failed)   | kept        |
+| infrastructure | out of memory, I/O, CUDA, a lost worker (exception)  | recomputed  |
+| error          | any other exception (a bug or bad data)              | recomputed  |
 """
 
 from __future__ import annotations
 
-import json
-import math
 import time
 import traceback
 from pathlib import Path
 
 import numpy as np
 
+from flyvis_study.atomic import write_json_atomic, write_text_atomic
 from flyvis_study.config import RunConfig
 from flyvis_study.evaluation.evaluate import evaluate, run_status
+from flyvis_study.evaluation.names import HEADLINE_METRICS
 from flyvis_study.evaluation.trajectory import trajectory_summary
+from flyvis_study.provenance import provenance
 from flyvis_study.study.record import run_dataset, write_netcdf_atomic
 from flyvis_study.study.spec import RunSpec
 from flyvis_study.train.loop import train
 from flyvis_study.world.dataset import get_dataset
 
-HEADLINE = ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2", "test_pearson")
-
-
-def _json_safe(x):
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, (np.floating, float)):
-        return None if not math.isfinite(float(x)) else float(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_json_safe(obj), indent=1))
-    tmp.replace(path)
+FINAL_FAILURES = ("diverged", "unrecovered")
+RETRIED_FAILURES = ("infrastructure", "error")
 
 
 def run_training(cfg: RunConfig, out_dir: str | Path, device: str = "cpu", progress: bool = True,
@@ -54,7 +51,7 @@ def run_training(cfg: RunConfig, out_dir: str | Path, device: str = "cpu", progr
     data_wait = time.perf_counter() - t0
     result = train(cfg, dataset, out_dir, device=device, progress=progress, resume=resume)
     n_iter = cfg.n_iterations(dataset.n_train)
-    joint_iters = int(n_iter * cfg.training.alternate_joint_ratio) if cfg.training.alternate_training else n_iter
+    joint_iters = cfg.joint_iterations(dataset.n_train)
     record: dict = {
         "status": "failed", "reason": result.reason,
         "training_time_min": result.training_time_s / 60.0,
@@ -64,14 +61,16 @@ def run_training(cfg: RunConfig, out_dir: str | Path, device: str = "cpu", progr
         "n_iterations_per_epoch": n_iter, "joint_iterations": joint_iters,
         "n_epochs": cfg.training.n_epochs, "dataset": str(dataset.path),
         "ground_truth": dataset.meta["ground_truth_source"], "device": device,
-        "trajectory": trajectory_summary(result.log_rows),
+        "trajectory": trajectory_summary(result.log_rows), "log_rows": result.log_rows,
+        "failure_kind": "diverged" if result.status != "ok" else "", "provenance": provenance(device),
     }
     if result.status == "ok":
         metrics, rec = evaluate(result.model, dataset, cfg, result.data)
         record.update(metrics)
         record["status"] = run_status(metrics, True)
-        if record["status"] == "failed" and not record["reason"]:
-            record["reason"] = f"connectivity_R2 {metrics['connectivity_R2']:.3f} < 0.3"
+        if record["status"] == "failed":
+            record["failure_kind"] = "unrecovered"
+            record["reason"] = record["reason"] or f"connectivity_R2 {metrics['connectivity_R2']:.3f} < 0.3"
         if plots:
             from flyvis_study.evaluation import figure as P
 
@@ -82,33 +81,48 @@ def run_training(cfg: RunConfig, out_dir: str | Path, device: str = "cpu", progr
                                 W_corrected=rec.W_corrected.astype(np.float32), tau_hat=rec.tau_hat.astype(np.float32),
                                 V_rest_hat=rec.V_rest_hat.astype(np.float32))
     else:
-        record.update({k: float("nan") for k in HEADLINE})
+        record.update({k: float("nan") for k in HEADLINE_METRICS})
     write_json_atomic(out_dir / "metrics.json", record)
     return record
 
 
+def failure_kind_of(err: BaseException) -> str:
+    """'infrastructure' for resource and environment failures, else 'error' (both are retried)."""
+    text = str(err)
+    if isinstance(err, (MemoryError, OSError, TimeoutError)) or "CUDA" in text or "out of memory" in text:
+        return "infrastructure"
+    if type(err).__name__ in ("KilledWorker", "CommClosedError"):
+        return "infrastructure"
+    return "error"
+
+
 def run_one(spec: RunSpec, out_root: str | Path, progress: bool = False) -> str:
-    """Run (or skip, if finished) one spec; returns the path of its ``run.nc``. Never raises for run errors."""
-    from flyvis_study.study.run import run_training
+    """Run (or skip, if finished) one spec; returns the path of its ``run.nc``. Never raises for run errors.
+
+    Process settings for training (freed memory kept, threads limited inside a Dask worker)
+    are applied here, the task's entry point.
+    """
+    from flyvis_study.fast.allocator import keep_freed_memory, release_freed_memory
 
     out_root = Path(out_root)
     run_dir = out_root / "runs" / spec.run_id
     path = run_dir / "run.nc"
-    if path.is_file():
+    if is_finished(spec, out_root):
         return str(path)
     run_dir.mkdir(parents=True, exist_ok=True)
-    cfg = spec.resolved()
+    cfg = spec.config
     _limit_threads_in_dask_worker()
+    keep_freed_memory()
     try:
         record = run_training(cfg, run_dir, device=spec.device, progress=progress, cache=spec.cache)
-        rows = _read_log(run_dir / "metrics.log")
-        n_iter = int(record["n_iterations_per_epoch"])
     except Exception as err:  # noqa: BLE001 - a failed run is recorded, never lost
-        record = {"status": "failed", "reason": f"{type(err).__name__}: {err}"}
-        (run_dir / "error.txt").write_text(traceback.format_exc())
-        rows, n_iter = [], 1
+        record = {"status": "failed", "failure_kind": failure_kind_of(err), "reason": f"{type(err).__name__}: {err}",
+                  "log_rows": [], "n_iterations_per_epoch": 1, "provenance": provenance(spec.device)}
+        write_text_atomic(run_dir / "error.txt", traceback.format_exc())
+    finally:
+        release_freed_memory()
     record.update({"seed_mode": spec.seed_mode, "run_id": spec.run_id, "config_json": cfg.to_json()})
-    write_netcdf_atomic(run_dataset(spec, record, rows, n_iter), path)
+    write_netcdf_atomic(run_dataset(spec, record, record["log_rows"], int(record["n_iterations_per_epoch"])), path)
     return str(path)
 
 
@@ -125,16 +139,15 @@ def _limit_threads_in_dask_worker() -> None:
     torch.set_num_threads(max(1, int(worker.state.nthreads)))
 
 
-def _read_log(path: Path) -> list[dict]:
-    import csv
-
-    if not path.is_file():
-        return []
-    with open(path) as fh:
-        return [{"epoch": int(r["epoch"]), "iteration": int(r["iteration"]),
-                 "connectivity_r2": float(r["connectivity_r2"]), "vrest_r2": float(r["vrest_r2"]),
-                 "tau_r2": float(r["tau_r2"]), "phase": r["phase"]} for r in csv.DictReader(fh)]
-
-
 def is_finished(spec: RunSpec, out_root: str | Path) -> bool:
-    return (Path(out_root) / "runs" / spec.run_id / "run.nc").is_file()
+    """True if the run's file exists and its outcome is final (not a retried failure kind)."""
+    path = Path(out_root) / "runs" / spec.run_id / "run.nc"
+    if not path.is_file():
+        return False
+    import xarray as xr
+
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            return ds.attrs.get("failure_kind", "") not in RETRIED_FAILURES
+    except (OSError, ValueError):  # unreadable (truncated, not netCDF): compute it again
+        return False

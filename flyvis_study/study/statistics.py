@@ -12,10 +12,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from flyvis_study.evaluation.names import HEADLINE_METRICS
 from flyvis_study.study.results import combine_runs, runs_table
-
-STAT_METRICS = ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2", "test_pearson")
-
 
 STATISTICS = ("n", "mean", "std", "cv", "min")
 
@@ -33,7 +31,7 @@ def config_statistics(ds: xr.Dataset) -> pd.DataFrame:
                "converged": int((grp["status"] == "converged").sum()),
                "partial": int((grp["status"] == "partial").sum()),
                "failed": int((grp["status"] == "failed").sum())}
-        for m in STAT_METRICS + ("training_time_min",):
+        for m in (*HEADLINE_METRICS, "training_time_min"):
             x = grp[m].to_numpy(dtype=float)
             x = x[np.isfinite(x)]
             mean = float(x.mean()) if x.size else math.nan
@@ -44,7 +42,7 @@ def config_statistics(ds: xr.Dataset) -> pd.DataFrame:
         row["robust"] = bool(all(
             row[f"{m}_cv"] < cv and row[f"{m}_min"] > lo for m, (cv, lo) in ROBUST_RULES.items()))
         row["fragile"] = bool(any(
-            (row[f"{m}_cv"] > 0.25) or (row[f"{m}_min"] < 0.5 * row[f"{m}_mean"]) for m in STAT_METRICS
+            (row[f"{m}_cv"] > 0.25) or (row[f"{m}_min"] < 0.5 * row[f"{m}_mean"]) for m in HEADLINE_METRICS
             if np.isfinite(row[f"{m}_mean"])) or row["failed"] > 0)
         c_m, c_cv = row["connectivity_R2_mean"], row["connectivity_R2_cv"]
         v_m, v_cv = row["V_rest_R2_mean"], row["V_rest_R2_cv"]
@@ -65,7 +63,7 @@ def ranking(stats: pd.DataFrame) -> pd.DataFrame:
 def variance_table(stats: pd.DataFrame) -> pd.DataFrame:
     """mean / std / CV / min per metric and config, with robust / fragile flags (for display)."""
     cols = {}
-    for m in STAT_METRICS:
+    for m in HEADLINE_METRICS:
         for s in ("mean", "std", "cv", "min"):
             cols[(m, s)] = stats[f"{m}_{s}"]
     table = pd.DataFrame(cols)
@@ -77,7 +75,7 @@ def variance_table(stats: pd.DataFrame) -> pd.DataFrame:
 
 def statistics_dataset(stats: pd.DataFrame) -> xr.Dataset:
     """Statistics as variables over (config, metric, statistic) for the block netCDF."""
-    metrics = list(STAT_METRICS) + ["training_time_min"]
+    metrics = [*HEADLINE_METRICS, "training_time_min"]
     arr = np.array([[[stats.loc[c, f"{m}_{s}"] for s in STATISTICS] for m in metrics] for c in stats.index],
                    dtype=float)
     return xr.Dataset(

@@ -4,7 +4,7 @@ Per iteration: draw ``batch_size`` frame indices uniformly from the finite frame
 [0, n_frames - 5) with the training generator; predict dv/dt for the stacked frames;
 loss = ||pred - y||_2 (Euclidean norm over all B x N entries, unsquared) + regularisers
 (computed once, on the first frame of the batch); one Adam step. The learning rates follow
-the phase schedule of ``schedule.py`` (switch before the step of iteration joint_iters,
+the phase schedule of ``train.schedule`` (switch before the step of iteration joint_iters,
 restart every epoch, Adam state kept); regulariser coefficients follow its per-epoch rules.
 
 The hot loop does no host-device synchronisation except at metrics.log rows (13 + 1 per
@@ -13,7 +13,7 @@ recorded as failed with its reason) and conn/V_rest/tau R2 are evaluated.
 
 Outputs in ``run_dir``: config.json, metrics.log (CSV), loss.npy, coefficients.json,
 checkpoints/epoch_{k}.pt (model + optimiser + generator state + config; a run resumes
-from its last one), and, via ``evaluate``/``run.py``, metrics.json and plots.
+from its last one), and, via ``evaluation.evaluate``/``study.run``, metrics.json and plots.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flyvis_study.atomic import atomic_path, write_json_atomic, write_text_atomic
 from flyvis_study.config import RunConfig
+from flyvis_study.evaluation.names import LOG_COLUMNS
 from flyvis_study.evaluation.recovery import (
     connectivity_metrics,
     gain_frame_indices,
@@ -37,15 +39,13 @@ from flyvis_study.evaluation.recovery import (
     tau_metrics,
     vrest_metrics,
 )
-from flyvis_study.fast.allocator import keep_freed_memory, release_freed_memory
 from flyvis_study.model.gnn import FlyVisGNN
+from flyvis_study.train.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from flyvis_study.train.optimizer import build_optimizer
 from flyvis_study.train.schedule import coefficients, log_iterations, phase_of
 from flyvis_study.train.steps import make_step
 from flyvis_study.world.dataset import Dataset
 from flyvis_study.world.training_data import TrainingData
-
-LOG_COLUMNS = ("epoch", "iteration", "connectivity_r2", "vrest_r2", "tau_r2", "phase")
 
 
 def seeded_generator(seed: int, stream: int, device: str | torch.device = "cpu") -> torch.Generator:
@@ -58,7 +58,8 @@ def seeded_generator(seed: int, stream: int, device: str | torch.device = "cpu")
 def build_model(cfg: RunConfig, dataset: Dataset, device: torch.device) -> FlyVisGNN:
     con = dataset.connectome
     model = FlyVisGNN(con.n_neurons, torch.from_numpy(con.edge_src), torch.from_numpy(con.edge_tgt),
-                      cfg.model, generator=seeded_generator(cfg.training.seed, 1))
+                      cfg.model, generator=seeded_generator(cfg.training.seed, 1),
+                      mlp_backward=cfg.training.mlp_backward)
     return model.to(device)
 
 
@@ -99,19 +100,12 @@ class TrainResult:
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(LOG_COLUMNS)
         for r in rows:
             w.writerow([r["epoch"], r["iteration"], f"{r['connectivity_r2']:.6f}", f"{r['vrest_r2']:.6f}",
                         f"{r['tau_r2']:.6f}", r["phase"]])
-    tmp.replace(path)
-
-
-def _latest_checkpoint(run_dir: Path) -> Path | None:
-    ckpts = sorted((run_dir / "checkpoints").glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
-    return ckpts[-1] if ckpts else None
 
 
 def train(cfg: RunConfig, dataset: Dataset, run_dir: str | Path, device: str = "cpu",
@@ -125,13 +119,12 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: str | Path, device: str = "
     from tqdm.auto import tqdm
 
     dev = torch.device(device)
-    keep_freed_memory()  # no page faults per step on CPU (see allocator.py)
     run_dir = Path(run_dir)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(cfg.to_json())
+    write_text_atomic(run_dir / "config.json", cfg.to_json())
     t = cfg.training
     n_iter = cfg.n_iterations(dataset.n_train)
-    joint_iters = int(n_iter * t.alternate_joint_ratio) if t.alternate_training else n_iter
+    joint_iters = cfg.joint_iterations(dataset.n_train)
     log_at = set(log_iterations(n_iter))
 
     data = TrainingData(dataset, dev)
@@ -146,9 +139,9 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: str | Path, device: str = "
     losses: list[np.ndarray] = []
     coeff_log: list[dict] = []
     start_epoch, elapsed = 0, 0.0
-    ckpt = _latest_checkpoint(run_dir) if resume else None
+    ckpt = latest_checkpoint(run_dir) if resume else None
     if ckpt is not None:
-        state = torch.load(ckpt, map_location=dev, weights_only=False)
+        state = load_checkpoint(ckpt, dev)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         sampler.set_state(state["sampler"])
@@ -198,19 +191,16 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: str | Path, device: str = "
         losses.append(loss_buf.cpu().numpy())
         elapsed_now = elapsed + time.perf_counter() - t0
         if t.checkpoint_every_epoch:
-            tmp = run_dir / "checkpoints" / f".epoch_{epoch}.pt.tmp"
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "sampler": sampler.get_state(), "config": json.loads(cfg.to_json()),
-                        "epoch": epoch, "log_rows": rows, "coefficients": coeff_log,
-                        "loss": np.concatenate(losses), "training_time_s": elapsed_now}, tmp)
-            tmp.replace(run_dir / "checkpoints" / f"epoch_{epoch}.pt")
+            save_checkpoint(run_dir, epoch, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "sampler": sampler.get_state(),
+                "config": json.loads(cfg.to_json()), "log_rows": rows, "coefficients": coeff_log,
+                "loss": np.concatenate(losses), "training_time_s": elapsed_now})
     bar.close()
     training_time = elapsed + time.perf_counter() - t0
     loss_all = np.concatenate(losses) if losses else np.zeros(0, np.float32)
     np.save(run_dir / "loss.npy", loss_all)
-    (run_dir / "coefficients.json").write_text(json.dumps(coeff_log, indent=1))
+    write_json_atomic(run_dir / "coefficients.json", coeff_log)
     _write_log(run_dir / "metrics.log", rows)
     if status == "ok" and not all(math.isfinite(p.detach().float().sum().item()) for p in model.parameters()):
         status, reason = "failed", "non-finite parameters after training"
-    release_freed_memory()
     return TrainResult(model, status, reason, rows, loss_all, coeff_log, training_time, data)

@@ -23,6 +23,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from flyvis_study.atomic import write_bytes_atomic
+
 CONNECTOME_NAME = "fib25-fib19_v2.2.json"
 
 
@@ -87,13 +89,6 @@ def _from_pip_download() -> bytes:
             return zf.read(_MEMBER)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def connectome_file_path() -> Path:
     """Return a verified local path of ``fib25-fib19_v2.2.json``, fetching it if needed."""
     explicit = os.environ.get("FLYVIS_CONNECTOME_FILE")
@@ -114,5 +109,5 @@ def connectome_file_path() -> Path:
     origin = "installed flyvis distribution"
     if data is None:
         data, origin = _from_pip_download(), f"flyvis-{FLYVIS_VERSION} wheel"
-    _atomic_write(cached, _verified(data, origin))
+    write_bytes_atomic(cached, _verified(data, origin))
     return cached

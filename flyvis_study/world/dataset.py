@@ -4,11 +4,11 @@ A dataset holds, per split (train, test): voltage v (T, N), derivative y (T, N),
 stimulus (T, C) and clip id (T,); plus static arrays (connectome, ground truth) and
 ``meta.json`` (resolved simulation config, counts, diagnostics, timings).
 
-Cache key = sha256 of (simulation config, ground-truth parameters, format version); the
-simulation seed is part of the config. Generation writes into a temporary sibling folder
-and renames it into place at the end, so a killed generation never leaves a folder that
-looks complete (a folder is complete iff it has ``meta.json``); stale temporary folders
-are removed on the next generation. Arrays are plain ``.npy`` files read with
+Cache key = sha256 of (simulation config, ground-truth parameters, format version, generating
+device type: CPU and CUDA noise streams differ); the simulation seed is part of the config.
+Generation writes into a temporary sibling folder and renames it into place at the end, so a
+killed generation never leaves a folder that looks complete (a folder is complete iff it has
+``meta.json``); stale temporary folders are removed on the next generation. Arrays are plain ``.npy`` files read with
 ``mmap_mode='r'``.
 """
 
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flyvis_study.atomic import atomic_path
 from flyvis_study.config import SimulationConfig
 from flyvis_study.world.connectome import Connectome, cached_connectome
 from flyvis_study.world.connectome_file import cache_dir
@@ -63,17 +64,20 @@ def resolve_ground_truth(sim: SimulationConfig, connectome: Connectome,
     if path.is_file():
         return load_params(path)
     params = synthetic_ground_truth(connectome, seed=gt.seed, target_abscissa=gt.target_abscissa)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_params(params, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_params(params, tmp)
     return params
 
 
-def dataset_key(sim: SimulationConfig, params: GroundTruthParams) -> str:
+def dataset_key(sim: SimulationConfig, params: GroundTruthParams, device: str = "cpu") -> str:
+    """sha256 of (format version, simulation config, ground-truth parameters, generating device type).
+
+    The device type is part of the key because CPU and CUDA draw different noise streams
+    from the same seed: a dataset generated on a GPU is never reused by a CPU run.
+    """
     sim_json = sim.model_dump(mode="json")
     sim_json["ground_truth"].pop("checkpoint", None)  # identified by content below
-    payload = json.dumps({"v": FORMAT_VERSION, "simulation": sim_json,
+    payload = json.dumps({"v": FORMAT_VERSION, "simulation": sim_json, "device": torch.device(device).type,
                           "ground_truth": {k: v for k, v in params.to_json().items() if k != "info"}},
                          sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
@@ -216,7 +220,7 @@ def get_dataset(sim: SimulationConfig, root: str | Path | None = None, device: s
     connectome = cached_connectome(sim.extent)
     root = Path(root) if root is not None else cache_dir() / "datasets"
     params = resolve_ground_truth(sim, connectome, root)
-    folder = root / dataset_key(sim, params)
+    folder = root / dataset_key(sim, params, device)
     if (folder / "meta.json").is_file() and not regenerate:
         return _load(folder, connectome)
     root.mkdir(parents=True, exist_ok=True)

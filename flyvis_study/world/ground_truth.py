@@ -67,7 +67,7 @@ class GroundTruthParams:
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> "GroundTruthParams":
+    def from_json(cls, d: dict) -> GroundTruthParams:
         f32 = lambda k: np.asarray(d[k], dtype=np.float32)  # noqa: E731
         return cls(
             source=d["source"], V_rest_type=f32("V_rest_type"), tau_type=f32("tau_type"),

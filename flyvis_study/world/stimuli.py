@@ -293,8 +293,10 @@ def build_streams(library: ClipLibrary, n_frames: int, simulation_seed: int) -> 
     return Streams(
         train=np.concatenate(chunks).astype(np.float32),
         train_clip=np.concatenate(ids),
-        test=np.concatenate(test).astype(np.float32) if test else np.zeros((0, library.clips[0][0].shape[1]), np.float32),
-        test_clip=np.concatenate([np.full(len(c), i) for c, i in zip(test, test_ids)]) if test else np.zeros(0, np.int64),
+        test=(np.concatenate(test).astype(np.float32) if test
+              else np.zeros((0, library.clips[0][0].shape[1]), np.float32)),
+        test_clip=(np.concatenate([np.full(len(c), i) for c, i in zip(test, test_ids)]) if test
+                   else np.zeros(0, np.int64)),
     )
 
 

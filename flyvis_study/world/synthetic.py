@@ -270,7 +270,7 @@ def synthetic_ground_truth(connectome: Connectome, seed: int = 0, target_absciss
 
     repairs = 0
     were_low: set[int] = set()  # never pull these down again (no low/high oscillation)
-    for repairs in range(1, repair_rounds + 1):
+    for repairs in range(1, repair_rounds + 1):  # noqa: B007 - the count is recorded after the loop
         v = probe_voltages(cal.current(), con, hexals)
         active = per_type_median((v > 0).mean(0), con.node_type, n_types)
         mean_input = per_type_median(v.mean(0), con.node_type, n_types) - params.V_rest_type
