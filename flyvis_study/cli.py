@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
+
+from flyvis_study.config import DEFAULT_PRESET
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Two-stage GNN training study on the simulated fly optic lobe.")
@@ -33,6 +34,16 @@ def _parse_params(params: list[str] | None) -> dict:
     return out
 
 
+def _check_device(device: str) -> None:
+    if device not in ("cpu", "cuda"):
+        _fail(f"--device {device!r}: allowed: cpu, cuda")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            _fail("--device cuda: no CUDA device is available on this machine (allowed here: cpu)")
+
+
 @app.command()
 def connectome(extent: int = typer.Option(8, help="lattice extent n >= 1"),
                as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
@@ -50,13 +61,13 @@ def connectome(extent: int = typer.Option(8, help="lattice extent n >= 1"),
 
 
 @app.command()
-def simulate(preset: str = typer.Option("tiny", help="tiny | small | full"),
-             config: Optional[Path] = typer.Option(None, help="YAML run config"),
-             sim_seed: Optional[int] = typer.Option(None, help="simulation.seed"),
-             set_: Optional[list[str]] = typer.Option(None, "--set", "-s",
+def simulate(preset: str = typer.Option(DEFAULT_PRESET, help="tiny | small | full"),
+             config: Path | None = typer.Option(None, help="YAML run config"),
+             sim_seed: int | None = typer.Option(None, help="simulation.seed"),
+             set_: list[str] | None = typer.Option(None, "--set", "-s",
                                                       help="override, e.g. simulation.noise_model_level=0.1"),
              device: str = typer.Option("cpu", help="cpu | cuda"),
-             cache: Optional[Path] = typer.Option(None, help="dataset cache folder"),
+             cache: Path | None = typer.Option(None, help="dataset cache folder"),
              regenerate: bool = typer.Option(False, help="ignore a cached copy"),
              progress: bool = typer.Option(True, help="show a progress bar")) -> None:
     """Generate (or reuse) the simulated dataset and print a summary."""
@@ -65,6 +76,7 @@ def simulate(preset: str = typer.Option("tiny", help="tiny | small | full"),
     from flyvis_study.config import ConfigError, load_run_config
     from flyvis_study.world.dataset import get_dataset
 
+    _check_device(device)
     overrides = _parse_params(set_)
     if sim_seed is not None:
         overrides["simulation.seed"] = sim_seed
@@ -93,19 +105,22 @@ def simulate(preset: str = typer.Option("tiny", help="tiny | small | full"),
 
 
 @app.command()
-def train(config: Path = typer.Option(..., help="YAML run config, e.g. params/two_stage.yaml"),
-          preset: str = typer.Option("tiny", help="tiny | small | full"),
+def train(config: Path = typer.Option(..., help="YAML run config: a file, or a shipped base config "
+                                                      "(two_stage.yaml, gold_standard.yaml)"),
+          preset: str = typer.Option(DEFAULT_PRESET, help="tiny | small | full"),
           sim_seed: int = typer.Option(0, help="simulation.seed (data)"),
           train_seed: int = typer.Option(0, help="training.seed (initialisation, batches)"),
           out: Path = typer.Option(..., help="run directory"),
           device: str = typer.Option("cpu", help="cpu | cuda"),
-          set_: Optional[list[str]] = typer.Option(None, "--set", "-s", help="override, e.g. training.n_epochs=3"),
-          cache: Optional[Path] = typer.Option(None, help="dataset cache folder"),
+          set_: list[str] | None = typer.Option(None, "--set", "-s", help="override, e.g. training.n_epochs=3"),
+          cache: Path | None = typer.Option(None, help="dataset cache folder"),
           progress: bool = typer.Option(True, help="show progress bars"),
           plots: bool = typer.Option(True, help="write plots/run.png")) -> None:
     """Train one run (standard or two-stage per the config) and evaluate it."""
     from flyvis_study.config import ConfigError, load_run_config
-    from flyvis_study.study.run import HEADLINE, run_training
+    from flyvis_study.evaluation.names import HEADLINE_METRICS
+    from flyvis_study.fast.allocator import keep_freed_memory, release_freed_memory
+    from flyvis_study.study.run import run_training
 
     overrides = _parse_params(set_)
     overrides.update({"simulation.seed": sim_seed, "training.seed": train_seed})
@@ -113,75 +128,45 @@ def train(config: Path = typer.Option(..., help="YAML run config, e.g. params/tw
         cfg = load_run_config(config, preset=preset, overrides=overrides)
     except ConfigError as err:
         _fail(str(err))
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            _fail("--device cuda: no CUDA device is available")
-    elif device != "cpu":
-        _fail(f"--device {device!r}: allowed: cpu, cuda")
+    _check_device(device)
+    keep_freed_memory()  # this process trains: keep freed memory (fast/allocator.py)
     record = run_training(cfg, out, device=device, progress=progress, cache=cache, plots=plots)
+    release_freed_memory()
     typer.echo(f"run {out}: status {record['status']}" + (f" ({record['reason']})" if record["reason"] else ""))
-    for key in HEADLINE + ("training_time_min",):
+    for key in (*HEADLINE_METRICS, "training_time_min"):
         value = record.get(key)
         typer.echo(f"  {key:20s} {value:.4f}" if isinstance(value, float) else f"  {key:20s} {value}")
 
 
 @app.command()
 def block(number: int = typer.Argument(..., help="block number 0-5"),
-          preset: str = typer.Option("tiny", help="tiny | small | full"),
+          preset: str | None = typer.Option(None, help=f"tiny | small | full (default {DEFAULT_PRESET})"),
           out: Path = typer.Option(Path("reports"), help="output folder"),
-          param: Optional[list[str]] = typer.Option(None, "-p", "--param",
-                                                    help="notebook parameter name=value (YAML value)")) -> None:
-    """Run block N's notebook with papermill; write blockN.ipynb, blockN.html and blockN.nc."""
-    from flyvis_study.config import PRESETS
-    from flyvis_study.report.notebooks import (
-        BLOCK_NOTEBOOKS,
-        ReportError,
-        check_parameters,
-        execute_block,
-        notebook_path,
-    )
+          param: list[str] | None = typer.Option(None, "-p", "--param",
+                                                 help="block parameter name=value (YAML value)")) -> None:
+    """Run block N's notebook with papermill; write blockN.ipynb, blockN.html and blockN.nc.
 
-    if number not in BLOCK_NOTEBOOKS:
-        _fail(f"block {number}: unknown; allowed: {', '.join(map(str, BLOCK_NOTEBOOKS))}")
-    if preset not in PRESETS:
-        _fail(f"--preset {preset!r}: allowed: {', '.join(PRESETS)}")
-    params = _parse_params(param)
-    params["preset"] = preset
-    try:
-        check_parameters(notebook_path(number), {**params, "out_dir": str(out)})
-    except ReportError as err:
-        _fail(str(err))
-    _check_block_values(params)
-    paths = execute_block(number, out, params)
-    for kind, path in paths.items():
-        typer.echo(f"{kind:6s} {path}")
-
-
-def _check_block_values(params: dict) -> None:
-    """Validate values that would otherwise fail inside the notebook, before any run starts."""
-    from flyvis_study.study.blocks import block_grid
+    Every parameter is validated, every run's config resolved and the scheduler (if any)
+    reached before papermill starts; a bad value stops with one line and exit code 2.
+    """
+    from flyvis_study.report.notebooks import execute_block
+    from flyvis_study.study.blocks import block_parameters, plan_block
+    from flyvis_study.study.parameters import BlockParameterError
     from flyvis_study.study.runner import SchedulerError, check_scheduler
-    from flyvis_study.study.spec import grid_specs
 
-    if params.get("scheduler"):
-        try:
-            check_scheduler(str(params["scheduler"]))
-        except SchedulerError as err:
-            _fail(str(err))
-    for key in ("replicates", "workers", "seed_base"):
-        if key in params and (not isinstance(params[key], int) or params[key] < 0):
-            _fail(f"-p {key}={params[key]!r}: must be an integer >= 0")
-    grid = {k: params[k] for k in ("joint_ratio", "lr_ratio", "n_epochs", "augmentation_loop") if k in params}
+    params = _parse_params(param)
+    if preset is not None:
+        params["preset"] = preset
+    params["out_dir"] = str(Path.cwd() / out)
     try:
-        for block_no in range(5):
-            base, configs = block_grid(block_no, **grid)
-            grid_specs(block_no, configs, 1, base_config=base, preset=params["preset"],
-                       seed_mode=params.get("seed_mode", "generalisation"),
-                       common_overrides=dict(params.get("overrides") or {}))
-    except Exception as err:  # noqa: BLE001 - any invalid value ends here with one line
-        _fail(str(err).replace("\n", " "))
+        validated = block_parameters(number, **params)
+        plan_block(number, validated)
+        if validated.scheduler:
+            check_scheduler(validated.scheduler)
+    except (BlockParameterError, SchedulerError) as err:
+        _fail(str(err))
+    for kind, path in execute_block(number, params).items():
+        typer.echo(f"{kind:6s} {path}")
 
 
 @app.command()
@@ -189,7 +174,7 @@ def report(out: Path = typer.Option(Path("reports"), help="folder with blockN.nc
     """Build the study summary across blocks (study_summary.ipynb / .html)."""
     from flyvis_study.report.notebooks import execute_summary
 
-    if not any(out.glob("block[0-9].nc")):
+    if not out.is_dir() or not any(out.glob("block[0-9].nc")):
         _fail(f"no blockN.nc files in {out}; run `flyvis-study block N --out {out}` first")
     for kind, path in execute_summary(out).items():
         typer.echo(f"{kind:6s} {path}")
@@ -202,20 +187,14 @@ def bench(preset: str = typer.Option("full", help="tiny | small | full"),
           fast_iters: int = typer.Option(30, help="timed fast steps"),
           naive_iters: int = typer.Option(3, help="timed naive steps"),
           no_eval: bool = typer.Option(False, "--no-eval", help="skip timing the final evaluation"),
-          cache: Optional[Path] = typer.Option(None, help="dataset cache folder")) -> None:
+          cache: Path | None = typer.Option(None, help="dataset cache folder")) -> None:
     """Benchmark simulation, training step (fast vs naive, same process), evaluation, memory."""
     from flyvis_study.bench import format_benchmark, run_benchmark
     from flyvis_study.config import PRESETS
 
     if preset not in PRESETS:
         _fail(f"--preset {preset!r}: allowed: {', '.join(PRESETS)}")
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            _fail("--device cuda: no CUDA device is available")
-    elif device != "cpu":
-        _fail(f"--device {device!r}: allowed: cpu, cuda")
+    _check_device(device)
     result = run_benchmark(preset, device, fast_iters=fast_iters, naive_iters=naive_iters,
                            evaluate_metrics=not no_eval, cache=str(cache) if cache else None,
                            progress=not as_json)

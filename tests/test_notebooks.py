@@ -1,106 +1,112 @@
-"""Block notebooks end to end at the tiny preset (papermill, HTML, netCDF), and the CLI's bad-input errors."""
+"""Every notebook executed end to end at the tiny preset (papermill, HTML, netCDF); notebook sources."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+import jupytext
 import nbformat
 import papermill
 import pytest
 import xarray as xr
 from conftest import REPO
 
-from flyvis_study.report.notebooks import BLOCK_NOTEBOOKS, execute_block, execute_summary
+from flyvis_study.report.notebooks import execute_block, execute_notebook, execute_summary
+from flyvis_study.study.blocks import BLOCKS
 
-NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+NOTEBOOK_DIR = REPO / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 FAST = {"training.iterations_fraction": 0.004, "evaluation.gmm_components": 10, "evaluation.rollout_frames": 50,
         "evaluation.test_frames": 200}
+PROVENANCE = ("package_version", "git_commit", "torch_version", "device", "device_name")
+
+
+def test_one_notebook_per_block_plus_summary_and_explore():
+    assert {p.name for p in NOTEBOOKS} == {b.notebook for b in BLOCKS.values()} | {"study_summary.ipynb",
+                                                                                   "explore.ipynb"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebooks_committed_clean(path):
+def test_notebook_committed_clean_and_paired_with_its_source(path):
     nb = nbformat.read(str(path), as_version=4)
     assert nb.metadata["kernelspec"]["name"] == "python3"
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "strip outputs"
-    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
-    assert len(tagged) == 1 and code[0] is tagged[0]
-    assert papermill.inspect_notebook(str(path))  # parameters parse
+    assert "widgets" not in nb.metadata
+    assert "parameters" in code[0].metadata.get("tags", [])
+    assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
+    source = NOTEBOOK_DIR / "sources" / f"{path.stem}.py"
+    paired = jupytext.read(source)
+    assert [(c.cell_type, c.source) for c in paired.cells] == [(c.cell_type, c.source) for c in nb.cells], (
+        f"{path.name} and {source.name} differ: run `jupytext --sync {path}`")
 
 
-def test_blocks_0_and_1_serial_then_summary(tmp_path, dataset_root):
-    params = {"replicates": 2, "overrides": FAST, "cache_dir": str(dataset_root)}
-    out0 = execute_block(0, tmp_path, params)
-    out1 = execute_block(1, tmp_path, params)
-    for out in (out0, out1):
-        assert out["html"].stat().st_size > 50_000
-        html = out["html"].read_text()
-        assert html.count('src="data:image/png;base64') >= 3 and "Variance table" in html
-        assert "run_block(BLOCK" not in html  # rendered without code input
-    ds = xr.load_dataset(out1["nc"], engine="h5netcdf")
-    assert set(ds["connectivity_R2"].dims) == {"config", "sim_seed", "train_seed"}
-    assert list(ds["sim_seed"].values) == [0, 1] and list(ds["config"].values) == ["two_stage_default"]
-    assert ds["summary"].sel(metric="connectivity_R2", statistic="n").item() == 2
-    assert "step" in ds.dims and "traj_phase" in ds
-    executed = nbformat.read(str(out1["ipynb"]), as_version=4)
-    text = json.dumps(executed)
-    assert "Paired comparison" in text and "mean_difference" in text  # block0 found in the same folder
-    assert (tmp_path / "two_stage_default_analysis.md").read_text().count("## Iter") == 2
-    summary = execute_summary(tmp_path)
-    assert "Answer" in summary["html"].read_text()
+@pytest.mark.parametrize("number", sorted(BLOCKS))
+def test_block_notebook_parameters_are_the_validated_model(number):
+    """The parameters cell names exactly the block's parameters (papermill only warns on others)."""
+    names = set(papermill.inspect_notebook(str(NOTEBOOK_DIR / BLOCKS[number].notebook)))
+    assert names == set(BLOCKS[number].parameters.model_fields)
 
 
-def test_block_with_local_cluster_and_grid_parameter(tmp_path, dataset_root):
-    params = {"replicates": 1, "workers": 2, "lr_ratio": [0.05, 0.2], "overrides": FAST,
-              "cache_dir": str(dataset_root)}
-    out = execute_block(3, tmp_path, params)
+def _check_block_outputs(out, number, configs, n_runs):
+    html = out["html"].read_text()
+    assert html.count('src="data:image/png;base64') >= 3
+    assert "Verdict" in html and "Variance table" in html and "How to read this report" in html
+    assert "run_block(" not in html and "Traceback" not in html  # rendered without code, no errors
     ds = xr.load_dataset(out["nc"], engine="h5netcdf")
-    assert sorted(ds["config"].values) == ["lr_ratio=0.05", "lr_ratio=0.2"]
+    assert set(ds["connectivity_R2"].dims) == {"config", "sim_seed", "train_seed"}
+    assert sorted(ds["config"].values) == sorted(configs)
+    assert int((ds["run_id"] != "").sum()) == n_runs
+    assert all(ds.attrs[k] for k in PROVENANCE if k != "git_commit")
+    assert ds.attrs["block"] == number
+    return ds, html
 
 
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "flyvis_study.cli", *args], capture_output=True, text=True,
-                          cwd=REPO)
+def test_blocks_0_1_summary_and_block5_from_the_best_of_block1(tmp_path, dataset_root):
+    common = {"overrides": FAST, "cache_dir": str(dataset_root), "out_dir": str(tmp_path)}
+    out0 = execute_block(0, {**common, "replicates": 2})
+    out1 = execute_block(1, {**common, "replicates": 3})
+    _check_block_outputs(out0, 0, ["standard"], 2)
+    ds1, html1 = _check_block_outputs(out1, 1, ["two_stage_default"], 3)
+    assert list(ds1["sim_seed"].values) == [0, 1, 2]
+    assert ds1["summary"].sel(metric="connectivity_R2", statistic="n").item() == 3
+    assert "step" in ds1.dims and "traj_phase" in ds1
+    assert "mean_difference" in json.dumps(nbformat.read(str(out1["ipynb"]), as_version=4))  # found block0.nc
+    assert "on 2 seed pairs" in html1
+    assert (tmp_path / "two_stage_default_analysis.md").read_text().count("## Iter") == 3
+    summary = execute_summary(tmp_path)
+    text = summary["html"].read_text()
+    assert "Answer:" in text and "two_stage_default (block 1)" in text and "Traceback" not in text
+    out5 = execute_block(5, {**common, "replicates": 1, "best_from": [str(out1["nc"])]})
+    _check_block_outputs(out5, 5, ["best(two_stage_default)"], 1)
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["block", "9"], "block 9: unknown"),
-    (["block", "1", "-p", "bogus=1"], "unknown parameter(s) bogus"),
-    (["block", "1", "-p", "replicates"], "malformed -p value"),
-    (["block", "1", "-p", "replicates=-2"], "replicates"),
-    (["block", "3", "-p", "lr_ratio=[0.05, 3]"], "alternate_lr_ratio"),
-    (["block", "1", "--preset", "huge"], "preset"),
-    (["block", "1", "-p", "scheduler=tcp://127.0.0.1:1"], "not reachable"),
-])
-def test_cli_bad_input_one_line_nonzero(tmp_path, args, needle):
-    res = cli(*args, "--out", str(tmp_path))
-    assert res.returncode != 0
-    assert needle in res.stderr
-    assert not list(tmp_path.glob("block*"))  # nothing started
+def test_blocks_2_and_4_grids(tmp_path, dataset_root):
+    common = {"overrides": FAST, "cache_dir": str(dataset_root), "out_dir": str(tmp_path), "replicates": 1}
+    out2 = execute_block(2, {**common, "joint_ratio": [0.3, 0.5]})
+    _check_block_outputs(out2, 2, ["joint_ratio=0.3", "joint_ratio=0.5"], 2)
+    out4 = execute_block(4, {**common, "n_epochs": 2, "augmentation_loop": [20]})
+    ds4, _ = _check_block_outputs(out4, 4, ["epochs=2_aug=20"], 1)
+    assert ds4["n_epochs"].max().item() == 2
 
 
-def test_cli_connectome_json():
-    res = cli("connectome", "--extent", "8", "--json")
-    counts = json.loads(res.stdout)
-    assert counts["n_neurons"] == 13_741 and counts["n_edges"] == 434_112
-    assert {"n_input_neurons", "n_cell_types", "n_edge_types", "n_offset_groups", "n_self_loops"} <= set(counts)
-    assert cli("connectome", "--extent", "0").returncode != 0
+def test_block_3_on_a_local_dask_cluster(tmp_path, dataset_root):
+    out = execute_block(3, {"replicates": 1, "workers": 2, "lr_ratio": [0.05, 0.2], "overrides": FAST,
+                            "cache_dir": str(dataset_root), "out_dir": str(tmp_path)})
+    _check_block_outputs(out, 3, ["lr_ratio=0.05", "lr_ratio=0.2"], 2)
 
 
-def test_cli_train_writes_metrics(tmp_path, dataset_root):
-    res = cli("train", "--config", "params/two_stage.yaml", "--preset", "tiny", "--sim-seed", "0", "--train-seed",
-              "1", "--out", str(tmp_path / "run"), "--cache", str(dataset_root), "--no-progress",
-              *sum((["-s", f"{k}={v}"] for k, v in FAST.items()), []))
-    assert res.returncode == 0, res.stderr
-    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    for key in ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2", "test_pearson",
-                "training_time_min", "status"):
-        assert key in m
-    assert (tmp_path / "run" / "metrics.log").read_text().startswith("epoch,iteration,connectivity_r2")
-    assert (tmp_path / "run" / "plots" / "run.png").stat().st_size > 10_000
+def test_explore_notebook_trains_and_shows_a_run(tmp_path, dataset_root):
+    run_dir = tmp_path / "run"
+    executed = execute_notebook(NOTEBOOK_DIR / "explore.ipynb", tmp_path / "explore.ipynb",
+                                {"out_dir": str(run_dir), "overrides": FAST, "cache_dir": str(dataset_root)})
+    assert (run_dir / "metrics.json").is_file() and (run_dir / "plots" / "run.png").is_file()
+    outputs = json.dumps(nbformat.read(str(executed), as_version=4))
+    assert "image/png" in outputs and "connectivity_R2" in outputs
 
 
-def test_block_notebooks_cover_all_blocks():
-    assert {p.name for p in NOTEBOOKS} >= set(BLOCK_NOTEBOOKS.values()) | {"explore.ipynb", "study_summary.ipynb"}
-    assert Path(REPO / "notebooks" / "build_notebooks.py").is_file()
+def test_relative_out_dir_is_taken_from_the_project_folder():
+    from flyvis_study.resources import checkout_root, project_path
+
+    assert checkout_root() == REPO
+    assert project_path("reports") == REPO / "reports"
+    assert project_path("/abs/x") == Path("/abs/x")

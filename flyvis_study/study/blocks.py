@@ -1,57 +1,189 @@
-"""The study's blocks (seed's partition, plus the standard-training baseline block 0).
+"""The study's blocks, defined once: number, title, question, base config, grid axes, defaults.
 
-| block | focus                     | base config        | grid                                   |
-|-------|---------------------------|--------------------|----------------------------------------|
-| 0     | baseline                  | gold_standard.yaml | one config ("standard")                |
-| 1     | two-stage default         | two_stage.yaml     | one config ("two_stage_default")       |
-| 2     | joint ratio               | two_stage.yaml     | alternate_joint_ratio in joint_ratio   |
-| 3     | LR ratio                  | two_stage.yaml     | alternate_lr_ratio in lr_ratio         |
-| 4     | training budget           | two_stage.yaml     | n_epochs x data_augmentation_loop      |
-| 5     | best-config replication   | two_stage.yaml     | the best-ranked config of given blocks |
+| block | focus                     | base config        | grid (block parameter -> config key)                       |
+|-------|---------------------------|--------------------|------------------------------------------------------------|
+| 0     | baseline                  | gold_standard.yaml | one config ("standard")                                    |
+| 1     | two-stage default         | two_stage.yaml     | one config ("two_stage_default")                           |
+| 2     | joint ratio               | two_stage.yaml     | joint_ratio -> training.alternate_joint_ratio              |
+| 3     | LR ratio                  | two_stage.yaml     | lr_ratio -> training.alternate_lr_ratio                    |
+| 4     | training budget           | two_stage.yaml     | n_epochs -> training.n_epochs x augmentation_loop ->       |
+|       |                           |                    | training.data_augmentation_loop                            |
+| 5     | best-config replication   | two_stage.yaml     | best_config (overrides) or the best-ranked of best_from    |
 
-``run_block`` builds the specs, runs them (serial or Dask), writes ``blockN.nc`` and the
-seed-format ``{config}_analysis.md`` logs into the output folder, and returns the results.
+``BLOCKS[N]`` is the definition; ``block_parameters(N, **values)`` the validated parameters
+(``study.parameters``), ``plan_block`` the validated run specs (every config resolved before
+any run), ``run_block`` runs (or resumes) them and writes ``blockN.nc`` and the analysis logs.
+The CLI, the notebooks (``notebooks/blockN.ipynb``) and the Python API all go through these.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pandas as pd
 import xarray as xr
+from pydantic import ValidationError, create_model, field_validator
 
-from flyvis_study.study.analysis_log import append_analysis_logs
-from flyvis_study.study.results import runs_table, save_block
-from flyvis_study.study.runner import make_client, run_many
-from flyvis_study.study.spec import grid_specs
-from flyvis_study.study.statistics import block_dataset, config_statistics, ranking
-
-BLOCK_TITLES = {0: "Block 0: standard training baseline (gold standard)",
-                1: "Block 1: variance of the two-stage default",
-                2: "Block 2: joint-phase ratio",
-                3: "Block 3: V_rest-phase LR ratio",
-                4: "Block 4: training budget (epochs x augmentation)",
-                5: "Block 5: best-config replication"}
+from flyvis_study.config import ConfigError
+from flyvis_study.resources import project_path
+from flyvis_study.study.parameters import BlockParameterError, BlockParameters, format_validation_error
+from flyvis_study.study.spec import RunSpec, grid_specs
 
 
-BLOCKS = tuple(BLOCK_TITLES)
+@dataclass(frozen=True)
+class Axis:
+    """A grid axis: block parameter ``name`` sets config key ``key``; labels read ``label=value``."""
+
+    name: str
+    key: str
+    default: tuple
+    kind: type  # float or int
+    label: str
+    help: str
 
 
-def _values(x, name: str) -> list:
-    vals = list(np.atleast_1d(x).tolist())
-    if not vals:
-        raise ValueError(f"{name}: give at least one value")
-    return vals
+@dataclass(frozen=True)
+class BlockDefinition:
+    number: int
+    title: str
+    question: str
+    base_config: str
+    axes: tuple[Axis, ...] = ()
+    config_label: str = ""  # the one config's label of a block without axes
+    replication: bool = False  # block 5: best_config / best_from instead of axes
+    parameters: type[BlockParameters] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "parameters", _parameters_model(self))
+
+    @property
+    def notebook(self) -> str:
+        return f"block{self.number}.ipynb"
+
+    def configs(self, params: BlockParameters) -> dict[str, dict]:
+        """{config label: dotted overrides} of the block's grid under ``params``."""
+        if self.replication:
+            if params.best_config:
+                return {"best": dict(params.best_config)}
+            if params.best_from:
+                label, overrides = best_config_from(params.best_from)
+                return {f"best({label})": overrides}
+            return {"two_stage_default": {}}
+        if not self.axes:
+            return {self.config_label: {}}
+        out = {}
+        for values in itertools.product(*(getattr(params, a.name) for a in self.axes)):
+            label = "_".join(f"{a.label}={v:g}" for a, v in zip(self.axes, values))
+            out[label] = {a.key: a.kind(v) for a, v in zip(self.axes, values)}
+        return out
+
+
+def _parameters_model(block: BlockDefinition) -> type[BlockParameters]:
+    """BlockParameters plus this block's grid fields (a number or a list; stored as a list)."""
+    fields: dict[str, Any] = {}
+    validators = {}
+    for axis in block.axes:
+        fields[axis.name] = (list[axis.kind], list(axis.default))
+
+    def as_list(cls, value):
+        if isinstance(value, bool) or (isinstance(value, list) and any(isinstance(v, bool) for v in value)):
+            raise ValueError("numbers required, not true/false")
+        value = value if isinstance(value, (list, tuple)) else [value]
+        if not value:
+            raise ValueError("give at least one value")
+        return list(value)
+
+    if block.axes:
+        validators["_axis_values"] = field_validator(*(a.name for a in block.axes), mode="before")(as_list)
+    if block.replication:
+        fields["best_config"] = (dict[str, Any], {})
+        fields["best_from"] = (list[str], [])
+
+        def files_exist(cls, paths):
+            missing = [p for p in paths if not project_path(p).is_file()]
+            if missing:
+                raise ValueError(f"no block file at {', '.join(missing)}")
+            return paths
+
+        validators["_best_from"] = field_validator("best_from")(files_exist)
+    return create_model(f"Block{block.number}Parameters", __base__=BlockParameters, __validators__=validators,
+                        **fields)
+
+
+BLOCKS: dict[int, BlockDefinition] = {b.number: b for b in (
+    BlockDefinition(0, "Block 0: standard training baseline (gold standard)",
+                    "Standard training (one joint phase, 1 epoch, the gold-standard settings) on the same seed "
+                    "pairs as the two-stage blocks: the control every two-stage config is compared with.",
+                    "gold_standard.yaml", config_label="standard"),
+    BlockDefinition(1, "Block 1: variance of the two-stage default",
+                    "The two-stage default (joint phase 40 %, then W and g_phi at 0.1 x LR, 2 epochs): how much "
+                    "do its metrics vary across seed pairs, and does it beat standard training on the same pairs?",
+                    "two_stage.yaml", config_label="two_stage_default"),
+    BlockDefinition(2, "Block 2: joint-phase ratio",
+                    "How much joint warm-up before the V_rest-focus phase? The fraction of each epoch spent in "
+                    "the joint phase.",
+                    "two_stage.yaml",
+                    axes=(Axis("joint_ratio", "training.alternate_joint_ratio", (0.2, 0.3, 0.4, 0.5), float,
+                               "joint_ratio", "fraction of each epoch in the joint phase, in (0, 1]"),)),
+    BlockDefinition(3, "Block 3: V_rest-phase LR ratio",
+                    "The learning-rate multiplier of W and g_phi in the V_rest-focus phase: how much must W be "
+                    "slowed for f_theta to settle V_rest?",
+                    "two_stage.yaml",
+                    axes=(Axis("lr_ratio", "training.alternate_lr_ratio", (0.01, 0.05, 0.1, 0.2), float,
+                               "lr_ratio", "LR multiplier of W and g_phi in the V_rest phase, in (0, 1]"),)),
+    BlockDefinition(4, "Block 4: training budget (epochs x augmentation)",
+                    "Does more training (epochs x data augmentation loop) help V_rest, and at what cost?",
+                    "two_stage.yaml",
+                    axes=(Axis("n_epochs", "training.n_epochs", (2, 3), int, "epochs", "epochs, >= 1"),
+                          Axis("augmentation_loop", "training.data_augmentation_loop", (20, 25, 30), int, "aug",
+                               "data augmentation loop, >= 1"))),
+    BlockDefinition(5, "Block 5: best-config replication",
+                    "Replicate the best-ranked config of blocks 1-4 on fresh seed pairs (>= 4 runs).",
+                    "two_stage.yaml", replication=True),
+)}
+
+
+def block_definition(number: int) -> BlockDefinition:
+    if number not in BLOCKS:
+        raise BlockParameterError(f"block {number}: unknown; allowed: {', '.join(map(str, BLOCKS))}")
+    return BLOCKS[number]
+
+
+def block_parameters(number: int, **values) -> BlockParameters:
+    """The validated parameters of block ``number`` (BlockParameterError: one line)."""
+    block = block_definition(number)
+    try:
+        return block.parameters(**values)
+    except ValidationError as err:
+        raise BlockParameterError(format_validation_error(err, f"block {number}")) from None
+
+
+def plan_block(number: int, params: BlockParameters | dict) -> list[RunSpec]:
+    """Every run spec of the block, each config resolved and validated (no compute)."""
+    block = block_definition(number)
+    params = params if isinstance(params, BlockParameters) else block_parameters(number, **params)
+    try:
+        return grid_specs(number, block.configs(params), params.replicates, base_config=block.base_config,
+                          preset=params.preset, seed_mode=params.seed_mode, seed_base=params.seed_base,
+                          sim_seeds=params.sim_seeds, train_seeds=params.train_seeds,
+                          common_overrides=dict(params.overrides), device=params.device,
+                          cache=params.cache_dir or None)
+    except (ConfigError, ValueError) as err:
+        raise BlockParameterError(f"block {number}: " + str(err).replace("\n ", "").replace("\n", " ")) from None
 
 
 def best_config_from(paths: list[str | Path]) -> tuple[str, dict]:
     """(label, overrides) of the best-ranked config (>= 3 runs) across the given block files."""
+    from flyvis_study.study.results import runs_table
+    from flyvis_study.study.statistics import config_statistics, ranking
+
     best = None
     for p in paths:
-        ds = xr.load_dataset(p, engine="h5netcdf")
+        ds = xr.load_dataset(project_path(p), engine="h5netcdf")
         ranked = ranking(config_statistics(ds))
         if len(ranked):
             label = ranked.index[0]
@@ -61,42 +193,14 @@ def best_config_from(paths: list[str | Path]) -> tuple[str, dict]:
                 over = json.loads(runs[runs["config"] == label]["overrides_json"].iloc[0] or "{}")
                 best = (score, label, over)
     if best is None:
-        raise ValueError("no ranked config (>= 3 runs) in " + ", ".join(map(str, paths)))
+        raise BlockParameterError("best_from: no ranked config (>= 3 runs) in " + ", ".join(map(str, paths)))
     return best[1], best[2]
-
-
-def block_grid(block: int, joint_ratio=(0.2, 0.3, 0.4, 0.5), lr_ratio=(0.01, 0.05, 0.1, 0.2),
-               n_epochs=(2, 3), augmentation_loop=(20, 25, 30), best_config: dict | None = None,
-               best_from: list[str] | None = None) -> tuple[str, dict[str, dict]]:
-    """(base config file, {label: dotted overrides}) of a block."""
-    if block not in BLOCK_TITLES:
-        raise ValueError(f"block {block}: unknown; allowed: {', '.join(map(str, BLOCKS))}")
-    if block == 0:
-        return "gold_standard.yaml", {"standard": {}}
-    if block == 1:
-        return "two_stage.yaml", {"two_stage_default": {}}
-    if block == 2:
-        return "two_stage.yaml", {f"joint_ratio={v:g}": {"training.alternate_joint_ratio": float(v)}
-                                  for v in _values(joint_ratio, "joint_ratio")}
-    if block == 3:
-        return "two_stage.yaml", {f"lr_ratio={v:g}": {"training.alternate_lr_ratio": float(v)}
-                                  for v in _values(lr_ratio, "lr_ratio")}
-    if block == 4:
-        return "two_stage.yaml", {f"epochs={e}_aug={a}": {"training.n_epochs": int(e),
-                                                          "training.data_augmentation_loop": int(a)}
-                                  for e in _values(n_epochs, "n_epochs")
-                                  for a in _values(augmentation_loop, "augmentation_loop")}
-    if best_config:
-        return "two_stage.yaml", {"best": dict(best_config)}
-    if best_from:
-        label, over = best_config_from(best_from)
-        return "two_stage.yaml", {f"best({label})": over}
-    return "two_stage.yaml", {"two_stage_default": {}}
 
 
 @dataclass
 class BlockResult:
     block: int
+    parameters: BlockParameters
     dataset: xr.Dataset
     statistics: pd.DataFrame
     ranking: pd.DataFrame
@@ -104,30 +208,43 @@ class BlockResult:
     nc_path: Path
     specs: list
 
+    @property
+    def out_dir(self) -> Path:
+        return self.nc_path.parent
 
-def run_block(block: int, out_dir: str | Path, preset: str = "tiny", replicates: int = 4,
-              seed_mode: str = "generalisation", seed_base: int = 0, sim_seeds=None, train_seeds=None,
-              workers: int = 0, scheduler: str = "", device: str = "cpu", cache_dir: str = "",
-              overrides: dict | None = None, progress: bool = True, **grid) -> BlockResult:
-    """Run (or resume) a block and write ``out_dir/blockN.nc`` plus the analysis logs."""
-    out_dir = Path(out_dir)
-    base, configs = block_grid(block, **grid)
-    specs = grid_specs(block, configs, replicates, base_config=base, preset=preset, seed_mode=seed_mode,
-                       seed_base=seed_base, sim_seeds=sim_seeds, train_seeds=train_seeds,
-                       common_overrides=overrides or {}, device=device, cache=cache_dir or None)
-    client = make_client(workers=workers, scheduler=scheduler or None)
+
+def run_block(number: int, params: BlockParameters | dict | None = None, progress: bool = True) -> BlockResult:
+    """Run (or resume) block ``number``; write ``out_dir/blockN.nc`` and the analysis logs.
+
+    ``params``: validated ``BlockParameters`` or a dict of them (validated here, before any
+    run). Finished runs in ``out_dir/runs`` are reused.
+    """
+    from flyvis_study.provenance import provenance
+    from flyvis_study.study.analysis_log import append_analysis_logs
+    from flyvis_study.study.results import save_block
+    from flyvis_study.study.runner import make_client, run_many
+    from flyvis_study.study.statistics import block_dataset, config_statistics, ranking
+
+    block = block_definition(number)
+    params = params if isinstance(params, BlockParameters) else block_parameters(number, **(params or {}))
+    specs = plan_block(number, params)
+    out_dir = project_path(params.out_dir)
+    client = make_client(workers=params.workers, scheduler=params.scheduler or None)
     try:
         paths = run_many(specs, out_dir, client=client, progress=progress)
     finally:
         if client is not None:
             cluster = getattr(client, "cluster", None)
             client.close()
-            if cluster is not None and not scheduler:
+            if cluster is not None and not params.scheduler:
                 cluster.close()
-    ds = block_dataset(paths, block, {"title": BLOCK_TITLES[block], "preset": preset, "base_config": base,
-                                      "configs": json.dumps(configs), "overrides": json.dumps(overrides or {})})
-    nc_path = out_dir / f"block{block}.nc"
+    configs = {s.label: s.overrides for s in specs}
+    attrs = {"title": block.title, "preset": params.preset, "base_config": block.base_config,
+             "configs": json.dumps(configs), "parameters": params.model_dump_json(),
+             **provenance(params.device)}
+    ds = block_dataset(paths, number, attrs)
+    nc_path = out_dir / f"block{number}.nc"
     save_block(ds, nc_path)
     append_analysis_logs(ds, out_dir)
     stats = config_statistics(ds)
-    return BlockResult(block, ds, stats, ranking(stats), paths, nc_path, specs)
+    return BlockResult(number, params, ds, stats, ranking(stats), paths, nc_path, specs)

@@ -10,8 +10,9 @@ import xarray as xr
 
 from flyvis_study.study.results import runs_table
 
+COMPARED_METRICS = ("V_rest_R2", "connectivity_R2", "tau_R2")
 
-# ----------------------------------------------------------------------------- paired comparison
+
 def paired_comparison(baseline: xr.Dataset, treatment: xr.Dataset, metric: str,
                       baseline_config: str | None = None, treatment_config: str | None = None,
                       n_resamples: int = 9999, seed: int = 0) -> dict:
@@ -58,3 +59,10 @@ def describe_comparison(c: dict) -> str:
             f"(95 % bootstrap CI [{c['ci95_low']:+.3f}, {c['ci95_high']:+.3f}]), d_z {c['effect_size_dz']:+.2f}, "
             f"Wilcoxon p = {c['wilcoxon_p']:.3g}, paired t p = {c['ttest_p']:.3g}; "
             f"{c['n_positive']}/{c['n_pairs']} pairs higher under {c['treatment_config']}.")
+
+
+def compare_with_baseline(baseline: xr.Dataset, treatment: xr.Dataset, configs: list[str],
+                          metrics=COMPARED_METRICS) -> list[dict]:
+    """``paired_comparison`` of each treatment config with the baseline (its first config), per metric."""
+    return [paired_comparison(baseline, treatment, metric, treatment_config=cfg) for cfg in configs
+            for metric in metrics]

@@ -1,0 +1,112 @@
+"""What a block notebook shows, as functions: header, verdict, figures, tables, configuration.
+
+The block notebooks (``notebooks/blockN.ipynb``) call these in order, so a notebook holds
+its parameters, its prose and one call per section, and every rule lives here, tested.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from flyvis_study.report.figures import distribution_figure, embedding_figure, trajectory_figure
+from flyvis_study.report.verdicts import block_verdict
+from flyvis_study.resources import project_path
+from flyvis_study.study.blocks import BlockResult
+from flyvis_study.study.comparison import COMPARED_METRICS, compare_with_baseline
+from flyvis_study.study.results import load_block
+from flyvis_study.study.statistics import variance_table as _variance_table
+
+__all__ = ["baseline_comparisons", "header", "verdict", "distribution_figure", "trajectory_figure",
+           "embedding_figure", "variance_table", "ranking_table", "comparison_table", "resolved_configuration",
+           "show_report"]
+
+COMPARISON_COLUMNS = ["treatment_config", "metric", "n_pairs", "mean_baseline", "mean_treatment", "mean_difference",
+                      "ci95_low", "ci95_high", "effect_size_dz", "wilcoxon_p", "ttest_p"]
+
+
+def baseline_path(result: BlockResult) -> Path | None:
+    """The baseline block file: ``compare_with``, else ``block0.nc`` beside this block (not for block 0)."""
+    if result.parameters.compare_with:
+        return project_path(result.parameters.compare_with)
+    default = result.out_dir / "block0.nc"
+    return default if result.block != 0 and default.is_file() else None
+
+
+def baseline_comparisons(result: BlockResult, metrics=COMPARED_METRICS) -> list[dict]:
+    """Paired comparisons of every config of the block with the baseline (empty without one)."""
+    path = baseline_path(result)
+    if path is None:
+        return []
+    return compare_with_baseline(load_block(path), result.dataset, list(result.statistics.index), metrics)
+
+
+def header(result: BlockResult) -> str:
+    """Markdown: title, preset, runs, seed pairs and provenance of the block file."""
+    a = result.dataset.attrs
+    pairs = sorted({(s.sim_seed, s.train_seed) for s in result.specs})
+    return (f"## {a.get('title', f'Block {result.block}')}\n\n"
+            f"Preset `{result.parameters.preset}`, {len(result.specs)} runs over {len(result.statistics)} "
+            f"config(s) and {len(pairs)} seed pair(s) (sim_seed, train_seed): "
+            + ", ".join(f"({s}, {t})" for s, t in pairs) + ".  \n"
+            f"Made by flyvis_study {a.get('package_version', '?')} (commit `{a.get('git_commit') or 'n/a'}`), "
+            f"torch {a.get('torch_version', '?')}, on {a.get('device_name', '?')}. "
+            f"Block file: `{result.nc_path}`.")
+
+
+def verdict(result: BlockResult, comparisons: list[dict]) -> str:
+    return block_verdict(result.statistics, result.ranking, comparisons, result.parameters.preset)
+
+
+def variance_table(stats: pd.DataFrame) -> pd.DataFrame:
+    return _variance_table(stats).round(4)
+
+
+def ranking_table(ranked: pd.DataFrame) -> pd.DataFrame | str:
+    return ranked.round(4) if len(ranked) else "no config has >= 3 runs yet (ranking needs 3)"
+
+
+def comparison_table(comparisons: list[dict]) -> pd.DataFrame | str:
+    if not comparisons:
+        return "no baseline block (parameter compare_with, or block0.nc in out_dir)"
+    return pd.DataFrame(comparisons)[COMPARISON_COLUMNS].round(4)
+
+
+def resolved_configuration(result: BlockResult) -> str:
+    """YAML of the first run's resolved config, and the seed pairs of all runs."""
+    spec = result.specs[0]
+    text = yaml.safe_dump(spec.config.model_dump(mode="json"), sort_keys=False)
+    seeds = sorted({(s.sim_seed, s.train_seed, s.seed_mode) for s in result.specs})
+    return text + "\nseed pairs (sim_seed, train_seed, mode): " + ", ".join(map(str, seeds))
+
+
+SECTIONS = ("Verdict", "Metric distributions per config (one dot per run)", "Variance table",
+            "Ranking (configs with >= 3 runs)", "Paired comparison with the standard-training baseline",
+            "R2 trajectories (blue band: joint phase; orange band: V_rest-focus phase)",
+            "Embeddings of representative runs (the run nearest the median conn_R2 of each config)",
+            "Resolved configuration (first run; seeds differ per run)")
+
+
+def show_report(result: BlockResult, comparisons: list[dict]) -> None:
+    """Display every section of a block report in order, each under its heading (in a notebook)."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Markdown, display
+
+    def figure(fig):
+        if fig is not None:
+            display(fig)
+            plt.close(fig)
+
+    parts = [lambda: display(Markdown(verdict(result, comparisons))),
+             lambda: figure(distribution_figure(result.dataset)),
+             lambda: display(variance_table(result.statistics)),
+             lambda: display(ranking_table(result.ranking)),
+             lambda: display(comparison_table(comparisons)),
+             lambda: figure(trajectory_figure(result.dataset)),
+             lambda: figure(embedding_figure(result.dataset, result.out_dir)),
+             lambda: print(resolved_configuration(result))]
+    for title, show in zip(SECTIONS, parts):
+        display(Markdown(f"### {title}"))
+        show()

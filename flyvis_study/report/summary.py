@@ -1,0 +1,74 @@
+"""The study summary: every block compared with the standard-training baseline, and the answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import xarray as xr
+
+from flyvis_study.report.verdicts import study_answer
+from flyvis_study.resources import project_path
+from flyvis_study.study.comparison import compare_with_baseline
+from flyvis_study.study.results import load_block
+from flyvis_study.study.statistics import config_statistics
+
+SUMMARY_METRICS = ("V_rest_R2", "connectivity_R2")
+
+
+def load_blocks(reports_dir: str | Path) -> dict[int, xr.Dataset]:
+    """{block number: block Dataset} of every ``blockN.nc`` in the folder."""
+    folder = project_path(reports_dir)
+    return {int(p.stem[5:]): load_block(p) for p in sorted(folder.glob("block[0-9].nc"))}
+
+
+def study_comparisons(blocks: dict[int, xr.Dataset], baseline_block: int = 0) -> list[dict]:
+    """Paired comparisons (V_rest_R2, conn_R2) of every config of every other block with the baseline."""
+    if baseline_block not in blocks:
+        return []
+    out = []
+    for number, ds in blocks.items():
+        if number == baseline_block:
+            continue
+        for c in compare_with_baseline(blocks[baseline_block], ds, list(config_statistics(ds).index),
+                                       SUMMARY_METRICS):
+            out.append({"block": number, **c})
+    return out
+
+
+def header(blocks: dict[int, xr.Dataset]) -> str:
+    if not blocks:
+        return "No block files found."
+    lines = ["| block | title | runs | made by | commit | device |", "|---|---|---|---|---|---|"]
+    for number, ds in blocks.items():
+        a = ds.attrs
+        n_runs = int((ds["run_id"] != "").sum())
+        lines.append(f"| {number} | {a.get('title', '')} | {n_runs} | flyvis_study {a.get('package_version', '?')}, "
+                     f"torch {a.get('torch_version', '?')} | `{a.get('git_commit') or 'n/a'}` | "
+                     f"{a.get('device_name', '?')} |")
+    return "\n".join(lines)
+
+
+def answer(comparisons: list[dict]) -> str:
+    return study_answer(comparisons)
+
+
+def block_table(blocks: dict[int, xr.Dataset]) -> pd.DataFrame:
+    """One row per (block, config): runs, means and CVs of the headline metrics, flags."""
+    rows = []
+    for number, ds in blocks.items():
+        for cfg, r in config_statistics(ds).iterrows():
+            rows.append({"block": number, "config": cfg, "runs": r["n_runs"], "conn_R2": r["connectivity_R2_mean"],
+                         "conn_CV": r["connectivity_R2_cv"], "V_rest_R2": r["V_rest_R2_mean"],
+                         "V_rest_CV": r["V_rest_R2_cv"], "tau_R2": r["tau_R2_mean"],
+                         "cluster_accuracy": r["cluster_accuracy_mean"], "robust": r["robust"],
+                         "fragile": r["fragile"]})
+    return pd.DataFrame(rows).round(4)
+
+
+def comparison_table(comparisons: list[dict]) -> pd.DataFrame | str:
+    if not comparisons:
+        return "need the baseline block and at least one other block"
+    cols = ["block", "treatment_config", "metric", "n_pairs", "mean_baseline", "mean_treatment", "mean_difference",
+            "ci95_low", "ci95_high", "effect_size_dz", "wilcoxon_p"]
+    return pd.DataFrame(comparisons)[cols].round(4)

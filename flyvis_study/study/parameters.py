@@ -1,0 +1,144 @@
+"""The block parameters: one validated model for the CLI, the notebooks and the Python API.
+
+``block_parameters(N, **values)`` checks every parameter of block N before any run starts:
+unknown names, wrong types (``replicates=true`` is not an integer), out-of-range values, seed
+lists of different lengths, a device that is not there, a malformed scheduler address, an
+output folder that is a file or cannot be written, missing block files. A bad value raises
+``BlockParameterError`` with one line naming the parameter and what is allowed.
+
+Common parameters (every block):
+
+| name | allowed | meaning |
+|---|---|---|
+| preset | tiny, small, full | sizes and iteration budgets only |
+| replicates | integer >= 1 | runs per config |
+| seed_mode | generalisation, robustness, both | how replicate r picks its seeds (``study.spec``) |
+| seed_base | integer >= 0 | first suggested seed (shared by all blocks, so blocks pair up) |
+| sim_seeds, train_seeds | lists of integers >= 0, equal lengths, or None | explicit seed pairs |
+| workers | integer >= 0 | > 0: a Dask LocalCluster with this many workers |
+| scheduler | "" or a Dask address (tcp://host:port, ...) | a running Dask cluster |
+| device | cpu, cuda | where runs train |
+| out_dir | a writable folder | block outputs (a relative path is taken from the project folder) |
+| cache_dir | "" or a folder | dataset cache (default ~/.cache/flyvis_study/datasets) |
+| overrides | mapping of dotted config keys | applied to every run |
+| compare_with | "" or a block file | the baseline of the paired comparison |
+
+plus the block's grid axes (``study.blocks.BLOCKS[N].axes``) or, for block 5, ``best_config``
+and ``best_from``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
+
+from flyvis_study.config import DEFAULT_PRESET
+from flyvis_study.resources import project_path
+
+SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss|inproc)://[^\s/]+$")
+
+
+class BlockParameterError(ValueError):
+    """A block parameter is invalid; the message is one line naming it and what is allowed."""
+
+
+class BlockParameters(BaseModel):
+    """Parameters every block takes (see the module docstring for the table)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preset: Literal["tiny", "small", "full"] = DEFAULT_PRESET
+    replicates: StrictInt = Field(4, ge=1)
+    seed_mode: Literal["generalisation", "robustness", "both"] = "generalisation"
+    seed_base: StrictInt = Field(0, ge=0)
+    sim_seeds: list[StrictInt] | None = None
+    train_seeds: list[StrictInt] | None = None
+    workers: StrictInt = Field(0, ge=0)
+    scheduler: str = ""
+    device: Literal["cpu", "cuda"] = "cpu"
+    out_dir: str = "reports"
+    cache_dir: str = ""
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    compare_with: str = ""
+
+    @field_validator("sim_seeds", "train_seeds")
+    @classmethod
+    def _seeds(cls, seeds: list[int] | None) -> list[int] | None:
+        if seeds is not None:
+            if not seeds:
+                raise ValueError("give at least one seed, or None")
+            if any(s < 0 for s in seeds):
+                raise ValueError("seeds must be integers >= 0")
+        return seeds
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, address: str) -> str:
+        if address and not SCHEDULER_ADDRESS.match(address):
+            raise ValueError("a Dask scheduler address such as tcp://host:8786 (or empty for none)")
+        return address
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        if device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError("cuda: no CUDA device is available on this machine (allowed here: cpu)")
+        return device
+
+    @field_validator("out_dir")
+    @classmethod
+    def _out_dir(cls, out_dir: str) -> str:
+        check_writable_folder(project_path(out_dir))
+        return out_dir
+
+    @field_validator("compare_with")
+    @classmethod
+    def _compare_with(cls, path: str) -> str:
+        if path and not project_path(path).is_file():
+            raise ValueError(f"no block file at {path}")
+        return path
+
+    @model_validator(mode="after")
+    def _seed_pairs(self) -> BlockParameters:
+        if (self.sim_seeds is None) != (self.train_seeds is None):
+            raise ValueError("sim_seeds and train_seeds: give both or neither")
+        if self.sim_seeds is not None and len(self.sim_seeds) != len(self.train_seeds):
+            raise ValueError(f"sim_seeds and train_seeds: equal lengths required "
+                             f"(got {len(self.sim_seeds)} and {len(self.train_seeds)})")
+        if self.workers and self.scheduler:
+            raise ValueError("workers and scheduler: give one of them (a LocalCluster or a running cluster)")
+        return self
+
+
+def check_writable_folder(folder: Path) -> None:
+    """Raise ValueError unless ``folder`` is (or can be created as) a writable directory."""
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{existing} is not writable")
+
+
+def format_validation_error(err: ValidationError, what: str) -> str:
+    """One line: each bad parameter, what is wrong, and the value given."""
+    parts = []
+    for e in err.errors():
+        name = ".".join(str(p) for p in e["loc"]) or "(parameters)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown parameter"
+        if not e["loc"] or e["type"] == "missing":  # a rule across parameters: its message says it all
+            parts.append(msg if not e["loc"] else f"{name}: {msg}")
+        else:
+            parts.append(f"{name}: {msg} (got {json.dumps(e.get('input'), default=str)[:60]})")
+    return f"{what}: " + "; ".join(parts)

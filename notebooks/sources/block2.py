@@ -1,0 +1,71 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,sources//py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Block 2: joint-phase ratio
+#
+# **Question.** How long a joint warm-up before the V_rest-focus phase? Each config sets the fraction of every epoch spent in the joint phase (`training.alternate_joint_ratio`).
+#
+# **How to read this report.** The verdict comes first; then the figures, the tables and,
+# at the end, the resolved configuration.
+# - *Variance table*: per config, mean / std (ddof 1) / CV / min of each metric over its runs.
+#   **robust**: conn_R2 and tau_R2 with CV < 5 % and min > 0.90, V_rest_R2 with CV < 20 % and
+#   min > 0.40, cluster_accuracy with CV < 10 % and min > 0.80. **fragile**: any metric with
+#   CV > 25 % or a run below half its mean, or a failed run.
+# - *Ranking* (configs with >= 3 runs): score = mean(conn)(1 - CV(conn)) + 0.5 mean(V_rest)(1 - CV(V_rest)).
+# - *Paired comparison*: this block's configs minus the standard-training baseline on the same
+#   (sim_seed, train_seed) pairs: mean difference, 95 % bootstrap CI, effect size d_z, Wilcoxon
+#   and paired-t p-values. With few pairs the CI, not the p-value, is the thing to read.
+# - Every R2 here is the squared Pearson correlation of an affine fit, learned = a * true + b
+#   (`evaluation.recovery.r2_affine`); conn_R2 is taken on the corrected weights W*.
+#
+# Run it from the project folder: `papermill notebooks/block2.ipynb out.ipynb -p joint_ratio 0.3`, or `flyvis-study block 2 --preset small -p 'joint_ratio=[0.2, 0.4]'` (which also renders the HTML report).
+
+# %% tags=["parameters"]
+# --- scale and seeds -------------------------------------------------------
+preset = "tiny"  # tiny | small | full (sizes and iteration budgets only)
+replicates = 4  # runs per config
+seed_mode = "generalisation"  # generalisation (both seeds vary) | robustness (fixed sim seed) | both
+seed_base = 0  # first suggested seed; shared by all blocks, so they pair up
+sim_seeds = None  # explicit simulation seeds (list), overrides the suggestion
+train_seeds = None  # explicit training seeds (list, same length as sim_seeds)
+# --- execution ---------------------------------------------------------------
+workers = 0  # positive: a Dask LocalCluster with this many workers
+scheduler = ""  # address of a running Dask scheduler (e.g. dask-jobqueue on SLURM)
+device = "cpu"  # cpu | cuda
+out_dir = "reports"  # block outputs; a relative path is taken from the project folder
+cache_dir = ""  # dataset cache; empty: ~/.cache/flyvis_study/datasets
+overrides = {}  # dotted config overrides for every run, e.g. {"training.n_epochs": 3}
+compare_with = ""  # a block file for the paired comparison; empty: block0.nc in out_dir, if any
+joint_ratio = [0.2, 0.3, 0.4, 0.5]  # training.alternate_joint_ratio values (a number works too)
+
+# %%
+from IPython.display import Markdown, display
+
+from flyvis_study.report import block_report as R
+from flyvis_study.study.blocks import BLOCKS, block_parameters, run_block
+
+BLOCK = 2
+params = block_parameters(BLOCK, **{name: globals()[name] for name in BLOCKS[BLOCK].parameters.model_fields})
+result = run_block(BLOCK, params, progress=False)
+comparisons = R.baseline_comparisons(result)
+display(Markdown(R.header(result)))
+
+# %% [markdown]
+# The report: verdict, figures, tables and the resolved configuration (`report.block_report`).
+# Add cells below to look further; `result.dataset` is the block's xarray Dataset.
+
+# %%
+R.show_report(result, comparisons)

@@ -1,0 +1,59 @@
+"""The block registry and its validated parameters (the one definition the CLI, notebooks and API use)."""
+
+import pytest
+
+from flyvis_study.study.blocks import BLOCKS, block_parameters, plan_block
+from flyvis_study.study.parameters import BlockParameterError
+
+
+def test_registry_defines_every_block_once():
+    assert sorted(BLOCKS) == [0, 1, 2, 3, 4, 5]
+    assert [b.base_config for b in BLOCKS.values()] == ["gold_standard.yaml"] + ["two_stage.yaml"] * 5
+    assert {a.name: a.key for b in BLOCKS.values() for a in b.axes} == {
+        "joint_ratio": "training.alternate_joint_ratio", "lr_ratio": "training.alternate_lr_ratio",
+        "n_epochs": "training.n_epochs", "augmentation_loop": "training.data_augmentation_loop"}
+    assert BLOCKS[3].notebook == "block3.ipynb"
+
+
+def test_default_grids_and_labels():
+    labels = {n: list(b.configs(block_parameters(n))) for n, b in BLOCKS.items()}
+    assert labels[0] == ["standard"] and labels[1] == ["two_stage_default"]
+    assert labels[2] == ["joint_ratio=0.2", "joint_ratio=0.3", "joint_ratio=0.4", "joint_ratio=0.5"]
+    assert labels[3] == ["lr_ratio=0.01", "lr_ratio=0.05", "lr_ratio=0.1", "lr_ratio=0.2"]
+    assert labels[4] == [f"epochs={e}_aug={a}" for e in (2, 3) for a in (20, 25, 30)]
+    assert labels[5] == ["two_stage_default"]
+    configs = BLOCKS[4].configs(block_parameters(4, n_epochs=3, augmentation_loop=[25]))
+    assert configs == {"epochs=3_aug=25": {"training.n_epochs": 3, "training.data_augmentation_loop": 25}}
+    assert BLOCKS[5].configs(block_parameters(5, best_config={"training.alternate_lr_ratio": 0.05})) == {
+        "best": {"training.alternate_lr_ratio": 0.05}}
+
+
+def test_plan_resolves_every_config_with_the_axis_value():
+    specs = plan_block(3, {"lr_ratio": [0.05, 0.2], "replicates": 2})
+    assert [(s.label, s.sim_seed) for s in specs] == [("lr_ratio=0.05", 0), ("lr_ratio=0.05", 1),
+                                                      ("lr_ratio=0.2", 0), ("lr_ratio=0.2", 1)]
+    assert [s.config.training.alternate_lr_ratio for s in specs] == [0.05, 0.05, 0.2, 0.2]
+    assert all(s.config.training.alternate_training for s in specs)
+    assert not plan_block(0, {})[0].config.training.alternate_training
+
+
+@pytest.mark.parametrize("number,values,needle", [
+    (1, {"replicates": True}, "replicates: Input should be a valid integer"),
+    (1, {"replicates": 0}, "greater than or equal to 1"),
+    (1, {"lr_ratio": [0.1]}, "lr_ratio: unknown parameter"),  # not an axis of block 1
+    (3, {"lr_ratio": [True]}, "numbers required"),
+    (2, {"joint_ratio": []}, "give at least one value"),
+    (1, {"seed_mode": "both", "sim_seeds": [1]}, "give both or neither"),
+    (7, {}, "block 7: unknown"),
+])
+def test_bad_parameters_raise_one_line(number, values, needle):
+    with pytest.raises(BlockParameterError, match=None) as err:
+        block_parameters(number, **values)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_config_values_fail_in_the_plan_with_the_key():
+    with pytest.raises(BlockParameterError, match="alternate_joint_ratio"):
+        plan_block(2, {"joint_ratio": [0.4, 1.5]})
+    with pytest.raises(BlockParameterError, match="training.nope: unknown key"):
+        plan_block(1, {"overrides": {"training.nope": 1}})

@@ -1,0 +1,91 @@
+"""The command line: one error line and exit code 2 for bad input, before any run starts."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+FAST = {"training.iterations_fraction": 0.004, "evaluation.gmm_components": 10, "evaluation.rollout_frames": 50,
+        "evaluation.test_frames": 200}
+
+
+def cli(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "flyvis_study.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["block", "9"], "block 9: unknown; allowed: 0, 1, 2, 3, 4, 5"),
+    (["block", "1", "-p", "bogus=1"], "bogus: unknown parameter"),
+    (["block", "1", "-p", "replicates"], "malformed -p value"),
+    (["block", "1", "-p", "replicates=-2"], "replicates: Input should be greater than or equal to 1"),
+    (["block", "1", "-p", "replicates=0"], "replicates: Input should be greater than or equal to 1"),
+    (["block", "1", "-p", "replicates=true"], "replicates: Input should be a valid integer"),
+    (["block", "3", "-p", "lr_ratio=[0.05, 3]"], "training.alternate_lr_ratio"),
+    (["block", "3", "-p", "lr_ratio=[]"], "lr_ratio: give at least one value"),
+    (["block", "1", "--preset", "huge"], "preset: Input should be 'tiny', 'small' or 'full'"),
+    (["block", "1", "-p", "device=tpu"], "device: Input should be 'cpu' or 'cuda'"),
+    (["block", "1", "-p", "seed_mode=sometimes"], "seed_mode"),
+    (["block", "1", "-p", "sim_seeds=[0, 1]", "-p", "train_seeds=[0]"], "equal lengths required (got 2 and 1)"),
+    (["block", "1", "-p", "sim_seeds=[-1]", "-p", "train_seeds=[0]"], "seeds must be integers >= 0"),
+    (["block", "1", "-p", "scheduler=notanaddress"], "scheduler: a Dask scheduler address"),
+    (["block", "1", "-p", "scheduler=tcp://127.0.0.1:1"], "not reachable"),
+    (["block", "1", "-p", "overrides={training.bogus: 1}"], "training.bogus: unknown key"),
+    (["block", "5", "-p", "best_from=[nofile.nc]"], "best_from: no block file at nofile.nc"),
+    (["block", "1", "-p", "compare_with=nofile.nc"], "compare_with: no block file at nofile.nc"),
+])
+def test_block_bad_input_is_one_line_before_any_run(tmp_path, args, needle):
+    res = cli(*args, "--out", str(tmp_path / "out"))
+    assert res.returncode == 2, res.stderr
+    assert needle in res.stderr and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists()  # nothing started, nothing written
+
+
+def test_block_cuda_without_a_gpu_is_one_line(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    res = cli("block", "1", "-p", "device=cuda", "--out", str(tmp_path / "out"))
+    assert res.returncode == 2 and "no CUDA device is available" in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_block_out_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file", tmp_path / "file" / "below"):
+        res = cli("block", "0", "--out", str(out))
+        assert res.returncode == 2 and "is a file, not a folder" in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_broken_or_missing_config_file_is_one_line(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("training:\n  lr: [1,\n")
+    res = cli("train", "--config", str(broken), "--out", str(tmp_path / "run"))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1
+    assert "broken.yaml: not valid YAML at line 3" in res.stderr
+    res = cli("train", "--config", "nosuch.yaml", "--out", str(tmp_path / "run"))
+    assert res.returncode == 2 and "shipped base configs: gold_standard.yaml, two_stage.yaml" in res.stderr
+
+
+def test_connectome_json():
+    res = cli("connectome", "--extent", "8", "--json")
+    counts = json.loads(res.stdout)
+    assert counts["n_neurons"] == 13_741 and counts["n_edges"] == 434_112
+    assert {"n_input_neurons", "n_cell_types", "n_edge_types", "n_offset_groups", "n_self_loops"} <= set(counts)
+    assert cli("connectome", "--extent", "0").returncode == 2
+
+
+def test_train_with_a_shipped_config_from_any_folder(tmp_path, dataset_root):
+    res = cli("train", "--config", "two_stage.yaml", "--sim-seed", "0", "--train-seed", "1",
+              "--out", str(tmp_path / "run"), "--cache", str(dataset_root), "--no-progress",
+              *sum((["-s", f"{k}={v}"] for k, v in FAST.items()), []), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for key in ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2", "test_pearson",
+                "training_time_min", "status", "failure_kind"):
+        assert key in m
+    assert m["provenance"]["torch_version"] and m["log_rows"]
+    assert (tmp_path / "run" / "metrics.log").read_text().startswith("epoch,iteration,connectivity_r2")
+    assert (tmp_path / "run" / "plots" / "run.png").stat().st_size > 10_000
