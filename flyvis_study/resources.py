@@ -35,7 +35,9 @@ def data_dir(name: str) -> Path:
     root = checkout_root()
     if root is not None:
         return root / name
-    return Path(str(importlib.resources.files(f"flyvis_study.{name}")))
+    # files() of the regular package is a real folder in an installed wheel; the data folders
+    # themselves are namespace packages, whose files() is not a single path
+    return Path(str(importlib.resources.files("flyvis_study") / name))
 
 
 def project_path(path: str | Path) -> Path:

@@ -1,5 +1,6 @@
 """The wheel ships the configs, presets and notebooks; provenance names the package, commit, torch, device."""
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -22,6 +23,19 @@ def test_wheel_contains_package_data_and_every_subpackage(tmp_path):
     for package in packages:
         assert f"{package}/__init__.py" in names, package
     assert not any(n.startswith("flyvis_study/notebooks/sources") for n in names)
+    # installed (not from the checkout), the package finds its data with importlib.resources
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    probe = ("import flyvis_study, flyvis_study.resources as r; from flyvis_study.config import load_run_config; "
+             f"assert flyvis_study.__file__.startswith(r'{target}'), flyvis_study.__file__; "
+             "assert r.checkout_root() is None; "
+             "assert r.shipped_configs() == ['gold_standard.yaml', 'two_stage.yaml']; "
+             "assert load_run_config('two_stage.yaml', preset='tiny').training.alternate_training; "
+             "assert r.notebook_file('block3.ipynb').is_file(); print('ok')")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(target)})
+    assert out.stdout.strip() == "ok", out.stderr
 
 
 def test_provenance_names_version_commit_torch_and_device():

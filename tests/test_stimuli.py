@@ -118,3 +118,24 @@ def test_effective_ranks():
     r = effective_ranks(x)
     assert r["99%"] <= 3 and r["90%"] <= 3
     assert effective_ranks(rng.normal(size=(500, 40)))["99%"] > 30
+
+
+def test_photoreceptor_input_is_one_mapping_for_numpy_and_torch():
+    import torch
+
+    from flyvis_study.world.connectome import cached_connectome
+    from flyvis_study.world.stimuli import photoreceptor_input
+
+    con = cached_connectome(1)
+    cols = con.node_column[con.input_nodes]
+    hexals = np.random.default_rng(0).random((3, con.n_columns)).astype(np.float32)
+    e = photoreceptor_input(hexals, con.input_nodes, cols, con.n_neurons)
+    assert e.shape == (3, con.n_neurons) and e.dtype == np.float32
+    assert np.count_nonzero(e[0]) == con.input_nodes.size == 8 * con.n_columns  # R1..R8 per column
+    np.testing.assert_array_equal(e[:, con.input_nodes], hexals[:, cols])
+    t = photoreceptor_input(torch.from_numpy(hexals), torch.from_numpy(con.input_nodes), torch.from_numpy(cols),
+                            con.n_neurons)
+    np.testing.assert_array_equal(t.numpy(), e)
+    one = photoreceptor_input(torch.from_numpy(hexals[1]), torch.from_numpy(con.input_nodes),
+                              torch.from_numpy(cols), con.n_neurons, dtype=torch.float64)
+    assert one.dtype == torch.float64 and np.array_equal(one.numpy(), e[1])

@@ -26,7 +26,7 @@ from flyvis_study.world.training_data import TrainingData
 def test_inputs(dataset: Dataset, stop: int) -> np.ndarray:
     con = dataset.connectome
     hexals = np.asarray(dataset.array("test_stimulus")[:stop])
-    return photoreceptor_input(hexals, con.node_column, con.input_nodes)
+    return photoreceptor_input(hexals, con.input_nodes, con.node_column[con.input_nodes], con.n_neurons)
 
 
 def evaluate(model: FlyVisGNN, dataset: Dataset, cfg: RunConfig,

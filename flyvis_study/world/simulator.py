@@ -21,6 +21,7 @@ import torch
 from flyvis_study.fast.csr import target_csr
 from flyvis_study.world.connectome import Connectome
 from flyvis_study.world.ground_truth import GroundTruth
+from flyvis_study.world.stimuli import photoreceptor_input
 
 
 class Simulator:
@@ -55,9 +56,8 @@ class Simulator:
 
     def external_input(self, hexals: torch.Tensor) -> torch.Tensor:
         """(C,) hexal values -> (N,) input: photoreceptors get their column's value."""
-        e = torch.zeros_like(self.V_rest)
-        e[self.input_nodes] = hexals[self.input_column]
-        return e
+        return photoreceptor_input(hexals, self.input_nodes, self.input_column, self.connectome.n_neurons,
+                                   dtype=self.V_rest.dtype)
 
     def initial_state(self, n_steps: int = 100) -> torch.Tensor:
         """Steady state under a uniform 0.5 input, tau clamped to max(tau, dt), no noise."""

@@ -300,8 +300,20 @@ def build_streams(library: ClipLibrary, n_frames: int, simulation_seed: int) -> 
     )
 
 
-def photoreceptor_input(hexals: np.ndarray, node_column: np.ndarray, input_nodes: np.ndarray) -> np.ndarray:
-    """Map (T, C) hexal values to the (T, N) external input e: R1..R8 get their column's value."""
-    out = np.zeros((hexals.shape[0], node_column.shape[0]), dtype=np.float32)
-    out[:, input_nodes] = hexals[:, node_column[input_nodes]]
+def photoreceptor_input(hexals, input_nodes, input_column, n_neurons: int, dtype=None):
+    """(..., C) hexal values -> (..., N) external input e: e[input_nodes[k]] = hexals[input_column[k]]
+    (R1..R8 of a column get its value), 0 elsewhere.
+
+    The one photoreceptor mapping of the package, for numpy arrays (float32 by default) and
+    torch tensors (the hexals' dtype and device by default); ``input_column`` is
+    ``node_column[input_nodes]`` of the connectome.
+    """
+    shape = (*hexals.shape[:-1], n_neurons)
+    values = hexals[..., input_column]
+    if hasattr(hexals, "new_zeros"):  # a torch tensor
+        out = hexals.new_zeros(shape, dtype=dtype)
+        values = values.to(out.dtype)
+    else:
+        out = np.zeros(shape, dtype=dtype or np.float32)
+    out[..., input_nodes] = values
     return out

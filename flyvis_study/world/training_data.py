@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from flyvis_study.world.dataset import Dataset
+from flyvis_study.world.stimuli import photoreceptor_input
 
 
 class TrainingData:
@@ -42,10 +43,8 @@ class TrainingData:
                                    np.asarray(dataset.array("train_v_std")))
 
     def inputs(self, hexals: torch.Tensor) -> torch.Tensor:
-        """(B, C) hexals -> (B, N) external input (R1..R8 get their column's value)."""
-        I = torch.zeros((hexals.shape[0], self.n_neurons), device=self.device)
-        I[:, self.input_nodes] = hexals[:, self.input_column]
-        return I
+        """(B, C) hexals -> (B, N) external input (``stimuli.photoreceptor_input``)."""
+        return photoreceptor_input(hexals, self.input_nodes, self.input_column, self.n_neurons)
 
     def rows(self, idx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(v, I, y) at frame indices ``idx`` (a tensor on the data's device or a numpy array)."""
