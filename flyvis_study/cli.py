@@ -174,6 +174,7 @@ def report(out: Path = typer.Option(Path("reports"), help="folder with blockN.nc
     """Build the study summary across blocks (study_summary.ipynb / .html)."""
     from flyvis_study.report.notebooks import execute_summary
 
+    out = Path.cwd() / out  # the shell's relative path, not the project folder's
     if not out.is_dir() or not any(out.glob("block[0-9].nc")):
         _fail(f"no blockN.nc files in {out}; run `flyvis-study block N --out {out}` first")
     for kind, path in execute_summary(out).items():

@@ -89,3 +89,8 @@ def test_train_with_a_shipped_config_from_any_folder(tmp_path, dataset_root):
     assert m["provenance"]["torch_version"] and m["log_rows"]
     assert (tmp_path / "run" / "metrics.log").read_text().startswith("epoch,iteration,connectivity_r2")
     assert (tmp_path / "run" / "plots" / "run.png").stat().st_size > 10_000
+
+
+def test_report_without_block_files_is_one_line(tmp_path):
+    res = cli("report", "--out", "empty", cwd=tmp_path)
+    assert res.returncode == 2 and "no blockN.nc files in" in res.stderr and str(tmp_path) in res.stderr
