@@ -243,19 +243,28 @@ def dotted_to_nested(overrides: dict[str, Any]) -> dict:
     return nested
 
 
+def describe_errors(err: ValidationError, unknown: str = "unknown key", width: int = 80) -> list[str]:
+    """One phrase per pydantic error: 'key: what is wrong (got value)'; a rule across several
+    keys (empty location) is its message alone."""
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        msg = unknown if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+        if not key:
+            parts.append(msg)
+        elif e["type"] == "missing":
+            parts.append(f"{key}: {msg}")
+        else:
+            parts.append(f"{key}: {msg} (got {json.dumps(e.get('input'), default=str)[:width]})")
+    return parts
+
+
 def validate(data: dict) -> RunConfig:
     """Build a RunConfig, turning pydantic errors into one message naming each bad key."""
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:
-        lines = []
-        for e in err.errors():
-            key = ".".join(str(p) for p in e["loc"]) or "(config)"
-            msg = e["msg"].removeprefix("Value error, ")
-            if e["type"] == "extra_forbidden":
-                msg = "unknown key"
-            lines.append(f"{key}: {msg} (got {json.dumps(e.get('input'), default=str)[:80]})")
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(describe_errors(err))) from None
 
 
 def load_run_config(config: str | Path | dict | None = None, preset: str | None = None,

@@ -29,7 +29,6 @@ and ``best_from``.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
-from flyvis_study.config import DEFAULT_PRESET
+from flyvis_study.config import DEFAULT_PRESET, describe_errors
 from flyvis_study.resources import project_path
 
 SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss|inproc)://[^\s/]+$")
@@ -131,14 +130,4 @@ def check_writable_folder(folder: Path) -> None:
 
 def format_validation_error(err: ValidationError, what: str) -> str:
     """One line: each bad parameter, what is wrong, and the value given."""
-    parts = []
-    for e in err.errors():
-        name = ".".join(str(p) for p in e["loc"]) or "(parameters)"
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown parameter"
-        if not e["loc"] or e["type"] == "missing":  # a rule across parameters: its message says it all
-            parts.append(msg if not e["loc"] else f"{name}: {msg}")
-        else:
-            parts.append(f"{name}: {msg} (got {json.dumps(e.get('input'), default=str)[:60]})")
-    return f"{what}: " + "; ".join(parts)
+    return f"{what}: " + "; ".join(describe_errors(err, unknown="unknown parameter", width=60))
