@@ -37,7 +37,9 @@ def data_dir(name: str) -> Path:
         return root / name
     # files() of the regular package is a real folder in an installed wheel; the data folders
     # themselves are namespace packages, whose files() is not a single path
-    return Path(str(importlib.resources.files("flyvis_study") / name))
+    installed = Path(str(importlib.resources.files("flyvis_study") / name))
+    beside = PACKAGE_ROOT.parent / name  # a bare copy of the package and its data folders
+    return installed if installed.is_dir() or not beside.is_dir() else beside
 
 
 def project_path(path: str | Path) -> Path:
