@@ -1,4 +1,6 @@
-"""The study's blocks, defined once: number, title, question, base config, grid axes, defaults.
+"""The study's blocks, defined once: number, title, base config, grid axes, defaults.
+
+What each block tests, in prose, is the markdown of its notebook (``notebooks/blockN.ipynb``).
 
 | block | focus                     | base config        | grid (block parameter -> config key)                       |
 |-------|---------------------------|--------------------|------------------------------------------------------------|
@@ -26,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 import xarray as xr
-from pydantic import ValidationError, create_model, field_validator
+from pydantic import Field, ValidationError, create_model, field_validator
 
 from flyvis_study.config import ConfigError
 from flyvis_study.resources import project_path
@@ -50,7 +52,6 @@ class Axis:
 class BlockDefinition:
     number: int
     title: str
-    question: str
     base_config: str
     axes: tuple[Axis, ...] = ()
     config_label: str = ""  # the one config's label of a block without axes
@@ -87,7 +88,7 @@ def _parameters_model(block: BlockDefinition) -> type[BlockParameters]:
     fields: dict[str, Any] = {}
     validators = {}
     for axis in block.axes:
-        fields[axis.name] = (list[axis.kind], list(axis.default))
+        fields[axis.name] = (list[axis.kind], Field(list(axis.default), description=axis.help))
 
     def as_list(cls, value):
         if isinstance(value, bool) or (isinstance(value, list) and any(isinstance(v, bool) for v in value)):
@@ -116,33 +117,23 @@ def _parameters_model(block: BlockDefinition) -> type[BlockParameters]:
 
 BLOCKS: dict[int, BlockDefinition] = {b.number: b for b in (
     BlockDefinition(0, "Block 0: standard training baseline (gold standard)",
-                    "Standard training (one joint phase, 1 epoch, the gold-standard settings) on the same seed "
-                    "pairs as the two-stage blocks: the control every two-stage config is compared with.",
                     "gold_standard.yaml", config_label="standard"),
     BlockDefinition(1, "Block 1: variance of the two-stage default",
-                    "The two-stage default (joint phase 40 %, then W and g_phi at 0.1 x LR, 2 epochs): how much "
-                    "do its metrics vary across seed pairs, and does it beat standard training on the same pairs?",
                     "two_stage.yaml", config_label="two_stage_default"),
     BlockDefinition(2, "Block 2: joint-phase ratio",
-                    "How much joint warm-up before the V_rest-focus phase? The fraction of each epoch spent in "
-                    "the joint phase.",
                     "two_stage.yaml",
                     axes=(Axis("joint_ratio", "training.alternate_joint_ratio", (0.2, 0.3, 0.4, 0.5), float,
                                "joint_ratio", "fraction of each epoch in the joint phase, in (0, 1]"),)),
     BlockDefinition(3, "Block 3: V_rest-phase LR ratio",
-                    "The learning-rate multiplier of W and g_phi in the V_rest-focus phase: how much must W be "
-                    "slowed for f_theta to settle V_rest?",
                     "two_stage.yaml",
                     axes=(Axis("lr_ratio", "training.alternate_lr_ratio", (0.01, 0.05, 0.1, 0.2), float,
                                "lr_ratio", "LR multiplier of W and g_phi in the V_rest phase, in (0, 1]"),)),
     BlockDefinition(4, "Block 4: training budget (epochs x augmentation)",
-                    "Does more training (epochs x data augmentation loop) help V_rest, and at what cost?",
                     "two_stage.yaml",
                     axes=(Axis("n_epochs", "training.n_epochs", (2, 3), int, "epochs", "epochs, >= 1"),
                           Axis("augmentation_loop", "training.data_augmentation_loop", (20, 25, 30), int, "aug",
                                "data augmentation loop, >= 1"))),
     BlockDefinition(5, "Block 5: best-config replication",
-                    "Replicate the best-ranked config of blocks 1-4 on fresh seed pairs (>= 4 runs).",
                     "two_stage.yaml", replication=True),
 )}
 
