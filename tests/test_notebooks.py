@@ -5,6 +5,7 @@ from pathlib import Path
 
 import jupytext
 import nbformat
+import numpy as np
 import papermill
 import pytest
 import xarray as xr
@@ -84,9 +85,14 @@ def test_blocks_2_and_4_grids(tmp_path, dataset_root):
     common = {"overrides": FAST, "cache_dir": str(dataset_root), "out_dir": str(tmp_path), "replicates": 1}
     out2 = execute_block(2, {**common, "joint_ratio": [0.3, 0.5]})
     _check_block_outputs(out2, 2, ["joint_ratio=0.3", "joint_ratio=0.5"], 2)
-    out4 = execute_block(4, {**common, "n_epochs": 2, "augmentation_loop": [20]})
-    ds4, _ = _check_block_outputs(out4, 4, ["epochs=2_aug=20"], 1)
-    assert ds4["n_epochs"].max().item() == 2
+    out4 = execute_block(4, common)  # the default grid: epochs {2, 3} x augmentation {20, 25, 30}
+    labels = [f"epochs={e}_aug={a}" for e in (2, 3) for a in (20, 25, 30)]
+    ds4, _ = _check_block_outputs(out4, 4, labels, 6)
+    runs = ds4.isel(sim_seed=0, train_seed=0)
+    logged = {c: runs["step"].values[np.isfinite(runs["traj_conn"].sel(config=c).values)] for c in labels}
+    assert len(logged["epochs=3_aug=20"]) == 3 * len(logged["epochs=2_aug=20"]) // 2 > 0
+    assert logged["epochs=2_aug=20"][-1] < logged["epochs=2_aug=30"][-1] < logged["epochs=3_aug=30"][-1]
+    assert sorted(set(ds4["n_epochs"].values.ravel())) == [2, 3]
 
 
 def test_block_3_on_a_local_dask_cluster(tmp_path, dataset_root):

@@ -12,10 +12,12 @@ from flyvis_study.study.spec import RunSpec
 from flyvis_study.study.statistics import block_dataset, config_statistics, ranking
 
 
-def fake_run(tmp_path, label, sim, train, conn, vrest, tau=0.97, cluster=0.88, status="converged", n_iter=100):
+def fake_run(tmp_path, label, sim, train, conn, vrest, tau=0.97, cluster=0.88, status="converged", n_iter=100,
+             n_epochs=1, stop_after=None):
     spec = RunSpec(block=1, label=label, sim_seed=sim, train_seed=train, replicate=train)
-    rows = [{"epoch": 0, "iteration": i, "connectivity_r2": conn * i / 99, "vrest_r2": vrest, "tau_r2": tau,
-             "phase": "joint" if i < 40 else "V_rest"} for i in (20, 40, 60, 99)]
+    rows = [{"epoch": e, "iteration": i, "connectivity_r2": conn * i / 99, "vrest_r2": vrest, "tau_r2": tau,
+             "phase": "joint" if i < 40 else "V_rest"} for e in range(n_epochs)
+            for i in (n_iter // 5, 2 * n_iter // 5, 3 * n_iter // 5, n_iter - 1)][:stop_after]
     record = {"connectivity_R2": conn, "V_rest_R2": vrest, "tau_R2": tau, "cluster_accuracy": cluster,
               "test_R2": 0.9, "test_pearson": 0.95, "training_time_min": 1.0, "status": status, "reason": "",
               "seed_mode": "generalisation", "run_id": f"{label}-{sim}-{train}", "config_json": "{}",
@@ -43,6 +45,31 @@ def test_block_dataset_dims_and_round_trip(block, tmp_path):
     xr.testing.assert_allclose(again["connectivity_R2"], ds["connectivity_R2"])
     assert list(again["statistic"].values) == ["n", "mean", "std", "cv", "min"]
     assert again["summary"].sel(config="a", metric="connectivity_R2", statistic="n").item() == 4
+
+
+def test_runs_of_different_lengths_assemble_on_the_union_grid(tmp_path):
+    """Different epochs and iterations per epoch, a run diverged mid-way, one that never trained."""
+    paths = [fake_run(tmp_path, "e1", 0, 0, 0.9, 0.5, n_iter=100, n_epochs=1),
+             fake_run(tmp_path, "e2", 0, 0, 0.9, 0.5, n_iter=120, n_epochs=2),
+             fake_run(tmp_path, "e2", 1, 1, 0.9, 0.5, n_iter=120, n_epochs=2, stop_after=3),  # diverged
+             fake_run(tmp_path, "e2", 2, 2, float("nan"), float("nan"), status="failed", stop_after=0)]
+    ds = block_dataset(paths, 4)
+    assert set(ds["connectivity_R2"].dims) == {"config", "sim_seed", "train_seed"}
+    steps = ds["step"].values
+    assert list(steps) == sorted({20, 40, 60, 99} | {24, 48, 72, 119, 144, 168, 192, 239})
+    finite = np.isfinite(ds["traj_conn"]).sum("step")
+    assert finite.sel(config="e1", sim_seed=0, train_seed=0) == 4
+    assert finite.sel(config="e2", sim_seed=0, train_seed=0) == 8
+    assert finite.sel(config="e2", sim_seed=1, train_seed=1) == 3
+    assert finite.sel(config="e2", sim_seed=2, train_seed=2) == 0
+    e2 = ds["traj_conn"].sel(config="e2", sim_seed=0, train_seed=0)
+    assert list(steps[np.isfinite(e2.values)]) == [24, 48, 72, 119, 144, 168, 192, 239]
+    assert ds["status"].sel(config="e1", sim_seed=1, train_seed=1).item() == ""  # no such run
+    st = config_statistics(ds)
+    assert st.loc["e2", "n_runs"] == 3 and st.loc["e2", "connectivity_R2_n"] == 2
+    save_block(ds, tmp_path / "block4.nc")
+    again = load_block(tmp_path / "block4.nc")
+    xr.testing.assert_identical(again["traj_conn"], ds["traj_conn"])
 
 
 def test_statistics_match_numpy(block):

@@ -22,22 +22,34 @@ import xarray as xr
 
 from flyvis_study.atomic import atomic_path
 
-STRING_VARS = ("status", "reason", "seed_mode", "run_id", "config_json", "overrides_json", "conn_trend", "vrest_trend",
-               "tau_trend", "conn_peak_phase", "vrest_peak_phase", "tau_peak_phase")
-
 
 def combine_runs(paths: list[str | Path]) -> xr.Dataset:
-    """Combine one-run files into a block Dataset (outer join over config x sim_seed x train_seed x step)."""
-    parts = [xr.load_dataset(p, engine="h5netcdf") for p in paths]
-    if not parts:
+    """Combine one-run files into a block Dataset.
+
+    Scalars (metrics, status, seeds, config) go on (config, sim_seed, train_seed), outer-joined:
+    a cell without a run is NaN / "". Trajectories (``traj_*``) go on (config, sim_seed,
+    train_seed, step) over the union of the runs' iteration grids: each run keeps its own
+    steps, NaN elsewhere, so runs of different lengths (epochs, augmentation loops, a run that
+    diverged mid-way, one that never trained) assemble into one block.
+    """
+    if not paths:
         raise ValueError("no run files to combine")
-    combined = xr.combine_by_coords(parts, join="outer", combine_attrs="drop_conflicts",
-                                    data_vars="all", coords="different", compat="no_conflicts")
-    for name in STRING_VARS:
-        if name in combined:
-            combined[name] = combined[name].fillna("").astype(str)
+    scalars, trajectories = [], []
+    for p in paths:
+        part = xr.load_dataset(p, engine="h5netcdf")
+        traj = [v for v in part.data_vars if "step" in part[v].dims]
+        scalars.append(part.drop_vars(traj + (["step"] if "step" in part.coords else [])))
+        if traj:
+            trajectories.append(part[traj])
+    combined = xr.merge(scalars + trajectories, join="outer", compat="no_conflicts",
+                        combine_attrs="drop_conflicts")
+    for name, var in combined.data_vars.items():
+        if var.dtype == object or var.dtype.kind == "U":  # text: a cell without a run reads ""
+            combined[name] = var.fillna("").astype(str)
     if "replicate" in combined:
         combined["replicate"] = combined["replicate"].fillna(-1).astype(np.int64)
+    if "step" in combined.dims:
+        combined = combined.transpose("config", "sim_seed", "train_seed", "step")
     return combined
 
 
