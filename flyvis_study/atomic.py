@@ -1,9 +1,11 @@
 """Atomic file writes: a file is either absent, its old version, or complete, never half-written.
 
-``atomic_path(path)`` yields a temporary sibling (``.name.<pid>.tmp``, same folder, so the
-final ``os.replace`` is atomic on POSIX) and renames it onto ``path`` when the block ends
-without an exception; on an exception the temporary file is removed and ``path`` is
-untouched. Every writer of a result file in the package goes through it.
+``atomic_path(path)`` yields a temporary sibling (``.name.<host>.<pid>.<token>.tmp``, same
+folder, so the final ``os.replace`` is atomic on POSIX, and unique across hosts sharing the
+folder) and renames it onto ``path`` when the block ends without an exception; on an
+exception the temporary file is removed and ``path`` is untouched. Every writer of a result
+file in the package goes through it. With ``checksum=True`` the file's ``.sha256`` sidecar
+(``flyvis_study.integrity``) is written before the rename.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,12 +23,16 @@ import numpy as np
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, checksum: bool = False) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         yield tmp
+        if checksum:
+            from flyvis_study.integrity import write_sidecar
+
+            write_sidecar(tmp, path)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -1,4 +1,12 @@
-"""Final evaluation of a trained model: every metric of spec/metrics.md in one dict."""
+"""Final evaluation of a trained model: every metric of spec/metrics.md in one dict.
+
+The evaluation runs in sections (``EVALUATION_SECTIONS``: section -> the metrics it
+measures). A section that raises leaves its metrics out (they read NaN in the run file) and
+its reason in ``out["metric_failures"]`` ({section: "ExceptionType: message"}); the other
+sections are still measured. Parameter recovery feeds the connectivity, tau, V_rest and
+clustering sections: when it fails, they fail with it. Infrastructure errors (memory, I/O,
+CUDA) are raised, not recorded: the run is retried.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ from flyvis_study.evaluation.recovery import (
     tau_metrics,
     vrest_metrics,
 )
+from flyvis_study.failures import is_infrastructure_error
 from flyvis_study.model.gnn import FlyVisGNN
 from flyvis_study.world.dataset import Dataset
 from flyvis_study.world.stimuli import photoreceptor_input
@@ -29,37 +38,77 @@ def test_inputs(dataset: Dataset, stop: int) -> np.ndarray:
     return photoreceptor_input(hexals, con.input_nodes, con.node_column[con.input_nodes], con.n_neurons)
 
 
+EVALUATION_SECTIONS: dict[str, tuple[str, ...]] = {
+    "connectivity": ("connectivity_R2", "connectivity_slope", "connectivity_R2_raw", "connectivity_slope_raw",
+                     "connectivity_n_edges"),
+    "tau": ("tau_R2", "tau_slope"),
+    "V_rest": ("V_rest_R2", "V_rest_slope", "V_rest_R2_inliers", "V_rest_R2_type_median", "V_rest_n_inliers",
+               "V_rest_inlier_threshold"),
+    "clustering": ("cluster_accuracy", "cluster_ARI", "cluster_NMI"),
+    "one_step_test": ("test_pearson", "test_R2"),
+    "rollout": ("rollout_pearson", "rollout_pearson_std", "rollout_rmse", "rollout_rmse_std", "rollout_frames"),
+}
+
+
 def evaluate(model: FlyVisGNN, dataset: Dataset, cfg: RunConfig,
-             data: TrainingData | None = None) -> tuple[dict, RecoveredParameters]:
-    """All final metrics (recovered parameters, clustering, one-step test, rollout) + timings."""
+             data: TrainingData | None = None) -> tuple[dict, RecoveredParameters | None]:
+    """All final metrics (recovered parameters, clustering, one-step test, rollout) + timings.
+
+    Returns (metrics, recovered parameters or None when their recovery failed).
+    """
     t0 = time.perf_counter()
     model.eval()
     dev = model.W.device
     data = data if data is not None else TrainingData(dataset, dev)
     ev = cfg.evaluation
     gt, con = dataset.ground_truth, dataset.connectome
-    idx = gain_frame_indices(data.v.shape[0], ev.n_gain_frames)
-    v_gain, I_gain, _ = data.rows(idx)
-    rec = recover_parameters(model, data.stats, v_gain, I_gain, ev.n_points)
-    W_hat = model.W.detach().cpu().numpy()
     out: dict = {}
-    out.update(connectivity_metrics(gt.W, rec.W_corrected, W_hat))
-    out.update(tau_metrics(gt.tau, rec.tau_hat))
-    out.update(vrest_metrics(gt.V_rest, rec.V_rest_hat, con.node_type, ev.vrest_outlier_threshold))
-    feats = node_features(model.embedding.detach().cpu().numpy(), rec, con.edge_src, con.edge_tgt,
-                          con.n_neurons)
-    out.update(cluster_metrics(feats, con.node_type, ev.gmm_components))
+    failures: dict[str, str] = {}
+
+    def measure(section: str, compute) -> None:
+        try:
+            out.update(compute())
+        except Exception as err:  # noqa: BLE001 - one failed section never loses the others
+            if is_infrastructure_error(err):
+                raise
+            failures[section] = f"{type(err).__name__}: {err}"
+
+    def recover() -> RecoveredParameters:
+        idx = gain_frame_indices(data.v.shape[0], ev.n_gain_frames)
+        v_gain, I_gain, _ = data.rows(idx)
+        return recover_parameters(model, data.stats, v_gain, I_gain, ev.n_points)
+
+    rec = None
+    try:
+        rec = recover()
+    except Exception as err:  # noqa: BLE001
+        if is_infrastructure_error(err):
+            raise
+        reason = f"parameter recovery failed ({type(err).__name__}: {err})"
+        failures.update({s: reason for s in ("connectivity", "tau", "V_rest", "clustering")})
+    if rec is not None:
+        W_hat = model.W.detach().cpu().numpy()
+        measure("connectivity", lambda: connectivity_metrics(gt.W, rec.W_corrected, W_hat))
+        measure("tau", lambda: tau_metrics(gt.tau, rec.tau_hat))
+        measure("V_rest", lambda: vrest_metrics(gt.V_rest, rec.V_rest_hat, con.node_type,
+                                                ev.vrest_outlier_threshold))
+        measure("clustering", lambda: cluster_metrics(
+            node_features(model.embedding.detach().cpu().numpy(), rec, con.edge_src, con.edge_tgt, con.n_neurons),
+            con.node_type, ev.gmm_components))
     n_test = dataset.n_test if ev.test_frames is None else min(dataset.n_test, ev.test_frames)
     if n_test > 0:
         v_test = dataset.array("test_v")[:n_test]
         y_test = dataset.array("test_y")[:n_test]
         I_test = test_inputs(dataset, n_test)
-        out.update(one_step_test(model, v_test, I_test, y_test))
+        measure("one_step_test", lambda: one_step_test(model, v_test, I_test, y_test))
         n_roll = min(n_test, ev.rollout_frames)
         if n_roll > 1:
-            out.update(rollout_test(model, v_test[:n_roll], I_test[:n_roll], cfg.simulation.dt))
+            measure("rollout", lambda: rollout_test(model, v_test[:n_roll], I_test[:n_roll], cfg.simulation.dt))
     else:
         out.update({"test_pearson": float("nan"), "test_R2": float("nan")})
+    for section in failures:
+        out.update({k: float("nan") for k in EVALUATION_SECTIONS[section]})
+    out["metric_failures"] = failures
     out["test_frames"] = int(n_test)
     out["eval_time_s"] = time.perf_counter() - t0
     model.train()

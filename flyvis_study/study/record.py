@@ -1,8 +1,9 @@
 """The one-run xarray Dataset (run file) and its atomic netCDF write.
 
 A run file holds the run's record: every metric (NaN when not measured), its status,
-failure kind and reason, seeds, resolved config, trajectory summaries and, over a ``step``
-dimension, the in-loop R2 trajectory; its attributes carry the provenance
+failure kind and reason, ``metric_failures`` (JSON {evaluation section: reason}), seeds,
+resolved config, trajectory summaries and, over a ``step`` dimension, the in-loop R2
+trajectory on the run's own iteration grid; its attributes carry the provenance
 (``provenance.provenance``) and the failure kind.
 """
 
@@ -19,7 +20,8 @@ from flyvis_study.evaluation.names import HEADLINE_METRICS
 from flyvis_study.study.spec import RunSpec
 
 RUN_METRICS = (*HEADLINE_METRICS, "training_time_min")
-RECORD_STRINGS = ("status", "failure_kind", "reason", "seed_mode", "run_id", "config_json", "overrides_json")
+RECORD_STRINGS = ("status", "failure_kind", "reason", "metric_failures", "seed_mode", "run_id", "config_json",
+                  "overrides_json")
 
 
 EXTRA_METRICS = ("connectivity_slope", "connectivity_R2_raw", "connectivity_n_edges", "V_rest_R2_type_median",
@@ -69,5 +71,6 @@ def run_dataset(spec: RunSpec, record: dict, log_rows: list[dict], n_iter: int) 
 
 
 def write_netcdf_atomic(ds: xr.Dataset, path: Path) -> None:
-    with atomic_path(path) as tmp:
+    """Write ``ds`` to ``path`` atomically, with its ``.sha256`` sidecar (``flyvis_study.integrity``)."""
+    with atomic_path(path, checksum=True) as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf")

@@ -7,21 +7,17 @@ metrics.log rows, provenance).
 
 ``run_one(spec, out_root)`` is a study task: it runs a ``RunSpec`` into
 ``out_root/runs/<run_id>/`` and writes ``run.nc`` last and atomically. It never raises for a
-failed run; the record says why, with a failure kind:
-
-| failure_kind   | meaning                                              | on a rerun  |
-|----------------|------------------------------------------------------|-------------|
-| ""             | trained and evaluated (status converged or partial)  | kept        |
-| diverged       | non-finite loss or parameters (status failed)        | kept        |
-| unrecovered    | trained, but connectivity_R2 < 0.3 (status failed)   | kept        |
-| infrastructure | out of memory, I/O, CUDA, a lost worker (exception)  | recomputed  |
-| error          | any other exception (a bug or bad data)              | recomputed  |
+failed run; the record says why, with a failure kind (``flyvis_study.failures``: diverged,
+unrecovered and evaluation are kept on a rerun; infrastructure and error are recomputed).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +27,15 @@ from flyvis_study.config import RunConfig
 from flyvis_study.evaluation.evaluate import evaluate, run_status
 from flyvis_study.evaluation.names import HEADLINE_METRICS
 from flyvis_study.evaluation.trajectory import trajectory_summary
+from flyvis_study.failures import FINAL_FAILURES, RETRIED_FAILURES, failure_kind_of
+from flyvis_study.integrity import IntegrityWarning, sidecar, verify
 from flyvis_study.provenance import provenance
 from flyvis_study.study.record import run_dataset, write_netcdf_atomic
 from flyvis_study.study.spec import RunSpec
 from flyvis_study.train.loop import train
 from flyvis_study.world.dataset import get_dataset
 
-FINAL_FAILURES = ("diverged", "unrecovered")
-RETRIED_FAILURES = ("infrastructure", "error")
+__all__ = ["FINAL_FAILURES", "RETRIED_FAILURES", "failure_kind_of", "is_finished", "run_one", "run_training"]
 
 
 def run_training(cfg: RunConfig, out_dir: str | Path, device: str = "cpu", progress: bool = True,
@@ -66,34 +63,41 @@ def run_training(cfg: RunConfig, out_dir: str | Path, device: str = "cpu", progr
     }
     if result.status == "ok":
         metrics, rec = evaluate(result.model, dataset, cfg, result.data)
+        failures = metrics.pop("metric_failures")
         record.update(metrics)
         record["status"] = run_status(metrics, True)
         if record["status"] == "failed":
-            record["failure_kind"] = "unrecovered"
-            record["reason"] = record["reason"] or f"connectivity_R2 {metrics['connectivity_R2']:.3f} < 0.3"
-        if plots:
-            from flyvis_study.evaluation import figure as P
-
-            fig = P.run_figure(result.model, dataset, rec, metrics, result.log_rows, result.loss, n_iter,
-                               joint_iters, cfg.training.n_epochs, result.data.stats)
-            P.save(fig, out_dir / "plots" / "run.png")
-            np.savez_compressed(out_dir / "recovered.npz", embedding=result.model.embedding.detach().cpu().numpy(),
-                                W_corrected=rec.W_corrected.astype(np.float32), tau_hat=rec.tau_hat.astype(np.float32),
-                                V_rest_hat=rec.V_rest_hat.astype(np.float32))
+            conn = metrics["connectivity_R2"]
+            record["failure_kind"] = "unrecovered" if np.isfinite(conn) else "evaluation"
+            record["reason"] = record["reason"] or (
+                f"connectivity_R2 {conn:.3f} < 0.3" if np.isfinite(conn) else "connectivity_R2 not measured")
+        if plots and rec is not None:
+            try:
+                _save_run_plots(result, dataset, rec, metrics, cfg, n_iter, joint_iters, out_dir)
+            except Exception as err:  # noqa: BLE001 - a figure never loses the metrics
+                if failure_kind_of(err) == "infrastructure":
+                    raise
+                failures["figure"] = f"{type(err).__name__}: {err}"
+        record["metric_failures"] = failures
+        if failures:
+            note = "; ".join(f"{k} failed ({v})" for k, v in failures.items())
+            record["reason"] = f"{record['reason']}; {note}" if record["reason"] else note
     else:
         record.update({k: float("nan") for k in HEADLINE_METRICS})
     write_json_atomic(out_dir / "metrics.json", record)
     return record
 
 
-def failure_kind_of(err: BaseException) -> str:
-    """'infrastructure' for resource and environment failures, else 'error' (both are retried)."""
-    text = str(err)
-    if isinstance(err, (MemoryError, OSError, TimeoutError)) or "CUDA" in text or "out of memory" in text:
-        return "infrastructure"
-    if type(err).__name__ in ("KilledWorker", "CommClosedError"):
-        return "infrastructure"
-    return "error"
+def _save_run_plots(result, dataset, rec, metrics, cfg, n_iter, joint_iters, out_dir: Path) -> None:
+    """plots/run.png (the per-run figure) and recovered.npz (embedding, W*, tau, V_rest)."""
+    from flyvis_study.evaluation import figure as P
+
+    fig = P.run_figure(result.model, dataset, rec, metrics, result.log_rows, result.loss, n_iter,
+                       joint_iters, cfg.training.n_epochs, result.data.stats)
+    P.save(fig, out_dir / "plots" / "run.png")
+    np.savez_compressed(out_dir / "recovered.npz", embedding=result.model.embedding.detach().cpu().numpy(),
+                        W_corrected=rec.W_corrected.astype(np.float32), tau_hat=rec.tau_hat.astype(np.float32),
+                        V_rest_hat=rec.V_rest_hat.astype(np.float32))
 
 
 def run_one(spec: RunSpec, out_root: str | Path, progress: bool = False) -> str:
@@ -116,12 +120,28 @@ def run_one(spec: RunSpec, out_root: str | Path, progress: bool = False) -> str:
     try:
         record = run_training(cfg, run_dir, device=spec.device, progress=progress, cache=spec.cache)
     except Exception as err:  # noqa: BLE001 - a failed run is recorded, never lost
-        record = {"status": "failed", "failure_kind": failure_kind_of(err), "reason": f"{type(err).__name__}: {err}",
-                  "log_rows": [], "n_iterations_per_epoch": 1, "provenance": provenance(spec.device)}
         write_text_atomic(run_dir / "error.txt", traceback.format_exc())
+        return record_failed_run(spec, out_root, err)
     finally:
         release_freed_memory()
-    record.update({"seed_mode": spec.seed_mode, "run_id": spec.run_id, "config_json": cfg.to_json()})
+    return write_run_file(spec, out_root, record)
+
+
+def record_failed_run(spec: RunSpec, out_root: str | Path, err: BaseException) -> str:
+    """Write the run file of a run that raised ``err`` (here or in a lost worker); returns its path.
+
+    Its failure kind (infrastructure or error) makes the next ``run_one`` recompute it.
+    """
+    record = {"status": "failed", "failure_kind": failure_kind_of(err), "reason": f"{type(err).__name__}: {err}",
+              "log_rows": [], "n_iterations_per_epoch": 1, "provenance": provenance(spec.device)}
+    return write_run_file(spec, out_root, record)
+
+
+def write_run_file(spec: RunSpec, out_root: str | Path, record: dict) -> str:
+    """``out_root/runs/<run_id>/run.nc`` from a run record (atomically); returns its path."""
+    path = Path(out_root) / "runs" / spec.run_id / "run.nc"
+    record = {**record, "seed_mode": spec.seed_mode, "run_id": spec.run_id, "config_json": spec.config.to_json(),
+              "metric_failures": json.dumps(record.get("metric_failures") or {}, sort_keys=True)}
     write_netcdf_atomic(run_dataset(spec, record, record["log_rows"], int(record["n_iterations_per_epoch"])), path)
     return str(path)
 
@@ -140,14 +160,25 @@ def _limit_threads_in_dask_worker() -> None:
 
 
 def is_finished(spec: RunSpec, out_root: str | Path) -> bool:
-    """True if the run's file exists and its outcome is final (not a retried failure kind)."""
+    """True if the run's file is intact and its outcome is final (not a retried failure kind).
+
+    A run file that fails its checksum or cannot be read is moved aside (``run.nc.corrupt``)
+    and recomputed, with one ``IntegrityWarning`` naming it. Run files from before checksums
+    are trusted if readable.
+    """
     path = Path(out_root) / "runs" / spec.run_id / "run.nc"
     if not path.is_file():
         return False
     import xarray as xr
 
-    try:
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
-            return ds.attrs.get("failure_kind", "") not in RETRIED_FAILURES
-    except (OSError, ValueError):  # unreadable (truncated, not netCDF): compute it again
-        return False
+    reason = verify(path)
+    if reason in (None, "no checksum"):
+        try:
+            with xr.open_dataset(path, engine="h5netcdf") as ds:
+                return ds.attrs.get("failure_kind", "") not in RETRIED_FAILURES
+        except (OSError, ValueError) as err:  # truncated, not netCDF
+            reason = f"unreadable ({type(err).__name__})"
+    warnings.warn(f"run file {path}: {reason}; recomputing the run", IntegrityWarning, stacklevel=2)
+    os.replace(path, path.with_name("run.nc.corrupt"))
+    sidecar(path).unlink(missing_ok=True)
+    return False

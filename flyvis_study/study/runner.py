@@ -3,7 +3,10 @@
 ``run_many(specs, out_root, client=None)``: without a client, runs serially in this
 process (the embedded default). With a ``dask.distributed.Client`` each spec becomes one
 task ``client.submit(run_one, spec, out_root, key=run_id, pure=False)`` (GPU runs ask for
-the ``GPU`` resource); each task writes its own run file and returns its path. Finished runs
+the ``GPU`` resource); each task writes its own run file and returns its path. A task that dies
+with its worker (``KilledWorker`` after Dask's ``allowed-failures`` retries) or raises is
+recorded here as a failed run (failure kind infrastructure) and retried by the next run; the
+other runs finish. Finished runs
 are skipped before submission, so an interrupted block resumes where it stopped.
 
 ``make_client(workers=N)`` starts a process-based ``LocalCluster`` (one thread per worker);
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flyvis_study.study.run import is_finished, run_one
+from flyvis_study.study.run import is_finished, record_failed_run, run_one
 from flyvis_study.study.spec import RunSpec
 
 
@@ -83,8 +86,13 @@ def run_many(specs: list[RunSpec], out_root: str | Path, client=None, progress: 
             fut = client.submit(run_one, spec, str(out_root), key=f"run-{run_id}", pure=False,
                                 resources=resources)
             futures[fut] = run_id
+        specs_by_id = {run_id: spec for spec, run_id in todo}
         for fut in as_completed(list(futures)):
-            paths[futures[fut]] = fut.result()
+            run_id = futures[fut]
+            try:
+                paths[run_id] = fut.result()
+            except Exception as err:  # noqa: BLE001 - e.g. KilledWorker: the task's workers died
+                paths[run_id] = record_failed_run(specs_by_id[run_id], out_root, err)
             bar.update(1)
     bar.close()
     return [paths[i] for i in ids]
