@@ -40,7 +40,7 @@ from flyvis_study.evaluation.recovery import (
     vrest_metrics,
 )
 from flyvis_study.model.gnn import FlyVisGNN
-from flyvis_study.train.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from flyvis_study.train.checkpoints import latest_good_checkpoint, save_checkpoint
 from flyvis_study.train.optimizer import build_optimizer
 from flyvis_study.train.schedule import coefficients, log_iterations, phase_of
 from flyvis_study.train.steps import make_step
@@ -139,9 +139,8 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: str | Path, device: str = "
     losses: list[np.ndarray] = []
     coeff_log: list[dict] = []
     start_epoch, elapsed = 0, 0.0
-    ckpt = latest_checkpoint(run_dir) if resume else None
-    if ckpt is not None:
-        state = load_checkpoint(ckpt, dev)
+    state = latest_good_checkpoint(run_dir, dev) if resume else None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         sampler.set_state(state["sampler"])

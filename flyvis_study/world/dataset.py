@@ -8,17 +8,27 @@ Cache key = sha256 of (simulation config, ground-truth parameters, format versio
 device type: CPU and CUDA noise streams differ); the simulation seed is part of the config.
 Generation writes into a temporary sibling folder and renames it into place at the end, so a
 killed generation never leaves a folder that looks complete (a folder is complete iff it has
-``meta.json``); stale temporary folders are removed on the next generation. Arrays are plain ``.npy`` files read with
-``mmap_mode='r'``.
+``meta.json``). One process generates a given dataset at a time: it holds ``<key>.lock``
+(``flyvis_study.locks``: host, PID namespace, PID, heartbeat), and others sharing the cache,
+on this host or another, wait for it and then read its result. Only the lock holder removes
+temporary folders of that key (left by dead generations). Arrays are plain ``.npy`` files
+read with ``mmap_mode='r'``.
+
+Integrity: ``meta.json`` lists every file's size and sha256 (``files``); ``get_dataset``
+verifies them before use, and a folder that fails (a changed byte, a truncated array, a file
+missing, or no manifest) is regenerated, with one ``IntegrityWarning`` naming the file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
+import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +37,8 @@ import torch
 
 from flyvis_study.atomic import atomic_path
 from flyvis_study.config import SimulationConfig
+from flyvis_study.integrity import IntegrityWarning, manifest, verify_manifest
+from flyvis_study.locks import FileLock
 from flyvis_study.world.connectome import Connectome, cached_connectome
 from flyvis_study.world.connectome_file import cache_dir
 from flyvis_study.world.diagnostics import activity_summary, effective_ranks
@@ -43,6 +55,8 @@ from flyvis_study.world.stimuli import build_clip_library, build_streams
 from flyvis_study.world.synthetic import SYNTHETIC_VERSION, synthetic_ground_truth
 
 FORMAT_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 
 SPLITS = ("train", "test")
@@ -62,7 +76,11 @@ def resolve_ground_truth(sim: SimulationConfig, connectome: Connectome,
     path = root / "ground_truth" / (f"synthetic-v{SYNTHETIC_VERSION}-seed{gt.seed}-extent{sim.extent}"
                                     f"-abscissa{gt.target_abscissa:g}.json")
     if path.is_file():
-        return load_params(path)
+        try:
+            return load_params(path)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            warnings.warn(f"ground-truth file {path}: unreadable ({type(err).__name__}); recalibrating",
+                          IntegrityWarning, stacklevel=2)
     params = synthetic_ground_truth(connectome, seed=gt.seed, target_abscissa=gt.target_abscissa)
     with atomic_path(path) as tmp:
         save_params(params, tmp)
@@ -215,44 +233,55 @@ def _load(folder: Path, connectome: Connectome) -> Dataset:
 
 
 def get_dataset(sim: SimulationConfig, root: str | Path | None = None, device: str = "cpu",
-                progress: bool = False, regenerate: bool = False) -> Dataset:
-    """Return the cached dataset for ``sim``, generating it (atomically) on a miss."""
+                progress: bool = False, regenerate: bool = False, lock_timeout: float | None = None) -> Dataset:
+    """Return the cached dataset for ``sim``, verified, generating it (atomically) on a miss.
+
+    ``lock_timeout``: seconds to wait for another process generating the same dataset
+    (None: as long as it lives); ``locks.LockHeld`` when it is still busy after that.
+    """
     connectome = cached_connectome(sim.extent)
     root = Path(root) if root is not None else cache_dir() / "datasets"
     params = resolve_ground_truth(sim, connectome, root)
     folder = root / dataset_key(sim, params, device)
-    if (folder / "meta.json").is_file() and not regenerate:
+    if not regenerate and _usable(folder, warn=False):
         return _load(folder, connectome)
     root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob(f"{folder.name}.tmp-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or not _pid_alive(int(pid)):
+    with FileLock(root / f"{folder.name}.lock", purpose=f"generation of dataset {folder.name}",
+                  timeout=lock_timeout):
+        if not regenerate and _usable(folder, warn=True):  # made (or found good) while we waited
+            return _load(folder, connectome)
+        for stale in root.glob(f"{folder.name}.tmp-*"):  # we hold the key's lock: nobody writes these
             shutil.rmtree(stale, ignore_errors=True)
-    if folder.exists():  # incomplete (no meta.json) or forced regeneration
-        shutil.rmtree(folder)
-    tmp = root / f"{folder.name}.tmp-{os.getpid()}"
-    tmp.mkdir()
-    try:
-        meta = _generate(sim, connectome, params, tmp, device, progress)
-        meta["key"] = folder.name
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        if folder.exists():  # incomplete, failed verification, or forced regeneration
+            shutil.rmtree(folder)
+        tmp = root / f"{folder.name}.tmp-{uuid.uuid4().hex[:12]}"
+        tmp.mkdir()
+        log.info("generating dataset %s", folder)
         try:
+            meta = _generate(sim, connectome, params, tmp, device, progress)
+            meta["key"] = folder.name
+            meta["files"] = manifest(tmp, sorted(p.name for p in tmp.iterdir()))
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
             os.rename(tmp, folder)
-        except OSError:  # another process finished the same dataset first
-            if not (folder / "meta.json").is_file():
-                raise
+        except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            raise
     return _load(folder, connectome)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def _usable(folder: Path, warn: bool) -> bool:
+    """True when ``folder`` is a complete dataset whose files match its manifest."""
+    if not (folder / "meta.json").is_file():
         return False
-    except PermissionError:
+    try:
+        files = json.loads((folder / "meta.json").read_text()).get("files")
+    except (OSError, ValueError):
+        bad = ("meta.json", "unreadable")
+    else:
+        bad = ("meta.json", "no file manifest") if not files else verify_manifest(folder, files)
+    if bad is None:
         return True
-    return True
+    if warn:
+        warnings.warn(f"dataset file {folder / bad[0]}: {bad[1]}; regenerating the dataset", IntegrityWarning,
+                      stacklevel=3)
+    return False
