@@ -165,7 +165,11 @@ def block(number: int = typer.Argument(..., help="block number 0-5"),
             check_scheduler(validated.scheduler)
     except (BlockParameterError, SchedulerError) as err:
         _fail(str(err))
-    for kind, path in execute_block(number, params).items():
+    try:
+        outputs = execute_block(number, params)
+    except BlockParameterError as err:  # BlockInUse: another block writes into this folder
+        _fail(str(err))
+    for kind, path in outputs.items():
         typer.echo(f"{kind:6s} {path}")
 
 

@@ -3,7 +3,8 @@
 ``execute_block(N, parameters)`` validates the parameters (``study.blocks.block_parameters``),
 runs ``notebooks/blockN.ipynb`` with papermill into ``out_dir/blockN.ipynb`` and renders
 ``out_dir/blockN.html`` with nbconvert (``--no-input``, no re-execution; figures are embedded,
-so the HTML is self-contained). ``execute_summary(reports_dir)`` does the same for
+so the HTML is self-contained), holding the output folder's writer lock
+(``study.blocks.block_lock``) throughout. ``execute_summary(reports_dir)`` does the same for
 ``study_summary.ipynb``. The kernel runs in the project folder (``resources.project_path``).
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flyvis_study.resources import notebook_file, project_path
-from flyvis_study.study.blocks import block_definition, block_parameters
+from flyvis_study.study.blocks import block_definition, block_lock, block_parameters
 
 SUMMARY_NOTEBOOK = "study_summary.ipynb"
 
@@ -46,8 +47,9 @@ def execute_block(block: int, parameters: dict | None = None) -> dict[str, Path]
     out_dir = project_path(params.out_dir)
     values = {**(parameters or {}), "out_dir": str(out_dir)}
     notebook = notebook_file(block_definition(block).notebook)
-    executed = execute_notebook(notebook, out_dir / f"block{block}.ipynb", values)
-    html = render_html(executed, out_dir / f"block{block}.html")
+    with block_lock(out_dir, block):  # the kernel's run_block works under this lock
+        executed = execute_notebook(notebook, out_dir / f"block{block}.ipynb", values)
+        html = render_html(executed, out_dir / f"block{block}.html")
     return {"ipynb": executed, "html": html, "nc": out_dir / f"block{block}.nc"}
 
 

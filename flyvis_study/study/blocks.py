@@ -16,10 +16,16 @@ What each block tests, in prose, is the markdown of its notebook (``notebooks/bl
 (``study.parameters``), ``plan_block`` the validated run specs (every config resolved before
 any run), ``run_block`` runs (or resumes) them and writes ``blockN.nc`` and the analysis logs.
 The CLI, the notebooks (``notebooks/blockN.ipynb``) and the Python API all go through these.
+
+One writer per output folder: ``block_lock(out_dir)`` holds ``out_dir/.flyvis-study.lock``
+(``flyvis_study.locks``) while a block runs; a second block on the same folder stops at once
+with ``BlockInUse``, one line naming the holder (host, PID, since when). A kernel started by
+``flyvis-study block``, which takes the lock first, runs under its parent's lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -138,6 +144,39 @@ BLOCKS: dict[int, BlockDefinition] = {b.number: b for b in (
 )}
 
 
+LOCK_NAME = ".flyvis-study.lock"
+
+
+class BlockInUse(BlockParameterError):
+    """Another block is writing into the same output folder (one line naming it)."""
+
+
+def block_lock(out_dir: str | Path, number: int):
+    """A context holding ``out_dir``'s writer lock (nothing to take when an ancestor holds it)."""
+    from flyvis_study.locks import FileLock, LockHeld, held_by_ancestor
+
+    path = Path(out_dir) / LOCK_NAME
+    if held_by_ancestor(path):
+        return contextlib.nullcontext()
+    lock = FileLock(path, purpose=f"flyvis-study block {number} (writing {out_dir})", timeout=0)
+
+    @contextlib.contextmanager
+    def held():
+        try:
+            lock.acquire(0)
+        except LockHeld as err:
+            raise BlockInUse(f"output folder {out_dir} is in use by {err.owner.get('purpose') or 'a block'} "
+                             f"(host {err.owner.get('host')}, pid {err.owner.get('pid')}, since "
+                             f"{err.owner.get('started')}); wait for it, use another --out, or delete "
+                             f"{path} if that process is gone") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    return held()
+
+
 def block_definition(number: int) -> BlockDefinition:
     if number not in BLOCKS:
         raise BlockParameterError(f"block {number}: unknown; allowed: {', '.join(map(str, BLOCKS))}")
@@ -208,18 +247,24 @@ def run_block(number: int, params: BlockParameters | dict | None = None, progres
     """Run (or resume) block ``number``; write ``out_dir/blockN.nc`` and the analysis logs.
 
     ``params``: validated ``BlockParameters`` or a dict of them (validated here, before any
-    run). Finished runs in ``out_dir/runs`` are reused.
+    run). Finished runs in ``out_dir/runs`` are reused. Raises ``BlockInUse`` when another
+    block holds the output folder.
     """
+    block = block_definition(number)
+    params = params if isinstance(params, BlockParameters) else block_parameters(number, **(params or {}))
+    specs = plan_block(number, params)
+    out_dir = project_path(params.out_dir)
+    with block_lock(out_dir, number):
+        return _run_locked(number, block, params, specs, out_dir, progress)
+
+
+def _run_locked(number, block, params, specs, out_dir: Path, progress: bool) -> BlockResult:
     from flyvis_study.provenance import provenance
     from flyvis_study.study.analysis_log import append_analysis_logs
     from flyvis_study.study.results import save_block
     from flyvis_study.study.runner import make_client, run_many
     from flyvis_study.study.statistics import block_dataset, config_statistics, ranking
 
-    block = block_definition(number)
-    params = params if isinstance(params, BlockParameters) else block_parameters(number, **(params or {}))
-    specs = plan_block(number, params)
-    out_dir = project_path(params.out_dir)
     client = make_client(workers=params.workers, scheduler=params.scheduler or None)
     try:
         paths = run_many(specs, out_dir, client=client, progress=progress)
