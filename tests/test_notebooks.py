@@ -101,13 +101,21 @@ def test_block_3_on_a_local_dask_cluster(tmp_path, dataset_root):
     _check_block_outputs(out, 3, ["lr_ratio=0.05", "lr_ratio=0.2"], 2)
 
 
-def test_explore_notebook_trains_and_shows_a_run(tmp_path, dataset_root):
+def test_explore_notebook_tours_the_examples_and_trains_a_live_run(tmp_path, dataset_root):
+    """The tour on the committed small examples, then the optional live run (tiny preset, progress bar)."""
     run_dir = tmp_path / "run"
     executed = execute_notebook(NOTEBOOK_DIR / "explore.ipynb", tmp_path / "explore.ipynb",
-                                {"out_dir": str(run_dir), "overrides": FAST, "cache_dir": str(dataset_root)})
-    assert (run_dir / "metrics.json").is_file() and (run_dir / "plots" / "run.png").is_file()
-    outputs = json.dumps(nbformat.read(str(executed), as_version=4))
-    assert "image/png" in outputs and "connectivity_R2" in outputs
+                                {"train_live": True, "out_dir": str(run_dir), "overrides": FAST,
+                                 "cache_dir": str(dataset_root)})
+    nb = nbformat.read(str(executed), as_version=4)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    images = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    assert images >= 9  # paired lines, 5 panels of the median run, the side-by-side, 2 of the live run
+    text = json.dumps(nb)
+    assert "two_stage_default__s" in text and "mean_difference" not in text  # the table, not the raw dict
+    assert "widget-view" not in text and "widgets" not in nb.metadata and "IProgress" not in text
+    assert (run_dir / "metrics.json").is_file() and (run_dir / "recovered.npz").is_file()
 
 
 def test_relative_out_dir_is_taken_from_the_project_folder():

@@ -32,13 +32,39 @@ def render_html(executed: Path, html: Path) -> Path:
     return html
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
 def execute_notebook(notebook: Path, executed: Path, parameters: dict, timeout: int | None = None) -> Path:
+    """papermill ``notebook`` into ``executed`` (kernel in the project folder), widget state removed."""
     import papermill
 
     executed.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, kernel_name="python3",
                                progress_bar=False, cwd=str(project_path(".")), execution_timeout=timeout)
+    strip_widget_state(executed)
     return executed
+
+
+def strip_widget_state(path: Path) -> None:
+    """Drop ipywidgets state (``metadata.widgets``) and widget views (e.g. tqdm bars) from a notebook.
+
+    A progress bar is live feedback in JupyterLab; saved, it is a dead widget and kilobytes of
+    state in every executed notebook and HTML report.
+    """
+    import nbformat
+
+    from flyvis_study.atomic import write_text_atomic
+
+    nb = nbformat.read(str(path), as_version=4)
+    changed = nb.metadata.pop("widgets", None) is not None
+    for cell in nb.cells:
+        outputs = cell.get("outputs", [])
+        kept = [o for o in outputs if WIDGET_VIEW not in o.get("data", {})]
+        if len(kept) != len(outputs):
+            cell["outputs"], changed = kept, True
+    if changed:
+        write_text_atomic(path, nbformat.writes(nb))
 
 
 def execute_block(block: int, parameters: dict | None = None) -> dict[str, Path]:

@@ -89,7 +89,7 @@ def run_training(cfg: RunConfig, out_dir: str | Path, device: str = "cpu", progr
 
 
 def _save_run_plots(result, dataset, rec, metrics, cfg, n_iter, joint_iters, out_dir: Path) -> None:
-    """plots/run.png (the per-run figure) and recovered.npz (embedding, W*, tau, V_rest)."""
+    """plots/run.png (the per-run figure) and recovered.npz (embedding, W*, tau, V_rest, and the truth)."""
     from flyvis_study.evaluation import figure as P
 
     fig = P.run_figure(result.model, dataset, rec, metrics, result.log_rows, result.loss, n_iter,
@@ -97,7 +97,8 @@ def _save_run_plots(result, dataset, rec, metrics, cfg, n_iter, joint_iters, out
     P.save(fig, out_dir / "plots" / "run.png")
     np.savez_compressed(out_dir / "recovered.npz", embedding=result.model.embedding.detach().cpu().numpy(),
                         W_corrected=rec.W_corrected.astype(np.float32), tau_hat=rec.tau_hat.astype(np.float32),
-                        V_rest_hat=rec.V_rest_hat.astype(np.float32))
+                        V_rest_hat=rec.V_rest_hat.astype(np.float32), W_true=dataset.ground_truth.W,
+                        tau_true=dataset.ground_truth.tau, V_rest_true=dataset.ground_truth.V_rest)
 
 
 def run_one(spec: RunSpec, out_root: str | Path, progress: bool = False) -> str:

@@ -16,7 +16,8 @@ read with ``mmap_mode='r'``.
 
 Integrity: ``meta.json`` lists every file's size and sha256 (``files``); ``get_dataset``
 verifies them before use, and a folder that fails (a changed byte, a truncated array, a file
-missing, or no manifest) is regenerated, with one ``IntegrityWarning`` naming the file.
+missing) is regenerated, with one ``IntegrityWarning`` naming the file; a folder made before
+manifests existed is regenerated with a log message only (it is not damaged).
 """
 
 from __future__ import annotations
@@ -278,7 +279,10 @@ def _usable(folder: Path, warn: bool) -> bool:
     except (OSError, ValueError):
         bad = ("meta.json", "unreadable")
     else:
-        bad = ("meta.json", "no file manifest") if not files else verify_manifest(folder, files)
+        if not files:  # made before manifests existed: not damaged, only unverifiable
+            log.info("dataset %s predates file checksums; regenerating it", folder)
+            return False
+        bad = verify_manifest(folder, files)
     if bad is None:
         return True
     if warn:
