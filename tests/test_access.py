@@ -65,7 +65,8 @@ def test_median_run_and_run_contents(blocks, dataset_root):
 
 def test_every_panel_draws(blocks):
     run = fs.open_block(blocks[1].nc_path).median_run()
-    assert len(run.plot_trajectory().axes[0].lines) == 3
+    labels = [line.get_label() for line in run.plot_trajectory().axes[0].lines]
+    assert [x for x in labels if not x.startswith("_")] == ["conn", "V_rest", "tau"]
     assert len(run.plot_recovered().axes) == 3
     assert run.plot_embedding().axes[0].collections
     functions = run.plot_functions()

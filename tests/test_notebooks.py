@@ -101,12 +101,19 @@ def test_block_3_on_a_local_dask_cluster(tmp_path, dataset_root):
     _check_block_outputs(out, 3, ["lr_ratio=0.05", "lr_ratio=0.2"], 2)
 
 
-def test_explore_notebook_tours_the_examples_and_trains_a_live_run(tmp_path, dataset_root):
-    """The tour on the committed small examples, then the optional live run (tiny preset, progress bar)."""
+def test_explore_notebook_tours_blocks_and_trains_a_live_run(tmp_path, dataset_root):
+    """The tour (on tiny blocks 0 and 1 made here, standing in for the committed examples), then
+    the optional live run (tiny preset, progress bar)."""
+    from flyvis_study.study.blocks import run_block
+
+    examples = tmp_path / "examples"
+    for number in (0, 1):
+        run_block(number, {"replicates": 2, "overrides": FAST, "cache_dir": str(dataset_root),
+                           "out_dir": str(examples)}, progress=False)
     run_dir = tmp_path / "run"
     executed = execute_notebook(NOTEBOOK_DIR / "explore.ipynb", tmp_path / "explore.ipynb",
-                                {"train_live": True, "out_dir": str(run_dir), "overrides": FAST,
-                                 "cache_dir": str(dataset_root)})
+                                {"examples_dir": str(examples), "train_live": True, "out_dir": str(run_dir),
+                                 "overrides": FAST, "cache_dir": str(dataset_root)})
     nb = nbformat.read(str(executed), as_version=4)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
