@@ -118,9 +118,10 @@ def test_explore_notebook_tours_blocks_and_trains_a_live_run(tmp_path, dataset_r
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
     images = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
-    assert images >= 9  # paired lines, 5 panels of the median run, the side-by-side, 2 of the live run
+    assert images == 8  # paired lines, 4 panels of the median run, the side-by-side, 2 of the live run
     text = json.dumps(nb)
-    assert "two_stage_default__s" in text and "mean_difference" not in text  # the table, not the raw dict
+    shown = json.dumps([c.get("outputs", []) for c in nb.cells])
+    assert "two_stage_default__s" in shown and "Wilcoxon p" in shown and "mean_difference" not in shown
     assert "widget-view" not in text and "widgets" not in nb.metadata and "IProgress" not in text
     assert (run_dir / "metrics.json").is_file() and (run_dir / "recovered.npz").is_file()
 
