@@ -304,9 +304,7 @@ def _axes(given, size, n: int = 1):
     import matplotlib.pyplot as plt
 
     if given is not None:
-        axes = given if n > 1 else given
-        first = axes[0] if n > 1 else axes
-        return first.figure, axes
+        return (given[0] if n > 1 else given).figure, given
     fig, axes = plt.subplots(1, n, figsize=size)
     if n > 1:
         axes = list(np.ravel(axes))
