@@ -7,6 +7,7 @@
 | parameter recovery raises               | test metrics kept, failure kind "evaluation" (final)          |
 | dataset bytes zeroed / file truncated   | one IntegrityWarning naming the file, regenerated, same data  |
 | run file bytes changed / truncated      | one IntegrityWarning, moved aside, only that run recomputed   |
+| recovered.npz truncated, metrics.log gone | the same, the warning naming that file                      |
 | truncated last checkpoint               | one IntegrityWarning, resumed from the one before, same loss  |
 | a task's worker dies (KilledWorker)     | that run failed (infrastructure), the others finish; retried  |
 | a second block on the same folder       | one line naming the holder, exit 2, nothing computed          |
@@ -154,23 +155,29 @@ def test_damaged_dataset_is_regenerated_with_one_warning(own_dataset, damage):
     assert not _integrity_warnings(record)
 
 
-@pytest.mark.parametrize("damage", ["flipped", "truncated"])
-def test_damaged_run_file_recomputes_that_run_only(tmp_path, dataset_root, damage):
+@pytest.mark.parametrize("name,damage", [("run.nc", "flipped"), ("run.nc", "truncated"),
+                                         ("recovered.npz", "truncated"), ("metrics.log", "deleted")])
+def test_damaged_run_file_recomputes_that_run_only(tmp_path, dataset_root, name, damage):
     specs = grid_specs(1, {"x": FAST}, 2, cache=str(dataset_root))
     paths = run_many(specs, tmp_path, progress=False)
     before = [xr.load_dataset(p, engine="h5netcdf") for p in paths]
     keep_mtime = os.stat(paths[1]).st_mtime_ns
-    data = bytearray(open(paths[0], "rb").read())
+    target = tmp_path / "runs" / specs[0].run_id / name
+    data = bytearray(target.read_bytes())
     if damage == "flipped":
         data[len(data) // 2] ^= 0xFF
-    else:
+    elif damage == "truncated":
         data = data[: len(data) // 2]
-    open(paths[0], "wb").write(bytes(data))
+    if damage == "deleted":
+        target.unlink()
+    else:
+        target.write_bytes(bytes(data))
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         again = run_many(specs, tmp_path, progress=False)
     messages = _integrity_warnings(record)
-    assert len(messages) == 1 and specs[0].run_id in messages[0] and "recomputing" in messages[0]
+    assert len(messages) == 1 and str(target) in messages[0] and "recomputing run " + specs[0].run_id in messages[0]
+    assert target.is_file() and np.load(again[0].replace("run.nc", "recovered.npz"))["embedding"].size
     assert (tmp_path / "runs" / specs[0].run_id / "run.nc.corrupt").is_file()
     assert os.stat(again[1]).st_mtime_ns == keep_mtime  # the good run was not recomputed
     redone = xr.load_dataset(again[0], engine="h5netcdf")

@@ -28,7 +28,7 @@ from flyvis_study.evaluation.evaluate import evaluate, run_status
 from flyvis_study.evaluation.names import HEADLINE_METRICS
 from flyvis_study.evaluation.trajectory import trajectory_summary
 from flyvis_study.failures import FINAL_FAILURES, RETRIED_FAILURES, failure_kind_of
-from flyvis_study.integrity import IntegrityWarning, sidecar, verify
+from flyvis_study.integrity import IntegrityWarning, manifest, sidecar, verify, verify_manifest
 from flyvis_study.provenance import provenance
 from flyvis_study.study.record import run_dataset, write_netcdf_atomic
 from flyvis_study.study.spec import RunSpec
@@ -138,12 +138,22 @@ def record_failed_run(spec: RunSpec, out_root: str | Path, err: BaseException) -
     return write_run_file(spec, out_root, record)
 
 
+RUN_DIR_FILES = ("metrics.json", "metrics.log", "config.json", "recovered.npz", "plots/run.png")
+
+
 def write_run_file(spec: RunSpec, out_root: str | Path, record: dict) -> str:
-    """``out_root/runs/<run_id>/run.nc`` from a run record (atomically); returns its path."""
-    path = Path(out_root) / "runs" / spec.run_id / "run.nc"
+    """``out_root/runs/<run_id>/run.nc`` from a run record (atomically); returns its path.
+
+    Its attribute ``files`` (JSON) is the manifest (size, sha256) of the run directory's files
+    that readers use (``RUN_DIR_FILES``, those present), checked by ``is_finished``.
+    """
+    run_dir = Path(out_root) / "runs" / spec.run_id
+    path = run_dir / "run.nc"
     record = {**record, "seed_mode": spec.seed_mode, "run_id": spec.run_id, "config_json": spec.config.to_json(),
               "metric_failures": json.dumps(record.get("metric_failures") or {}, sort_keys=True)}
-    write_netcdf_atomic(run_dataset(spec, record, record["log_rows"], int(record["n_iterations_per_epoch"])), path)
+    ds = run_dataset(spec, record, record["log_rows"], int(record["n_iterations_per_epoch"]))
+    ds.attrs["files"] = json.dumps(manifest(run_dir, [n for n in RUN_DIR_FILES if (run_dir / n).is_file()]))
+    write_netcdf_atomic(ds, path)
     return str(path)
 
 
@@ -163,23 +173,31 @@ def _limit_threads_in_dask_worker() -> None:
 def is_finished(spec: RunSpec, out_root: str | Path) -> bool:
     """True if the run's file is intact and its outcome is final (not a retried failure kind).
 
-    A run file that fails its checksum or cannot be read is moved aside (``run.nc.corrupt``)
-    and recomputed, with one ``IntegrityWarning`` naming it. Run files from before checksums
-    are trusted if readable.
+    A run file that fails its checksum or cannot be read, or whose run directory holds a file
+    that no longer matches the run file's manifest (``files``: missing, other size, other
+    sha256), is moved aside (``run.nc.corrupt``) and the run recomputed (resuming from its last
+    good checkpoint), with one ``IntegrityWarning`` naming the file. Run files from before
+    checksums or manifests are trusted if readable.
     """
     path = Path(out_root) / "runs" / spec.run_id / "run.nc"
     if not path.is_file():
         return False
     import xarray as xr
 
-    reason = verify(path)
+    reason, damaged = verify(path), path
     if reason in (None, "no checksum"):
         try:
             with xr.open_dataset(path, engine="h5netcdf") as ds:
-                return ds.attrs.get("failure_kind", "") not in RETRIED_FAILURES
+                final = ds.attrs.get("failure_kind", "") not in RETRIED_FAILURES
+                files = json.loads(ds.attrs.get("files", "{}"))
         except (OSError, ValueError) as err:  # truncated, not netCDF
             reason = f"unreadable ({type(err).__name__})"
-    warnings.warn(f"run file {path}: {reason}; recomputing the run", IntegrityWarning, stacklevel=2)
+        else:
+            bad = verify_manifest(path.parent, files)
+            if bad is None:
+                return final
+            damaged, reason = path.parent / bad[0], bad[1]
+    warnings.warn(f"{damaged}: {reason}; recomputing run {spec.run_id}", IntegrityWarning, stacklevel=2)
     os.replace(path, path.with_name("run.nc.corrupt"))
     sidecar(path).unlink(missing_ok=True)
     return False
