@@ -143,11 +143,14 @@ def block(number: int = typer.Argument(..., help="block number 0-5"),
           preset: str | None = typer.Option(None, help=f"tiny | small | full (default {DEFAULT_PRESET})"),
           out: Path = typer.Option(Path("reports"), help="output folder"),
           param: list[str] | None = typer.Option(None, "-p", "--param",
-                                                 help="block parameter name=value (YAML value)")) -> None:
+                                                 help="block parameter name=value (YAML value)"),
+          progress_every: float = typer.Option(30.0, help="seconds between live progress lines (on stderr)")) -> None:
     """Run block N's notebook with papermill; write blockN.ipynb, blockN.html and blockN.nc.
 
     Every parameter is validated, every run's config resolved and the scheduler (if any)
-    reached before papermill starts; a bad value stops with one line and exit code 2.
+    reached before papermill starts; a bad value stops with one line and exit code 2. While the
+    notebook runs, a progress line (runs done, each running run's phase and last R2, ETA) goes
+    to stderr when something changed, at most every --progress-every seconds.
     """
     from flyvis_study.report.notebooks import execute_block
     from flyvis_study.study.blocks import block_parameters, plan_block
@@ -160,22 +163,29 @@ def block(number: int = typer.Argument(..., help="block number 0-5"),
     params["out_dir"] = str(Path.cwd() / out)
     try:
         validated = block_parameters(number, **params)
-        plan_block(number, validated)
+        specs = plan_block(number, validated)
         if validated.scheduler:
             check_scheduler(validated.scheduler)
     except (BlockParameterError, SchedulerError) as err:
         _fail(str(err))
+    from flyvis_study.study.progress import BlockMonitor
+
+    monitor = BlockMonitor(validated.out_dir, [s.run_id for s in specs], lambda line: typer.echo(line, err=True),
+                           interval=progress_every)
+    monitor.start()
     try:
         outputs = execute_block(number, params)
     except BlockParameterError as err:  # BlockInUse: another block writes into this folder
         _fail(str(err))
+    finally:
+        monitor.stop()
     for kind, path in outputs.items():
         typer.echo(f"{kind:6s} {path}")
 
 
 @app.command()
 def report(out: Path = typer.Option(Path("reports"), help="folder with blockN.nc files")) -> None:
-    """Build the study summary across blocks (study_summary.ipynb / .html)."""
+    """Build the study summary across blocks (study_summary.ipynb / .html) and the study index (index.html)."""
     from flyvis_study.report.notebooks import execute_summary
 
     out = Path.cwd() / out  # the shell's relative path, not the project folder's

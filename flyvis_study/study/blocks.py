@@ -261,19 +261,18 @@ def run_block(number: int, params: BlockParameters | dict | None = None, progres
 def _run_locked(number, block, params, specs, out_dir: Path, progress: bool) -> BlockResult:
     from flyvis_study.provenance import provenance
     from flyvis_study.study.analysis_log import append_analysis_logs
+    from flyvis_study.study.progress import dashboard_link, write_block_status
     from flyvis_study.study.results import save_block
-    from flyvis_study.study.runner import make_client, run_many
+    from flyvis_study.study.runner import close_client, make_client, run_many
     from flyvis_study.study.statistics import block_dataset, config_statistics, ranking
 
     client = make_client(workers=params.workers, scheduler=params.scheduler or None)
+    write_block_status(out_dir, number, dashboard_link(client) if client is not None else None)
     try:
         paths = run_many(specs, out_dir, client=client, progress=progress)
     finally:
         if client is not None:
-            cluster = getattr(client, "cluster", None)
-            client.close()
-            if cluster is not None and not params.scheduler:
-                cluster.close()
+            close_client(client, close_cluster=not params.scheduler)
     configs = {s.label: s.overrides for s in specs}
     attrs = {"title": block.title, "preset": params.preset, "base_config": block.base_config,
              "configs": json.dumps(configs), "parameters": params.model_dump_json(),

@@ -9,13 +9,15 @@ recorded here as a failed run (failure kind infrastructure) and retried by the n
 other runs finish. Finished runs
 are skipped before submission, so an interrupted block resumes where it stopped.
 
-``make_client(workers=N)`` starts a process-based ``LocalCluster`` (one thread per worker);
+``make_client(workers=N)`` starts a process-based ``LocalCluster`` (one thread per worker; its
+dashboard on a free loopback port when bokeh is installed, ``pip install "flyvis_study[cluster]"``);
 ``make_client(scheduler="tcp://host:8786")`` attaches to any running cluster (e.g. one
 started with dask-jobqueue on SLURM/LSF). An unreachable address is a clear error.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from flyvis_study.study.run import is_finished, record_failed_run, run_one
@@ -45,9 +47,28 @@ def make_client(workers: int = 0, scheduler: str | None = None, timeout: float =
                    if k != "MALLOC_TRIM_THRESHOLD_"}
         with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+                                   dashboard_address="127.0.0.1:0")
         return Client(cluster)
     return None
+
+
+def close_client(client, close_cluster: bool = True) -> None:
+    """Close ``client`` and, if asked, the LocalCluster it started.
+
+    Stopping workers that still hold torch makes Dask's nanny log "Worker process still alive
+    after 4.0 seconds, killing" (they are killed, as intended); those lines are kept out of the
+    reports by raising the nanny's log level for the duration of the close only.
+    """
+    cluster = getattr(client, "cluster", None)
+    nanny = logging.getLogger("distributed.nanny")
+    level = nanny.level
+    nanny.setLevel(logging.ERROR)
+    try:
+        client.close()
+        if cluster is not None and close_cluster:
+            cluster.close()
+    finally:
+        nanny.setLevel(level)
 
 
 def check_scheduler(address: str, timeout: float = 5.0) -> None:

@@ -11,9 +11,9 @@ The hot loop does no host-device synchronisation except at metrics.log rows (13 
 epoch), where the loss history is checked for NaN/inf (a diverged run stops and is
 recorded as failed with its reason) and conn/V_rest/tau R2 are evaluated.
 
-Outputs in ``run_dir``: config.json, metrics.log (CSV), loss.npy, coefficients.json,
-checkpoints/epoch_{k}.pt (model + optimiser + generator state + config; a run resumes
-from its last one), and, via ``evaluation.evaluate``/``study.run``, metrics.json and plots.
+Outputs in ``run_dir``: config.json, metrics.log (CSV), progress.json (``train.progress``),
+loss.npy, coefficients.json, checkpoints/epoch_{k}.pt (model + optimiser + generator state +
+config; a run resumes from its last one), and, via ``evaluation.evaluate``/``study.run``, metrics.json and plots.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from flyvis_study.evaluation.recovery import (
 from flyvis_study.model.gnn import FlyVisGNN
 from flyvis_study.train.checkpoints import latest_good_checkpoint, save_checkpoint
 from flyvis_study.train.optimizer import build_optimizer
+from flyvis_study.train.progress import write_run_progress
 from flyvis_study.train.schedule import coefficients, log_iterations, phase_of
 from flyvis_study.train.steps import make_step
 from flyvis_study.world.dataset import Dataset
@@ -183,6 +184,7 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: str | Path, device: str = "
                 r2 = evaluator(model)
                 rows.append({"epoch": epoch, "iteration": it, **r2, "phase": phase})
                 _write_log(run_dir / "metrics.log", rows)
+                write_run_progress(run_dir, epoch, it, t.n_epochs, n_iter, phase, r2)
                 bar.set_postfix(phase=phase, loss=f"{float(loss):.3g}", conn=f"{r2['connectivity_r2']:.3f}",
                                 vrest=f"{r2['vrest_r2']:.3f}")
         if status == "failed":
