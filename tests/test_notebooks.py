@@ -11,6 +11,7 @@ import pytest
 import xarray as xr
 from conftest import REPO
 
+from flyvis_study.report.html import report_problems
 from flyvis_study.report.notebooks import execute_block, execute_notebook, execute_summary
 from flyvis_study.study.blocks import BLOCKS
 
@@ -50,9 +51,14 @@ def test_block_notebook_parameters_are_the_validated_model(number):
 
 def _check_block_outputs(out, number, configs, n_runs):
     html = out["html"].read_text()
-    assert html.count('src="data:image/png;base64') >= 3
-    assert "Verdict" in html and "Variance table" in html and "How to read this report" in html
-    assert "run_block(" not in html and "Traceback" not in html  # rendered without code, no errors
+    # key figure, distributions (with a baseline), trajectories, embeddings; no traceback, warning, URL
+    paired = number != 0 and (out["nc"].parent / "block0.nc").is_file()  # the key figure is then extra
+    assert report_problems(html, min_figures=4 if paired else 3) == []
+    order = [html.index(h) for h in ("Verdict", "Key figure", "Statistics per config and metric",
+                                     "Resolved configuration", "How to read this report")]
+    assert order == sorted(order)  # verdict and key figure first, the configuration and the guide last
+    assert "<details><summary>first run's configuration" in html and "rows ×" not in html  # tables whole
+    assert "run_block(" not in html  # rendered without code
     ds = xr.load_dataset(out["nc"], engine="h5netcdf")
     assert set(ds["connectivity_R2"].dims) == {"config", "sim_seed", "train_seed"}
     assert sorted(ds["config"].values) == sorted(configs)
@@ -73,10 +79,22 @@ def test_blocks_0_1_summary_and_block5_from_the_best_of_block1(tmp_path, dataset
     assert "step" in ds1.dims and "traj_phase" in ds1
     assert "mean_difference" in json.dumps(nbformat.read(str(out1["ipynb"]), as_version=4))  # found block0.nc
     assert "on 2 seed pairs" in html1
-    assert (tmp_path / "two_stage_default_analysis.md").read_text().count("## Iter") == 3
+    log = (tmp_path / "two_stage_default_analysis.md").read_text()
+    assert log.count("## Iter") == 3 and log.count("Observation: conn_R2 peaked at ") == 3
+    verbs = ("rose", "fell", "stayed")
+    assert sum(log.count(f"V_rest_R2 {verb} in the V_rest phase of epoch 0") for verb in verbs) == 3
+    assert log.count("Embedding: silhouette by cell type ") == 3 and " of 65 types separated" in log
     summary = execute_summary(tmp_path)
     text = summary["html"].read_text()
-    assert "Answer:" in text and "two_stage_default (block 1)" in text and "Traceback" not in text
+    assert "Answer:" in text and "two_stage_default (block 1)" in text
+    assert report_problems(text, min_figures=1) == []  # the paired figure leads
+    assert text.index("Answer:") < text.index('src="data:image/png') < text.index("Per-block statistics")
+    index = summary["index"].read_text()
+    assert report_problems(index) == []
+    for link in ("block0.html", "block1.html", "study_summary.html"):
+        assert f'href="{link}"' in index
+    assert "flyvis-study block 1 --preset tiny --out" in index and "-p replicates=3" in index
+    assert "two_stage_default: V_rest_R2 " in index  # block 1's one-line verdict against block 0
     out5 = execute_block(5, {**common, "replicates": 1, "best_from": [str(out1["nc"])]})
     _check_block_outputs(out5, 5, ["best(two_stage_default)"], 1)
 
@@ -85,6 +103,9 @@ def test_blocks_2_and_4_grids(tmp_path, dataset_root):
     common = {"overrides": FAST, "cache_dir": str(dataset_root), "out_dir": str(tmp_path), "replicates": 1}
     out2 = execute_block(2, {**common, "joint_ratio": [0.3, 0.5]})
     _check_block_outputs(out2, 2, ["joint_ratio=0.3", "joint_ratio=0.5"], 2)
+    log = (tmp_path / "joint_ratio=0.3_analysis.md").read_text()
+    assert "Mutation: training.alternate_joint_ratio 0.4 -> 0.3" in log
+    assert "Parent rule: block 2 grid over training.alternate_joint_ratio; parent = two_stage.yaml" in log
     out4 = execute_block(4, common)  # the default grid: epochs {2, 3} x augmentation {20, 25, 30}
     labels = [f"epochs={e}_aug={a}" for e in (2, 3) for a in (20, 25, 30)]
     ds4, _ = _check_block_outputs(out4, 4, labels, 6)

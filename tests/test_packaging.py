@@ -19,6 +19,8 @@ def test_wheel_contains_package_data_and_every_subpackage(tmp_path):
                  "params/presets/small.yaml", "params/presets/full.yaml", "notebooks/study_summary.ipynb",
                  "notebooks/explore.ipynb", *(f"notebooks/block{n}.ipynb" for n in range(6))):
         assert f"flyvis_study/{name}" in names, name
+    for name in ("index.html.j2", "conf.json"):  # the offline HTML template of the reports
+        assert f"flyvis_study/report/templates/offline/{name}" in names, name
     packages = {p.parent.relative_to(REPO).as_posix() for p in (REPO / "flyvis_study").rglob("__init__.py")}
     for package in packages:
         assert f"{package}/__init__.py" in names, package
@@ -32,7 +34,9 @@ def test_wheel_contains_package_data_and_every_subpackage(tmp_path):
              "assert r.checkout_root() is None; "
              "assert r.shipped_configs() == ['gold_standard.yaml', 'two_stage.yaml']; "
              "assert load_run_config('two_stage.yaml', preset='tiny').training.alternate_training; "
-             "assert r.notebook_file('block3.ipynb').is_file(); print('ok')")
+             "assert r.notebook_file('block3.ipynb').is_file(); "
+             "from flyvis_study.report.html import TEMPLATES; assert (TEMPLATES / 'offline' / 'conf.json').is_file(); "
+             "print('ok')")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(target)})
     assert out.stdout.strip() == "ok", out.stderr

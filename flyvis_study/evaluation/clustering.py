@@ -46,3 +46,29 @@ def cluster_metrics(features: np.ndarray, node_type: np.ndarray, n_components: i
     return {"cluster_accuracy": float(confusion[rows, cols].sum() / node_type.size),
             "cluster_ARI": float(adjusted_rand_score(node_type, labels)),
             "cluster_NMI": float(normalized_mutual_info_score(node_type, labels))}
+
+
+def embedding_separation(embedding: np.ndarray, node_type: np.ndarray, share: float = 0.9,
+                         max_points: int = 5000, seed: int = 0) -> dict:
+    """How well the learned embedding a_i (N, d) separates the cell types (N,), as numbers.
+
+    silhouette: mean silhouette coefficient of the embedding labelled by cell type (Euclidean;
+    on a random subsample of ``max_points`` neurons when N is larger). A type is *separated*
+    when at least ``share`` of its neurons are nearer to its own centroid than to any other
+    type's centroid; ``n_types_separated`` counts them out of ``n_types``.
+    """
+    from sklearn.metrics import silhouette_score
+
+    emb = np.asarray(embedding, dtype=np.float64)
+    types = np.asarray(node_type)
+    present = np.unique(types)
+    out = {"silhouette": float("nan"), "n_types_separated": 0, "n_types": int(present.size)}
+    if present.size < 2 or not np.isfinite(emb).all():
+        return out
+    sample = min(max_points, emb.shape[0]) if emb.shape[0] > max_points else None
+    out["silhouette"] = float(silhouette_score(emb, types, sample_size=sample, random_state=seed))
+    centroids = np.stack([emb[types == t].mean(axis=0) for t in present])
+    nearest = present[np.argmin(((emb[:, None, :] - centroids[None]) ** 2).sum(-1), axis=1)]
+    own = np.array([np.mean(nearest[types == t] == t) for t in present])
+    out["n_types_separated"] = int((own >= share).sum())
+    return out

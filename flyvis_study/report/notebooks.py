@@ -2,34 +2,23 @@
 
 ``execute_block(N, parameters)`` validates the parameters (``study.blocks.block_parameters``),
 runs ``notebooks/blockN.ipynb`` with papermill into ``out_dir/blockN.ipynb`` and renders
-``out_dir/blockN.html`` with nbconvert (``--no-input``, no re-execution; figures are embedded,
-so the HTML is self-contained), holding the output folder's writer lock
+``out_dir/blockN.html`` with nbconvert (``report.html``: no input, no re-execution, figures
+embedded, nothing loaded from the network), holding the output folder's writer lock
 (``study.blocks.block_lock``) throughout. ``execute_summary(reports_dir)`` does the same for
-``study_summary.ipynb``. The kernel runs in the project folder (``resources.project_path``).
+``study_summary.ipynb`` and writes the study index (``report.index``). The kernel runs in the
+project folder (``resources.project_path``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from flyvis_study.report.html import render_html
+from flyvis_study.report.index import write_index
 from flyvis_study.resources import notebook_file, project_path
 from flyvis_study.study.blocks import block_definition, block_lock, block_parameters
 
 SUMMARY_NOTEBOOK = "study_summary.ipynb"
-
-
-def render_html(executed: Path, html: Path) -> Path:
-    """nbconvert HTML without input cells (no re-execution)."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    from flyvis_study.atomic import write_text_atomic
-
-    nb = nbformat.read(str(executed), as_version=4)
-    body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
-                           exclude_output_prompt=True).from_notebook_node(nb)
-    write_text_atomic(html, body)
-    return html
 
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -83,4 +72,5 @@ def execute_summary(reports_dir: str | Path, parameters: dict | None = None) -> 
     folder = project_path(reports_dir)
     values = {**(parameters or {}), "reports_dir": str(folder)}
     executed = execute_notebook(notebook_file(SUMMARY_NOTEBOOK), folder / "study_summary.ipynb", values)
-    return {"ipynb": executed, "html": render_html(executed, folder / "study_summary.html")}
+    html = render_html(executed, folder / "study_summary.html")
+    return {"ipynb": executed, "html": html, "index": write_index(folder)}

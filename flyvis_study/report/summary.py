@@ -13,7 +13,7 @@ from flyvis_study.study.comparison import compare_with_baseline
 from flyvis_study.study.results import load_block
 from flyvis_study.study.statistics import config_statistics
 
-SUMMARY_METRICS = ("V_rest_R2", "connectivity_R2")
+SUMMARY_METRICS = ("V_rest_R2", "connectivity_R2", "tau_R2")
 
 
 def load_blocks(reports_dir: str | Path) -> dict[int, xr.Dataset]:
@@ -23,7 +23,7 @@ def load_blocks(reports_dir: str | Path) -> dict[int, xr.Dataset]:
 
 
 def study_comparisons(blocks: dict[int, xr.Dataset], baseline_block: int = 0) -> list[dict]:
-    """Paired comparisons (V_rest_R2, conn_R2) of every config of every other block with the baseline."""
+    """Paired comparisons (V_rest_R2, conn_R2, tau_R2) of every config of every other block with the baseline."""
     if baseline_block not in blocks:
         return []
     out = []
@@ -36,7 +36,14 @@ def study_comparisons(blocks: dict[int, xr.Dataset], baseline_block: int = 0) ->
     return out
 
 
-def header(blocks: dict[int, xr.Dataset]) -> str:
+def figure(comparisons: list[dict]):
+    """Paired lines per seed pair and the forest plot of every block's configs against the baseline."""
+    from flyvis_study.report.figures import paired_figure
+
+    return paired_figure(comparisons, title_of=lambda c: f"{c['treatment_config']} (block {c['block']})")
+
+
+def provenance_table(blocks: dict[int, xr.Dataset]) -> str:
     if not blocks:
         return "No block files found."
     lines = ["| block | title | runs | made by | commit | device |", "|---|---|---|---|---|---|"]

@@ -14,27 +14,41 @@ GOLD_STANDARD_CONN_R2 = 0.94  # the reference's full-scale standard training (12
 
 def block_verdict(stats: pd.DataFrame, ranked: pd.DataFrame, comparisons: list[dict] | None = None,
                   preset: str = "") -> str:
-    """A one-paragraph verdict from the measured statistics."""
-    parts = []
+    """The verdict as a markdown list, from the measured statistics and paired comparisons."""
+    lines = []
     for cfg, row in stats.iterrows():
-        parts.append(
-            f"**{cfg}** ({row['n_runs']} runs: {row['converged']} converged, {row['partial']} partial, "
+        lines.append(
+            f"- **{cfg}** ({row['n_runs']} runs: {row['converged']} converged, {row['partial']} partial, "
             f"{row['failed']} failed): conn_R2 {row['connectivity_R2_mean']:.3f} "
             f"(CV {100 * row['connectivity_R2_cv']:.1f} %, "
             f"min {row['connectivity_R2_min']:.3f}), V_rest_R2 {row['V_rest_R2_mean']:.3f} "
             f"(CV {100 * row['V_rest_R2_cv']:.1f} %, min {row['V_rest_R2_min']:.3f}), tau_R2 {row['tau_R2_mean']:.3f}; "
             f"{'robust' if row['robust'] else 'not robust'}{', fragile' if row['fragile'] else ''}.")
-    text = " ".join(parts)
     if len(ranked) > 1:
-        text += f" Best-ranked config: **{ranked.index[0]}** (score {ranked['score'].iloc[0]:.3f})."
+        lines.append(f"- Best-ranked config: **{ranked.index[0]}** (score {ranked['score'].iloc[0]:.3f}).")
     for c in comparisons or []:
-        text += " " + describe_comparison(c)
+        lines.append("- " + describe_comparison(c))
     gold = GOLD_STANDARD_CONN_R2
     conn = stats["connectivity_R2_mean"].max()
-    text += (f" At the `{preset}` preset the best mean conn_R2 is {conn:.3f} "
-             f"({'at or above' if conn >= gold - 0.01 else 'below'} the full-scale gold standard of ~{gold}); "
-             "conclusions about the full-scale study need the `full` preset.")
-    return text
+    where = "at or above" if conn >= gold else "within 0.01 of" if conn >= gold - 0.01 else "below"
+    lines.append(f"- At the `{preset}` preset the best mean conn_R2 is {conn:.3f} ({where} the full-scale gold "
+                 f"standard of ~{gold}); conclusions about the full-scale study need the `full` preset.")
+    return "\n".join(lines)
+
+
+def block_headline(stats: pd.DataFrame, comparisons: list[dict] | None = None) -> str:
+    """One line for the study index: the paired V_rest_R2 / conn_R2 differences, else the means."""
+    paired = [c for c in comparisons or [] if c["n_pairs"] > 0 and c["metric"] in ("V_rest_R2", "connectivity_R2")]
+    if paired:
+        by_config: dict[str, list[str]] = {}
+        for c in paired:
+            by_config.setdefault(c["treatment_config"], []).append(
+                f"{c['metric']} {c['mean_difference']:+.3f} [{c['ci95_low']:+.3f}, {c['ci95_high']:+.3f}]")
+        n = max(c["n_pairs"] for c in paired)
+        return (f"vs {paired[0]['baseline_config']} on {n} seed pairs (mean paired difference, 95 % CI): "
+                + "; ".join(f"{cfg}: " + ", ".join(parts) for cfg, parts in by_config.items()))
+    return "; ".join(f"{cfg}: conn_R2 {r['connectivity_R2_mean']:.3f}, V_rest_R2 {r['V_rest_R2_mean']:.3f} "
+                     f"({r['n_runs']} runs)" for cfg, r in stats.iterrows())
 
 
 RAISE_RULE = "the 95 % bootstrap CI of the paired V_rest_R2 difference lies above 0"
@@ -46,8 +60,8 @@ def study_answer(comparisons: list[dict]) -> str:
     """Markdown answer to the key question from paired comparisons (each with 'block').
 
     Per treatment config: V_rest_R2 *raised* when its paired difference's 95 % CI lies above
-    0; conn_R2 *kept* when the CI's lower end is above -0.02. Lists each comparison's
-    sentence, then the answer.
+    0; conn_R2 *kept* when the CI's lower end is above -0.02. The answer, the rules, then each
+    comparison's sentence.
     """
     lines = [f"- block {c['block']}: " + describe_comparison(c) for c in comparisons]
     conn = {(c["block"], c["treatment_config"]): c for c in comparisons if c["metric"] == "connectivity_R2"}
@@ -62,5 +76,5 @@ def study_answer(comparisons: list[dict]) -> str:
                        f"{'raised (CI above 0)' if raised else 'not shown to rise (CI includes or is below 0)'}; "
                        f"conn_R2 {'kept (CI lower bound > -0.02)' if kept else 'not shown to be kept'}.")
     verdict = "**Answer:** " + " ".join(answers) if answers else "**Answer:** not enough paired runs yet."
-    return "\n".join(lines + ["", verdict, "", f"Rules: V_rest_R2 is raised when {RAISE_RULE}; conn_R2 is kept "
-                                              f"when {KEEP_RULE}."])
+    return "\n".join([verdict, "", f"Rules: V_rest_R2 is raised when {RAISE_RULE}; conn_R2 is kept when "
+                                    f"{KEEP_RULE}.", "", *lines])

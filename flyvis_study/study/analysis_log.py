@@ -7,13 +7,22 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from flyvis_study.evaluation.trajectory import trajectory_observations
 from flyvis_study.study.results import runs_table
 
 
 # ----------------------------------------------------------------------------- human-readable log
-def analysis_entries(ds: xr.Dataset, start_iter: int = 1) -> dict[str, list[str]]:
-    """Seed-format log entries ('## Iter N: ...') per config, in replicate order, with variance updates."""
+def analysis_entries(ds: xr.Dataset, start_iter: int = 1, runs_dir: str | Path | None = None) -> dict[str, list[str]]:
+    """Seed-format log entries ('## Iter N: ...') per config, in replicate order, with variance updates.
+
+    Observation: computed from the run's in-loop trajectory (``trajectory_observations``) and
+    its failure reason. Embedding: silhouette by cell type and the number of separated types
+    (``evaluation.clustering.embedding_separation``), from ``runs_dir/<run_id>/recovered.npz``
+    when given. Mutation / Parent rule: the config's own overrides against the block's parent
+    (the base config at the preset with the block's common overrides).
+    """
     df = runs_table(ds).sort_values(["config", "replicate"])
+    parent = _parent(ds)
     out: dict[str, list[str]] = {}
     counter = start_iter
     for config, grp in df.groupby("config", sort=False):
@@ -27,6 +36,10 @@ def analysis_entries(ds: xr.Dataset, start_iter: int = 1) -> dict[str, list[str]
             mode = {"robustness": "same-data-robustness", "generalisation": "different-data-generalization",
                     "custom": "user-chosen"}.get(r["seed_mode"], r["seed_mode"])
             status = {"converged": "converged", "partial": "partial"}.get(r["status"], "failed")
+            mutation, rule = _mutation(ds, r, cfgj, parent)
+            observation = "; ".join(trajectory_observations(_trajectory_rows(ds, r)))
+            if r["reason"]:
+                observation += f"; reason: {r['reason']}"
             entries.append("\n".join([
                 f"## Iter {counter}: {status}",
                 f"Node: id={counter}, parent=root",
@@ -43,10 +56,10 @@ def analysis_entries(ds: xr.Dataset, start_iter: int = 1) -> dict[str, list[str]
                 "R2 trajectory: " + ", ".join(
                     f"{n} peak={_f(r[f'{n}_peak'])} final={_f(r[f'{n}_final'])} trend={r[f'{n}_trend'] or 'n/a'}"
                     f" (peak in {r[f'{n}_peak_phase'] or 'n/a'} phase)" for n in ("conn", "vrest", "tau")),
-                "Embedding: see the block report's embedding panel for representative runs",
-                "Mutation: none (grid run)",
-                "Parent rule: grid enumeration (block design), not an adaptive search",
-                f"Observation: {r['reason'] or 'run completed'}",
+                f"Embedding: {_embedding(runs_dir, r, cfgj)}",
+                f"Mutation: {mutation}",
+                f"Parent rule: {rule}",
+                f"Observation: {observation}",
                 f"Variance update: {config} now has {len(seen_conn)} runs, CV(conn_R2)={_cv(seen_conn)}, "
                 f"CV(V_rest_R2)={_cv(seen_vrest)}",
                 "Next: parent=root",
@@ -56,12 +69,79 @@ def analysis_entries(ds: xr.Dataset, start_iter: int = 1) -> dict[str, list[str]
     return out
 
 
+def _trajectory_rows(ds: xr.Dataset, r) -> list[dict]:
+    """The run's logged rows (step, epoch, phase, the three R2) from the block Dataset."""
+    if "step" not in ds.dims or "traj_conn" not in ds:
+        return []
+    run = ds.sel(config=r["config"], sim_seed=r["sim_seed"], train_seed=r["train_seed"])
+    ok = np.isfinite(run["traj_conn"].values)
+    cols = {k: run[v].values[ok] for k, v in (("connectivity_r2", "traj_conn"), ("vrest_r2", "traj_vrest"),
+                                               ("tau_r2", "traj_tau"), ("epoch", "traj_epoch"),
+                                               ("phase", "traj_phase"))}
+    return [{"step": int(s), "epoch": int(cols["epoch"][i]), "phase": "V_rest" if cols["phase"][i] > 0.5 else "joint",
+             **{k: float(cols[k][i]) for k in ("connectivity_r2", "vrest_r2", "tau_r2")}}
+            for i, s in enumerate(ds["step"].values[ok])]
+
+
+def _embedding(runs_dir, r, cfgj: dict) -> str:
+    if runs_dir is None:
+        return "not measured (no run folder given)"
+    path = Path(runs_dir) / r["run_id"] / "recovered.npz"
+    try:
+        embedding = np.load(path)["embedding"]
+    except (OSError, KeyError, ValueError) as err:
+        return f"not measured ({path.name}: {type(err).__name__})"
+    from flyvis_study.evaluation.clustering import embedding_separation
+    from flyvis_study.world.connectome import cached_connectome
+
+    con = cached_connectome(int(cfgj.get("simulation", {}).get("extent", 8)))
+    sep = embedding_separation(embedding, con.node_type)
+    return (f"silhouette by cell type {sep['silhouette']:.3f}; {sep['n_types_separated']} of {sep['n_types']} "
+            f"types separated (>= 90 % of a type's neurons nearest its own centroid)")
+
+
+def _parent(ds: xr.Dataset) -> dict:
+    """The block's parent config (base config at the preset, with the common overrides), as a dict."""
+    from flyvis_study.config import ConfigError, load_run_config
+
+    params = _json(ds.attrs.get("parameters", ""))
+    try:
+        cfg = load_run_config(ds.attrs.get("base_config", "two_stage.yaml"), preset=ds.attrs.get("preset"),
+                              overrides=params.get("overrides") or {})
+    except (ConfigError, OSError):
+        return {}
+    return {"overrides": params.get("overrides") or {}, "config": cfg.model_dump(mode="json")}
+
+
+def _mutation(ds: xr.Dataset, r, cfgj: dict, parent: dict) -> tuple[str, str]:
+    """(Mutation, Parent rule): the keys this config changes against the block's parent."""
+    block = int(ds.attrs.get("block", -1))
+    base = ds.attrs.get("base_config", "?")
+    own = {k: v for k, v in _json(r["overrides_json"]).items() if parent.get("overrides", {}).get(k) != v}
+    changes = []
+    for key, value in own.items():
+        before = parent.get("config", {})
+        for part in key.split("."):
+            before = before.get(part, "?") if isinstance(before, dict) else "?"
+        changes.append(f"{key} {before} -> {value}")
+    mutation = "; ".join(changes) if changes else "none (the block's parent config)"
+    if block == 5:
+        rule = (f"replication of the best-ranked config (block 5); parent = {base} at the preset "
+                f"`{ds.attrs.get('preset')}`")
+    elif own:
+        rule = (f"block {block} grid over {', '.join(own)}; parent = {base} at the preset `{ds.attrs.get('preset')}`, "
+                "one axis value per config (not an adaptive search)")
+    else:
+        rule = f"block {block}: the parent config itself ({base}), replicated over seed pairs"
+    return mutation, rule
+
+
 def append_analysis_logs(ds: xr.Dataset, folder: str | Path) -> list[Path]:
     """Append each config's entries to ``{config}_analysis.md`` (skipping entries already there)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for config, entries in analysis_entries(ds).items():
+    for config, entries in analysis_entries(ds, runs_dir=folder / "runs").items():
         safe = "".join(ch if ch.isalnum() or ch in "._=-" else "_" for ch in config)
         path = folder / f"{safe}_analysis.md"
         existing = path.read_text() if path.exists() else ""

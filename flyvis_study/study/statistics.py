@@ -61,16 +61,33 @@ def ranking(stats: pd.DataFrame) -> pd.DataFrame:
 
 
 def variance_table(stats: pd.DataFrame) -> pd.DataFrame:
-    """mean / std / CV / min per metric and config, with robust / fragile flags (for display)."""
-    cols = {}
-    for m in HEADLINE_METRICS:
-        for s in ("mean", "std", "cv", "min"):
-            cols[(m, s)] = stats[f"{m}_{s}"]
-    table = pd.DataFrame(cols)
-    table[("runs", "n")] = stats["n_runs"]
-    table[("flags", "robust")] = stats["robust"]
-    table[("flags", "fragile")] = stats["fragile"]
+    """Rows (config, metric), columns n / mean / std / CV / min: the block's statistics, whole."""
+    rows = {(cfg, m): {s: stats.loc[cfg, f"{m}_{s}"] for s in STATISTICS}
+            for cfg in stats.index for m in HEADLINE_METRICS}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["config", "metric"])
+    table["n"] = table["n"].astype(int)
     return table
+
+
+def flag_reasons(row: pd.Series) -> str:
+    """Why a config is or is not robust, and whether it is fragile, in one line (the rules' numbers)."""
+    if row["n_runs"] < 2:
+        return "robust / fragile need >= 2 runs"
+    missed = []
+    for m, (cv, lo) in ROBUST_RULES.items():
+        if not row[f"{m}_cv"] < cv:
+            missed.append(f"{m} CV {100 * row[f'{m}_cv']:.1f} % (needs < {100 * cv:.0f} %)")
+        if not row[f"{m}_min"] > lo:
+            missed.append(f"{m} min {row[f'{m}_min']:.3f} (needs > {lo:.2f})")
+    text = "robust (every rule met)" if not missed else "not robust: " + ", ".join(missed)
+    fragile = [f"{m} CV {100 * row[f'{m}_cv']:.1f} % > 25 %" for m in HEADLINE_METRICS
+               if np.isfinite(row[f"{m}_mean"]) and row[f"{m}_cv"] > 0.25]
+    fragile += [f"{m} min {row[f'{m}_min']:.3f} below half its mean" for m in HEADLINE_METRICS
+                if np.isfinite(row[f"{m}_mean"]) and row[f"{m}_min"] < 0.5 * row[f"{m}_mean"]]
+    if row["failed"]:
+        fragile.append(f"{int(row['failed'])} failed run(s)")
+    return text + ("; fragile: " + ", ".join(fragile) if fragile else "; not fragile")
 
 
 def statistics_dataset(stats: pd.DataFrame) -> xr.Dataset:

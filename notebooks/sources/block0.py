@@ -18,19 +18,6 @@
 #
 # **Question.** Standard training (one joint phase, 1 epoch, gold-standard settings) on the same seed pairs as the two-stage blocks. It is the control: every two-stage config is compared with it pair by pair.
 #
-# **How to read this report.** The verdict comes first; then the figures, the tables and,
-# at the end, the resolved configuration.
-# - *Variance table*: per config, mean / std (ddof 1) / CV / min of each metric over its runs.
-#   **robust**: conn_R2 and tau_R2 with CV < 5 % and min > 0.90, V_rest_R2 with CV < 20 % and
-#   min > 0.40, cluster_accuracy with CV < 10 % and min > 0.80. **fragile**: any metric with
-#   CV > 25 % or a run below half its mean, or a failed run.
-# - *Ranking* (configs with >= 3 runs): score = mean(conn)(1 - CV(conn)) + 0.5 mean(V_rest)(1 - CV(V_rest)).
-# - *Paired comparison*: this block's configs minus the standard-training baseline on the same
-#   (sim_seed, train_seed) pairs: mean difference, 95 % bootstrap CI, effect size d_z, Wilcoxon
-#   and paired-t p-values. With few pairs the CI, not the p-value, is the thing to read.
-# - Every R2 here is the squared Pearson correlation of an affine fit, learned = a * true + b
-#   (`evaluation.recovery.r2_affine`); conn_R2 is taken on the corrected weights W*.
-#
 # Run it from the project folder: `papermill notebooks/block0.ipynb out.ipynb -p replicates 2`, or `flyvis-study block 0 --preset small -p replicates=4` (which also renders the HTML report).
 
 # %% tags=["parameters"]
@@ -63,8 +50,23 @@ comparisons = R.baseline_comparisons(result)
 display(Markdown(R.header(result)))
 
 # %% [markdown]
-# The report: verdict, figures, tables and the resolved configuration (`report.block_report`).
-# Add cells below to look further; `result.dataset` is the block's xarray Dataset.
+# The report (`report.block_report`): verdict and key figure, the tables, the other figures and,
+# collapsed, the resolved configuration; how to read it is at the end. Add cells below to look
+# further; `result.dataset` is the block's xarray Dataset.
 
 # %%
 R.show_report(result, comparisons)
+
+# %% [markdown]
+# ### How to read this report
+# - *Statistics*: per config and metric, the number of runs, mean, std (ddof 1), CV and min.
+#   **robust**: conn_R2 and tau_R2 with CV < 5 % and min > 0.90, V_rest_R2 with CV < 20 % and
+#   min > 0.40, cluster_accuracy with CV < 10 % and min > 0.80. **fragile**: any metric with
+#   CV > 25 % or a run below half its mean, or a failed run. The line under the table says which
+#   rule each config meets or misses.
+# - *Ranking* (configs with >= 3 runs): score = mean(conn)(1 - CV(conn)) + 0.5 mean(V_rest)(1 - CV(V_rest)).
+# - *Paired comparison*: this block's configs minus the standard-training baseline on the same
+#   (sim_seed, train_seed) pairs: mean difference, 95 % bootstrap CI, effect size d_z, Wilcoxon
+#   and paired-t p-values. With few pairs the CI, not the p-value, is the thing to read.
+# - Every R2 here is the squared Pearson correlation of an affine fit, learned = a * true + b
+#   (`evaluation.recovery.r2_affine`); conn_R2 is taken on the corrected weights W*.

@@ -30,19 +30,29 @@ reports_dir = "reports"  # folder holding blockN.nc files; a relative path is ta
 baseline_block = 0  # the standard-training block every other block is compared with
 
 # %%
+import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from flyvis_study.report import summary as S
 
 blocks = S.load_blocks(reports_dir)
 comparisons = S.study_comparisons(blocks, baseline_block)
-display(Markdown(S.header(blocks)))
 
 # %% [markdown]
 # ## Answer
 
 # %%
 display(Markdown(S.answer(comparisons)))
+
+# %% [markdown]
+# ## Every config against the baseline, pair by pair
+# Left: each metric per seed pair under the baseline and under each config (red: lower under the
+# config). Right: the mean paired difference with its 95 % bootstrap CI per config and metric.
+
+# %%
+fig = S.figure(comparisons)
+if fig is not None:
+    plt.show()
 
 # %% [markdown]
 # ## Per-block statistics
@@ -55,3 +65,9 @@ display(S.block_table(blocks))
 
 # %%
 display(S.comparison_table(comparisons))
+
+# %% [markdown]
+# ## Provenance of the block files
+
+# %%
+display(Markdown(S.provenance_table(blocks)))
