@@ -91,7 +91,9 @@ def test_block_on_separate_scheduler_and_workers_survives_a_killed_worker(tmp_pa
         ds = xr.load_dataset(out / "block3.nc", engine="h5netcdf")
         runs = ds.isel(sim_seed=0, train_seed=0)
         assert sorted(runs["config"].values) == ["lr_ratio=0.05", "lr_ratio=0.2"]
-        assert list(runs["failure_kind"].values) == ["", ""]  # retried on the surviving worker, not lost
+        # retried on the surviving worker, not lost (at this budget a run may end "unrecovered": a final,
+        # measured outcome, not an infrastructure failure)
+        assert not set(runs["failure_kind"].values) & {"infrastructure", "error"}
         assert (out / "runs" / victim.removeprefix("run-") / "run.nc").is_file()
         assert np.isfinite(runs["connectivity_R2"].values).all()
         assert "runs 2/2 done" in stderr and "runs 0/2 done" in stderr
