@@ -93,3 +93,29 @@ def test_clear_errors(blocks, tmp_path):
         fs.open_block(b1.nc_path).run("two_stage_default", 7, 7)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         fs.nope  # noqa: B018
+
+
+def test_committed_small_examples_open_with_their_median_runs():
+    """reports/examples/small: what the explore notebook tours (blocks 0 and 1, the median run of each)."""
+    from conftest import REPO
+
+    from flyvis_study.integrity import verify
+    from flyvis_study.report.html import report_problems
+
+    folder = REPO / "reports" / "examples" / "small"
+    standard, two_stage = fs.open_block(folder / "block0.nc"), fs.open_block(folder / "block1.nc")
+    assert len(standard.runs) == len(two_stage.runs) == 4
+    for block in (standard, two_stage):
+        run = block.median_run()
+        assert verify(run.path / "run.nc") is None  # committed bytes match their checksum
+        assert run.config.preset == "small" and run.metrics["connectivity_R2"] == pytest.approx(
+            float(block.runs.set_index("run_id").loc[run.path.name, "connectivity_R2"]), abs=1e-9)
+        rec = run.recovered
+        assert rec["embedding"].shape == (1203, 2) and rec["W_corrected"].shape == rec["W_true"].shape
+        assert np.isfinite(run.trajectory["connectivity_r2"]).all()
+        model = run.model()
+        assert model.embedding.shape == (1203, 2)
+    comparison = fs.compare(standard, two_stage, "V_rest_R2")
+    assert comparison["n_pairs"] == 4
+    for page in ("block0.html", "block1.html", "study_summary.html", "index.html"):
+        assert report_problems((folder / page).read_text()) == [], page
