@@ -176,9 +176,12 @@ def block(number: int = typer.Argument(..., help="block number 0-5"),
     try:
         outputs = execute_block(number, params)
     except BlockParameterError as err:  # BlockInUse: another block writes into this folder
+        monitor.stop(final_line=False)  # the error stays the one line
         _fail(str(err))
-    finally:
-        monitor.stop()
+    except BaseException:
+        monitor.stop(final_line=False)
+        raise
+    monitor.stop()
     for kind, path in outputs.items():
         typer.echo(f"{kind:6s} {path}")
 

@@ -3,7 +3,6 @@ embedding separation, figures of paired comparisons, and the live-progress monit
 
 import base64
 import io
-import json
 
 import matplotlib
 
@@ -19,7 +18,7 @@ from flyvis_study.evaluation.trajectory import trajectory_observations
 from flyvis_study.report.figures import paired_figure
 from flyvis_study.report.html import render_html, report_problems
 from flyvis_study.report.verdicts import block_headline
-from flyvis_study.study.progress import BlockMonitor, describe, snapshot
+from flyvis_study.study.progress import BlockMonitor, describe, snapshot, write_block_status
 from flyvis_study.study.statistics import flag_reasons
 from flyvis_study.train.progress import write_run_progress
 
@@ -147,13 +146,14 @@ def test_monitor_lines_count_runs_and_show_phase_r2_and_eta(tmp_path):
     lines = []
     monitor = BlockMonitor(tmp_path, ids, lines.append, interval=0)
     assert describe(snapshot(tmp_path, ids), None) == "runs 0/3 done"
+    assert monitor.check(None, -1) == (None, -1) and lines == []  # the block has not started: silent
+    write_block_status(tmp_path, 1, None)
     write_run_progress(tmp_path / "runs" / "a", 1, 49, 2, 100, "V_rest", {"connectivity_r2": 0.9, "vrest_r2": 0.3})
     (tmp_path / "runs" / "b" / "run.nc").write_bytes(b"x")
     last, _ = monitor.check(None, -1)
     assert lines[-1].startswith("runs 1/3 done | a: 75 % (epoch 2/2, V_rest phase; conn 0.900, V_rest 0.300) | ETA")
     assert monitor.check(last, -1)[0] == last and len(lines) == 1  # unchanged: no new line
-    (tmp_path / ".flyvis-study.block.json").write_text(json.dumps({"dashboard": "http://127.0.0.1:1/status",
-                                                                   "updated": 1e12}))
+    write_block_status(tmp_path, 1, "http://127.0.0.1:1/status")
     monitor.dashboard_shown = False
     monitor.check(last, -1)
     assert "Dask dashboard: http://127.0.0.1:1/status" in lines

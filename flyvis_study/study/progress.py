@@ -6,8 +6,9 @@ the fraction of its iterations done). A run is finished when its ``run.nc`` exis
 writes ``.flyvis-study.block.json`` (``write_block_status``: the Dask dashboard address, if
 any) in its output folder.
 
-``BlockMonitor(out_dir, run_ids, echo)`` is a thread that polls those files and calls
-``echo`` with one line whenever something changed (at most every ``interval`` seconds): runs
+``BlockMonitor(out_dir, run_ids, echo)`` is a thread that polls those files and, once the
+block has started (its status file is newer than the monitor), calls ``echo`` with one line
+whenever something changed (at most every ``interval`` seconds): runs
 done / total, each running run's epoch, phase, last conn_R2 and V_rest_R2, and an ETA. The
 ETA extrapolates the work done since the monitor started (finished runs count 1, running
 runs their fraction) to the runs that were not finished then; it covers the runs, not the
@@ -123,13 +124,15 @@ class BlockMonitor(threading.Thread):
         return (time.monotonic() - self.started_at) * left / work
 
     def check(self, last: str | None, last_time: float) -> tuple[str | None, float]:
-        """One poll: the dashboard address once (when this block wrote it), the progress line if changed and due."""
-        if not self.dashboard_shown:
+        """One poll: nothing until the block has started (written its status under the folder's lock), then
+        the dashboard address once and the progress line when it changed and is due."""
+        if not self.dashboard_shown:  # the block has not started yet: nothing to show
             status = _read_json(self.out_dir / BLOCK_STATUS)
-            if status is not None and status.get("updated", 0) >= self.started_wall - 1:
-                if status.get("dashboard"):
-                    self.echo(f"Dask dashboard: {status['dashboard']}")
-                self.dashboard_shown = True
+            if status is None or status.get("updated", 0) < self.started_wall - 1:
+                return last, last_time
+            if status.get("dashboard"):
+                self.echo(f"Dask dashboard: {status['dashboard']}")
+            self.dashboard_shown = True
         snap = snapshot(self.out_dir, self.run_ids)
         key = describe(snap, None)
         if key != last and time.monotonic() - last_time >= self.interval:
@@ -142,8 +145,9 @@ class BlockMonitor(threading.Thread):
         while not self._stop_event.wait(self.poll):
             last, last_time = self.check(last, last_time)
 
-    def stop(self) -> None:
-        """Stop polling and print the final line."""
+    def stop(self, final_line: bool = True) -> None:
+        """Stop polling and, if asked, print the final line."""
         self._stop_event.set()
         self.join(timeout=5)
-        self.echo(describe(snapshot(self.out_dir, self.run_ids), None))
+        if final_line:
+            self.echo(describe(snapshot(self.out_dir, self.run_ids), None))
