@@ -21,7 +21,7 @@ from flyvis_study.study.results import load_block
 from flyvis_study.study.statistics import flag_reasons
 from flyvis_study.study.statistics import variance_table as _variance_table
 
-__all__ = ["baseline_comparisons", "header", "verdict", "key_figure", "distribution_figure", "trajectory_figure",
+__all__ = ["baseline_comparisons", "header", "verdict", "distribution_figure", "trajectory_figure",
            "embedding_figure", "paired_figure", "variance_table", "ranking_table", "comparison_table",
            "resolved_configuration", "show_report"]
 
@@ -59,11 +59,6 @@ def header(result: BlockResult) -> str:
 
 def verdict(result: BlockResult, comparisons: list[dict]) -> str:
     return block_verdict(result.statistics, result.ranking, comparisons, result.parameters.preset)
-
-
-def key_figure(result: BlockResult, comparisons: list[dict]):
-    """The paired figure against the baseline when there is one, else the metric distributions."""
-    return paired_figure(comparisons) or distribution_figure(result.dataset)
 
 
 def variance_table(stats: pd.DataFrame) -> pd.DataFrame:
