@@ -1,10 +1,11 @@
 """Validated configuration (pydantic v2, unknown keys forbidden) and YAML presets.
 
 A run is described by ``RunConfig`` = simulation + model + training + evaluation. Configs
-are assembled as: defaults <- config file (e.g. ``two_stage.yaml``, found in the package's params/) <- preset
-(``params/presets/{tiny,small,full}.yaml``: sizes and iteration budgets only) <- explicit
-overrides (dotted keys such as ``training.alternate_lr_ratio=0.05``). Every value is
-checked before any compute; errors name the key and the allowed range.
+are assembled as: defaults <- the preset's ``defaults:`` section <- config file (e.g.
+``two_stage.yaml``, found in the package's params/) <- preset
+(``params/presets/{tiny,small,full}.yaml``: sizes and iteration budgets) <- explicit overrides
+(dotted keys such as ``training.alternate_lr_ratio=0.05``). Every value is checked before any
+compute; errors name the key and the allowed range.
 
 Reference (flyvis-gnn) key names such as ``coeff_edge_diff`` or ``learning_rate_start`` are
 rejected with the new name in the message; ``translate_reference_names`` converts a dict
@@ -61,13 +62,26 @@ class _Strict(BaseModel):
 
 
 class GroundTruthConfig(_Strict):
-    source: Literal["synthetic", "checkpoint"] = "synthetic"
+    """Which network is simulated: ``synthetic`` (calibrated flyvis-like parameters drawn from
+    ``seed``), ``flyvis`` (a pretrained flyvis network by ``model`` id; ``flow/0000/000`` is
+    built in, others are read from ``$FLYVIS_ROOT_DIR``, ``world.flyvis_models``) or
+    ``checkpoint`` (a flyvis checkpoint file)."""
+
+    source: Literal["synthetic", "flyvis", "checkpoint"] = "synthetic"
     seed: int = Field(0, ge=0, description="seed of the synthetic parameters (fixed by default)")
+    model: str = Field("flow/0000/000", description="flyvis model id when source=flyvis")
     checkpoint: str | None = Field(None, description="flyvis chkpt file when source=checkpoint")
     target_abscissa: float = Field(0.85, gt=0, lt=1)
 
     @model_validator(mode="after")
-    def _checkpoint_exists(self) -> GroundTruthConfig:
+    def _source_exists(self) -> GroundTruthConfig:
+        if self.source == "flyvis":
+            from flyvis_study.world.flyvis_models import resolvable
+
+            try:
+                resolvable(self.model)
+            except ValueError as err:
+                raise ValueError(f"model: {err}") from None
         if self.source == "checkpoint":
             if not self.checkpoint:
                 raise ValueError("checkpoint: required when source='checkpoint'")
@@ -80,6 +94,15 @@ class GroundTruthConfig(_Strict):
             except OSError as err:
                 raise ValueError(f"checkpoint: cannot read {path}: {err}") from None
         return self
+
+    def label(self) -> str:
+        """The ground truth's name in results: ``synthetic/seed0``, the flyvis model id, or
+        ``checkpoint/<file name>``."""
+        if self.source == "flyvis":
+            return self.model
+        if self.source == "checkpoint":
+            return f"checkpoint/{Path(self.checkpoint).name}"
+        return f"synthetic/seed{self.seed}"
 
 
 class StimulusConfig(_Strict):
@@ -182,7 +205,11 @@ class RunConfig(_Strict):
         return int(n * self.training.alternate_joint_ratio) if self.training.alternate_training else n
 
     def to_json(self) -> str:
-        return self.model_dump_json(indent=1)
+        """The config as JSON (the run id hashes it). ``ground_truth.model`` is written only
+        when it is used (source flyvis), so the configs of the other sources keep the identity
+        (run ids, dataset keys) they had before that key existed."""
+        used = self.simulation.ground_truth.source == "flyvis"
+        return self.model_dump_json(indent=1, exclude=None if used else {"simulation": {"ground_truth": {"model"}}})
 
 
 # ----------------------------------------------------------------------------- assembly
@@ -269,8 +296,19 @@ def validate(data: dict) -> RunConfig:
 
 def load_run_config(config: str | Path | dict | None = None, preset: str | None = None,
                     overrides: dict[str, Any] | None = None) -> RunConfig:
-    """defaults <- config (file or dict) <- preset <- dotted overrides, validated."""
+    """defaults <- preset defaults <- config (file or dict) <- preset sizes <- dotted overrides, validated.
+
+    A preset file sets sizes and budgets at the top level, which win over the config file, and
+    may hold a ``defaults:`` section, taken beneath the config file (the full preset's
+    ground truth: the reference flyvis network unless the config file or an override names
+    another).
+    """
     data: dict = {}
+    preset_data = read_yaml(preset_path(preset)) if preset is not None else {}
+    preset_defaults = preset_data.pop("defaults", None) or {}
+    if not isinstance(preset_defaults, dict):
+        raise ConfigError(f"preset '{preset}': its defaults section must be a mapping")
+    data = deep_merge(data, preset_defaults)
     if config is not None:
         if not isinstance(config, dict):
             try:
@@ -279,7 +317,7 @@ def load_run_config(config: str | Path | dict | None = None, preset: str | None 
                 raise ConfigError(str(err)) from None
         data = deep_merge(data, config)
     if preset is not None:
-        data = deep_merge(data, read_yaml(preset_path(preset)))
+        data = deep_merge(data, preset_data)
         data["preset"] = preset
     if overrides:
         data = deep_merge(data, dotted_to_nested(overrides))

@@ -55,13 +55,17 @@ def test_presets_and_gold_standard_values():
     assert small.simulation.extent < 8
 
 
-def test_presets_change_only_sizes():
+def test_presets_change_only_sizes_and_the_full_ground_truth():
     allowed = {"simulation": {"extent", "n_frames", "stimulus"}, "training": {"iterations_fraction"},
                "evaluation": None}
     import yaml
 
     for name in ("tiny", "small", "full"):
         data = yaml.safe_load((REPO_PARAMS / "presets" / f"{name}.yaml").read_text())
+        # beneath the config file, only the full preset's ground truth (the reference regime)
+        defaults = data.pop("defaults", {})
+        assert defaults == ({"simulation": {"ground_truth": {"source": "flyvis", "model": "flow/0000/000"}}}
+                            if name == "full" else {}), name
         for section, keys in data.items():
             assert section in allowed, (name, section)
             if allowed[section] is not None:

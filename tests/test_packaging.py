@@ -19,6 +19,7 @@ def test_wheel_contains_package_data_and_every_subpackage(tmp_path):
                  "params/presets/small.yaml", "params/presets/full.yaml", "notebooks/study_summary.ipynb",
                  "notebooks/explore.ipynb", *(f"notebooks/block{n}.ipynb" for n in range(6))):
         assert f"flyvis_study/{name}" in names, name
+    assert "flyvis_study/world/flyvis_models/flow_0000_000.json" in names  # the built-in flyvis network
     for name in ("index.html.j2", "conf.json"):  # the offline HTML template of the reports
         assert f"flyvis_study/report/templates/offline/{name}" in names, name
     packages = {p.parent.relative_to(REPO).as_posix() for p in (REPO / "flyvis_study").rglob("__init__.py")}
@@ -36,6 +37,8 @@ def test_wheel_contains_package_data_and_every_subpackage(tmp_path):
              "assert load_run_config('two_stage.yaml', preset='tiny').training.alternate_training; "
              "assert r.notebook_file('block3.ipynb').is_file(); "
              "from flyvis_study.report.html import TEMPLATES; assert (TEMPLATES / 'offline' / 'conf.json').is_file(); "
+             "from flyvis_study.world.flyvis_models import builtin_model_file; "
+             "assert builtin_model_file('flow/0000/000').is_file(); "
              "print('ok')")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(target)})

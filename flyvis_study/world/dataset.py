@@ -43,6 +43,7 @@ from flyvis_study.locks import FileLock
 from flyvis_study.world.connectome import Connectome, cached_connectome
 from flyvis_study.world.connectome_file import cache_dir
 from flyvis_study.world.diagnostics import activity_summary, effective_ranks
+from flyvis_study.world.flyvis_models import flyvis_model_params
 from flyvis_study.world.ground_truth import (
     GroundTruth,
     GroundTruthParams,
@@ -73,6 +74,8 @@ def resolve_ground_truth(sim: SimulationConfig, connectome: Connectome,
     gt = sim.ground_truth
     if gt.source == "checkpoint":
         return load_flyvis_checkpoint(gt.checkpoint)
+    if gt.source == "flyvis":
+        return flyvis_model_params(gt.model)
     root = Path(root) if root is not None else cache_dir() / "datasets"
     path = root / "ground_truth" / (f"synthetic-v{SYNTHETIC_VERSION}-seed{gt.seed}-extent{sim.extent}"
                                     f"-abscissa{gt.target_abscissa:g}.json")
@@ -96,6 +99,8 @@ def dataset_key(sim: SimulationConfig, params: GroundTruthParams, device: str = 
     """
     sim_json = sim.model_dump(mode="json")
     sim_json["ground_truth"].pop("checkpoint", None)  # identified by content below
+    if sim.ground_truth.source != "flyvis":  # keys from before the model id existed stay valid
+        sim_json["ground_truth"].pop("model", None)
     payload = json.dumps({"v": FORMAT_VERSION, "simulation": sim_json, "device": torch.device(device).type,
                           "ground_truth": {k: v for k, v in params.to_json().items() if k != "info"}},
                          sort_keys=True)

@@ -1,0 +1,123 @@
+"""Pretrained flyvis networks as ground truth, by model id (``flow/0000/000``), without flyvis.
+
+A flyvis model id is ``<ensemble name>/<ensemble id>/<network id>``, e.g. ``flow/0000/012``
+(the 50 networks of the flow ensemble 0000 of Lappalainen et al., Nature 2024).
+
+- ``flow/0000/000`` is built in: its 734 trained numbers (65 resting potentials = node
+  biases, 65 time constants, 604 edge-type signs and synapse strengths) ship as package data
+  (``flyvis_models/flow_0000_000.json``, flyvis, TuragaLab, MIT licence). The per-offset-group
+  synapse counts n_syn are not trained (flyvis keeps ``edges_syn_count`` fixed at the
+  connectome's values), so they are read from the extent-8 connectome:
+
+      W_e = sign(type(e)) * n_syn(group(e)) * strength(type(e)).
+
+- any other id is read from the user's flyvis data directory, filled by
+  ``flyvis download-pretrained``: ``$FLYVIS_ROOT_DIR/results/<id>/best_chkpt`` if present,
+  else the last ``chkpts/chkpt_*`` of that network directory (a torch zip read with
+  ``ground_truth.load_flyvis_checkpoint``). flyvis itself is never imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+MODEL_ID = re.compile(r"^[A-Za-z0-9_.-]+/\d{4}/\d{3}$")
+BUILTIN_MODELS = {"flow/0000/000": "flow_0000_000.json"}
+DEFAULT_MODEL = "flow/0000/000"
+ROOT_ENV = "FLYVIS_ROOT_DIR"
+DOWNLOAD_HINT = "fill it with `flyvis download-pretrained` (pip install flyvis in another environment)"
+
+
+class FlyvisModelNotFound(ValueError):
+    """A flyvis model id that is neither built in nor found in the flyvis data directory."""
+
+
+def builtin_model_file(model_id: str) -> Path:
+    """The package data file of a built-in model."""
+    return Path(__file__).resolve().parent / "flyvis_models" / BUILTIN_MODELS[model_id]
+
+
+def check_model_id(model_id: str) -> str:
+    if not MODEL_ID.match(model_id):
+        raise FlyvisModelNotFound(f"{model_id!r} is not a flyvis model id; allowed: "
+                                  f"<ensemble>/<4 digits>/<3 digits>, e.g. {DEFAULT_MODEL} or flow/0000/012")
+    return model_id
+
+
+def network_checkpoint(model_id: str) -> Path:
+    """The checkpoint file of a downloaded flyvis network (see the module docstring).
+
+    ``FLYVIS_ROOT_DIR`` may name the flyvis data directory (holding ``results/``) or its
+    ``results/`` folder itself. Raises FlyvisModelNotFound naming the directory and the command.
+    """
+    check_model_id(model_id)
+    root = os.environ.get(ROOT_ENV, "")
+    if not root:
+        raise FlyvisModelNotFound(
+            f"{model_id}: not built in (built in: {', '.join(BUILTIN_MODELS)}) and {ROOT_ENV} is not set; "
+            f"set it to the flyvis data directory and {DOWNLOAD_HINT}")
+    root_dir = Path(root).expanduser()
+    for network_dir in (root_dir / "results" / model_id, root_dir / model_id):
+        if (network_dir / "best_chkpt").is_file():
+            return network_dir / "best_chkpt"
+        chkpts = sorted((network_dir / "chkpts").glob("chkpt_*"),
+                        key=lambda p: int(re.sub(r"\D", "", p.name) or -1))
+        if chkpts:
+            return chkpts[-1]
+    raise FlyvisModelNotFound(
+        f"{model_id}: no checkpoint (best_chkpt or chkpts/chkpt_*) under {root_dir / 'results' / model_id} "
+        f"({ROOT_ENV}={root}); {DOWNLOAD_HINT}")
+
+
+def resolvable(model_id: str) -> str:
+    """``model_id`` if it is built in or its checkpoint is found, else FlyvisModelNotFound (no compute)."""
+    check_model_id(model_id)
+    if model_id not in BUILTIN_MODELS:
+        network_checkpoint(model_id)
+    return model_id
+
+
+@lru_cache(maxsize=8)
+def _builtin_params(model_id: str):
+    from flyvis_study.world.connectome import cached_connectome
+    from flyvis_study.world.ground_truth import REFERENCE_EXTENT, GroundTruthParams
+
+    data = json.loads(builtin_model_file(model_id).read_text())
+    ref = cached_connectome(REFERENCE_EXTENT)
+    type_index = {name: k for k, name in enumerate(ref.cell_types)}
+    names = [c["name"] for c in data["cell_types"]]
+    if names != list(ref.cell_types):
+        raise ValueError(f"{builtin_model_file(model_id)}: cell types differ from the connectome's")
+    keys = np.asarray([(type_index[e["source"]], type_index[e["target"]]) for e in data["edge_types"]],
+                      dtype=np.int64)
+    return GroundTruthParams(
+        source=f"flyvis {model_id}",
+        V_rest_type=np.asarray([c["V_rest"] for c in data["cell_types"]], dtype=np.float32),
+        tau_type=np.asarray([c["tau"] for c in data["cell_types"]], dtype=np.float32),
+        edge_type_keys=keys,
+        edge_type_sign=np.asarray([e["sign"] for e in data["edge_types"]], dtype=np.float32),
+        edge_type_strength=np.asarray([e["strength"] for e in data["edge_types"]], dtype=np.float32),
+        group_keys=ref.offset_groups.copy(),
+        group_nsyn=ref.group_nsyn.copy(),
+        info={"model": model_id, "file": f"flyvis_study/world/flyvis_models/{BUILTIN_MODELS[model_id]}",
+              "licence": data["licence"]},
+    )
+
+
+def flyvis_model_params(model_id: str):
+    """GroundTruthParams of a flyvis model id (built in, or from ``FLYVIS_ROOT_DIR``)."""
+    from flyvis_study.world.ground_truth import load_flyvis_checkpoint
+
+    check_model_id(model_id)
+    if model_id in BUILTIN_MODELS:
+        return _builtin_params(model_id)
+    path = network_checkpoint(model_id)
+    params = load_flyvis_checkpoint(path)
+    return type(params)(**{**params.__dict__, "source": f"flyvis {model_id}",
+                           "info": {"model": model_id, "checkpoint": str(path)}})
