@@ -8,8 +8,10 @@ For an edge e = (j -> i) (j presynaptic source, i postsynaptic target):
     dv_i/dt_hat = f_theta(v_i, a_i, M_i, I_i)         (input order v, a, M, I)
 
 Because g_phi depends only on the source neuron it is evaluated once per neuron (N rows)
-and h is gathered along the edges: identical maths to the reference's per-edge evaluation
-(E rows, ~31.6x more at extent 8), which ``flyvis_study.naive`` keeps as the parity oracle.
+and h is gathered along the edges by a torch_geometric ``MessagePassing`` layer (aggr "add",
+``message(h_j, w) = h_j * w_e``; ``model.message_passing``): identical maths to the reference's
+per-edge evaluation (E rows, ~31.6x more at extent 8), which ``model.naive`` keeps as the
+parity oracle (a ``MessagePassing`` layer as well).
 
 Shapes: v, I: (B, N); a: (N, d_emb); W: (E,); output (B, N).
 Parameters at extent 8 (hidden 80, 3 layers, d_emb 2): g_phi 6,881, f_theta 7,041,
@@ -36,6 +38,7 @@ import torch
 from torch import nn
 
 from flyvis_study.config import ModelConfig
+from flyvis_study.model.message_passing import SynapticSum
 from flyvis_study.model.mlp import MLP
 
 
@@ -71,6 +74,8 @@ class FlyVisGNN(nn.Module):
         self.W = nn.Parameter(w)
         self.register_buffer("edge_src", edge_src.long(), persistent=False)
         self.register_buffer("edge_tgt", edge_tgt.long(), persistent=False)
+        self.register_buffer("edge_index", torch.stack([self.edge_src, self.edge_tgt]), persistent=False)
+        self.synaptic_sum = SynapticSum()
 
     def edge_activation(self, v: torch.Tensor, a: torch.Tensor, n_live: int | None = None) -> torch.Tensor:
         """h = g_phi(v, a)^2 (or g_phi itself if ``g_phi_positive`` is off).
@@ -83,10 +88,9 @@ class FlyVisGNN(nn.Module):
         return g * g if self.config.g_phi_positive else g
 
     def aggregate(self, h: torch.Tensor) -> torch.Tensor:
-        """M_i = sum over edges j -> i of W_e h_j; h (B, N) -> M (B, N)."""
-        messages = h.index_select(-1, self.edge_src) * self.W
-        out = torch.zeros_like(h)
-        return out.index_add_(-1, self.edge_tgt, messages)
+        """M_i = sum over edges j -> i of W_e h_j; h (B, N) -> M (B, N) (a PyG ``MessagePassing``
+        layer, ``model.message_passing.SynapticSum``)."""
+        return self.synaptic_sum(h, self.edge_index, self.W)
 
     def update(self, v: torch.Tensor, a: torch.Tensor, M: torch.Tensor | None, I: torch.Tensor | None) -> torch.Tensor:
         """f_theta(v, a, M, I) per neuron; v, M, I (B, N) -> (B, N); ``None`` for M or I means 0."""

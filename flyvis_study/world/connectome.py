@@ -115,6 +115,39 @@ class Connectome:
     def node_v(self) -> np.ndarray:
         return self.columns[self.node_column, 1]
 
+    def to_pyg(self, W: np.ndarray | None = None):
+        """The graph as a ``torch_geometric.data.Data``.
+
+        Attributes: ``edge_index`` (2, E) long, rows (source j, target i); ``edge_type`` (E,)
+        index into ``edge_types``; ``edge_group`` (E,) offset group; ``edge_sign``,
+        ``edge_nsyn`` (E,) float32; ``edge_attr`` (E, 1) float32, the weights ``W`` when given
+        (e.g. the ground truth's W), else absent; ``node_type`` (N,) index into ``cell_types``;
+        ``pos`` (N, 2) float32 axial column (u, v); ``input_mask`` (N,) bool, the photoreceptors;
+        ``cell_types`` the 65 names; ``extent``; ``num_nodes`` N.
+        """
+        import torch
+        from torch_geometric.data import Data
+
+        graph = Data(
+            edge_index=torch.from_numpy(np.stack([self.edge_src, self.edge_tgt]).astype(np.int64)),
+            edge_type=torch.from_numpy(self.edge_type.astype(np.int64)),
+            edge_group=torch.from_numpy(self.edge_group.astype(np.int64)),
+            edge_sign=torch.from_numpy(self.edge_sign.astype(np.float32)),
+            edge_nsyn=torch.from_numpy(self.edge_nsyn.astype(np.float32)),
+            node_type=torch.from_numpy(self.node_type.astype(np.int64)),
+            pos=torch.from_numpy(np.stack([self.node_u, self.node_v], axis=1).astype(np.float32)),
+            input_mask=torch.from_numpy(np.isin(np.arange(self.n_neurons), self.input_nodes)),
+            num_nodes=self.n_neurons,
+        )
+        graph.cell_types = list(self.cell_types)
+        graph.extent = self.extent
+        if W is not None:
+            W = np.asarray(W, dtype=np.float32)
+            if W.shape != (self.n_edges,):
+                raise ValueError(f"W: shape {W.shape}, expected ({self.n_edges},), one weight per edge")
+            graph.edge_attr = torch.from_numpy(W.copy()).unsqueeze(1)
+        return graph
+
     def counts(self) -> dict[str, int]:
         """Graph counts, the keys printed by ``flyvis-study connectome --json``."""
         return {

@@ -144,6 +144,18 @@ class Dataset:
     def n_test(self) -> int:
         return int(self.meta["n_frames"]["test"])
 
+    def to_pyg(self):
+        """The connectome as a ``torch_geometric.data.Data`` with the ground truth on it:
+        ``edge_attr`` (E, 1) the true W, ``V_rest`` and ``tau`` (N,) per neuron
+        (``Connectome.to_pyg``)."""
+        import torch
+
+        graph = self.connectome.to_pyg(W=self.ground_truth.W)
+        graph.V_rest = torch.from_numpy(np.asarray(self.ground_truth.V_rest, dtype=np.float32).copy())
+        graph.tau = torch.from_numpy(np.asarray(self.ground_truth.tau, dtype=np.float32).copy())
+        graph.ground_truth = self.meta["ground_truth_source"]
+        return graph
+
 
 def _generate(sim: SimulationConfig, connectome: Connectome, params: GroundTruthParams,
               folder: Path, device: str, progress: bool) -> dict:
