@@ -21,6 +21,32 @@ def reference_file(name: str) -> Path:
     return path
 
 
+def fake_flyvis_root(root: Path, model_id: str, layout: str = "best") -> None:
+    """A flyvis data directory as `flyvis download-pretrained` leaves it, holding one network
+    (V_rest from -0.5 to 0.5 over the 65 types, tau 50 ms, every strength 0.01): its
+    ``results/<id>/best_chkpt``, or (layout "chkpts") two ``chkpts/chkpt_*`` of which the last
+    by number is that network."""
+    import numpy as np
+
+    from flyvis_study.world.connectome import cached_connectome
+
+    ref = cached_connectome(8)
+    network = root / "results" / model_id
+    state = {"network": {
+        "nodes_bias": torch.linspace(-0.5, 0.5, 65, dtype=torch.float64),
+        "nodes_time_const": torch.full((65,), 0.05, dtype=torch.float64),
+        "edges_sign": torch.from_numpy(ref.edge_type_sign.astype(np.float64)),
+        "edges_syn_count": torch.log(torch.from_numpy(ref.group_nsyn.astype(np.float64))),
+        "edges_syn_strength": torch.full((604,), 0.01, dtype=torch.float64)}}
+    if layout == "best":
+        network.mkdir(parents=True)
+        torch.save(state, network / "best_chkpt")
+    else:
+        (network / "chkpts").mkdir(parents=True)
+        torch.save({"network": {k: v * 0 for k, v in state["network"].items()}}, network / "chkpts" / "chkpt_00002")
+        torch.save(state, network / "chkpts" / "chkpt_00010")
+
+
 @pytest.fixture(scope="session")
 def expected_counts() -> dict:
     return json.loads(reference_file("connectome_extent8_expected.json").read_text())

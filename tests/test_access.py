@@ -35,7 +35,8 @@ def test_open_block_has_the_dataset_runs_and_statistics(blocks):
     assert len(block.runs) == 3 and set(block.runs["sim_seed"]) == {0, 1, 2}
     np.testing.assert_allclose(block.statistics["connectivity_R2_mean"],
                                config_statistics(b1.dataset)["connectivity_R2_mean"])
-    assert block.ds["traj_conn"].dims == ("config", "sim_seed", "train_seed", "step")
+    assert block.ds["traj_conn"].dims == ("config", "ground_truth", "sim_seed", "train_seed", "step")
+    assert block.ground_truths == ["synthetic/seed0"]  # a file from before the axis gets it on reading
 
 
 def test_median_run_and_run_contents(blocks, dataset_root):

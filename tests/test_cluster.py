@@ -89,7 +89,7 @@ def test_block_on_separate_scheduler_and_workers_survives_a_killed_worker(tmp_pa
               f"after launch, {finished - started:.1f} s after the worker was killed")
         assert block.returncode == 0, stderr[-2000:]
         ds = xr.load_dataset(out / "block3.nc", engine="h5netcdf")
-        runs = ds.isel(sim_seed=0, train_seed=0)
+        runs = ds.isel(ground_truth=0, sim_seed=0, train_seed=0)
         assert sorted(runs["config"].values) == ["lr_ratio=0.05", "lr_ratio=0.2"]
         # retried on the surviving worker, not lost (at this budget a run may end "unrecovered": a final,
         # measured outcome, not an infrastructure failure)

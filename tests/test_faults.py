@@ -60,7 +60,7 @@ def test_block_with_one_divergence_and_mixed_epochs_assembles_and_renders(tmp_pa
     specs = grid_specs(4, configs, 2, cache=str(dataset_root))
     paths = run_many(specs, tmp_path, progress=False)
     ds = block_dataset(paths, 4)
-    lengths = np.isfinite(ds["traj_conn"]).sum("step")
+    lengths = np.isfinite(ds["traj_conn"]).sum("step").isel(ground_truth=0)
     one, two = (int(lengths.sel(config=c, sim_seed=0, train_seed=0)) for c in ("epochs=1", "epochs=2"))
     assert two == 2 * one > 0
     assert int(lengths.sel(config="diverges", sim_seed=0, train_seed=0)) < one  # stopped at the divergence

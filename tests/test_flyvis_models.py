@@ -6,8 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
-from conftest import REFERENCE, reference_file
+from conftest import REFERENCE, fake_flyvis_root, reference_file
 
 from flyvis_study.config import ConfigError, load_run_config
 from flyvis_study.world.connectome import cached_connectome
@@ -49,27 +48,9 @@ def test_builtin_file_is_the_checkpoints_734_numbers_with_source_and_licence():
     assert built.source == "flyvis flow/0000/000"
 
 
-def _fake_flyvis_root(tmp_path, model_id: str, layout: str) -> None:
-    """A flyvis data directory as `flyvis download-pretrained` leaves it (one network)."""
-    network = tmp_path / "results" / model_id
-    state = {"network": {
-        "nodes_bias": torch.linspace(-0.5, 0.5, 65, dtype=torch.float64),
-        "nodes_time_const": torch.full((65,), 0.05, dtype=torch.float64),
-        "edges_sign": torch.from_numpy(cached_connectome(8).edge_type_sign.astype(np.float64)),
-        "edges_syn_count": torch.log(torch.from_numpy(cached_connectome(8).group_nsyn.astype(np.float64))),
-        "edges_syn_strength": torch.full((604,), 0.01, dtype=torch.float64)}}
-    if layout == "best":
-        network.mkdir(parents=True)
-        torch.save(state, network / "best_chkpt")
-    else:
-        (network / "chkpts").mkdir(parents=True)
-        torch.save({"network": {k: v * 0 for k, v in state["network"].items()}}, network / "chkpts" / "chkpt_00002")
-        torch.save(state, network / "chkpts" / "chkpt_00010")  # the last one, by number
-
-
 @pytest.mark.parametrize("layout", ["best", "chkpts"])
 def test_any_flyvis_model_id_is_read_from_the_flyvis_data_directory(tmp_path, monkeypatch, layout):
-    _fake_flyvis_root(tmp_path, "flow/0000/012", layout)
+    fake_flyvis_root(tmp_path, "flow/0000/012", layout)
     monkeypatch.setenv("FLYVIS_ROOT_DIR", str(tmp_path))
     cfg = load_run_config(preset="tiny", overrides={"simulation.ground_truth.source": "flyvis",
                                                     "simulation.ground_truth.model": "flow/0000/012"})

@@ -60,7 +60,7 @@ def _check_block_outputs(out, number, configs, n_runs):
     assert "<details><summary>first run's configuration" in html and "rows ×" not in html  # tables whole
     assert "run_block(" not in html  # rendered without code
     ds = xr.load_dataset(out["nc"], engine="h5netcdf")
-    assert set(ds["connectivity_R2"].dims) == {"config", "sim_seed", "train_seed"}
+    assert set(ds["connectivity_R2"].dims) == {"config", "ground_truth", "sim_seed", "train_seed"}
     assert sorted(ds["config"].values) == sorted(configs)
     assert int((ds["run_id"] != "").sum()) == n_runs
     assert all(ds.attrs[k] for k in PROVENANCE if k != "git_commit")
@@ -109,7 +109,7 @@ def test_blocks_2_and_4_grids(tmp_path, dataset_root):
     out4 = execute_block(4, common)  # the default grid: epochs {2, 3} x augmentation {20, 25, 30}
     labels = [f"epochs={e}_aug={a}" for e in (2, 3) for a in (20, 25, 30)]
     ds4, _ = _check_block_outputs(out4, 4, labels, 6)
-    runs = ds4.isel(sim_seed=0, train_seed=0)
+    runs = ds4.isel(ground_truth=0, sim_seed=0, train_seed=0)
     logged = {c: runs["step"].values[np.isfinite(runs["traj_conn"].sel(config=c).values)] for c in labels}
     assert len(logged["epochs=3_aug=20"]) == 3 * len(logged["epochs=2_aug=20"]) // 2 > 0
     assert logged["epochs=2_aug=20"][-1] < logged["epochs=2_aug=30"][-1] < logged["epochs=3_aug=30"][-1]

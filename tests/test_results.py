@@ -37,9 +37,9 @@ def block(tmp_path):
 
 def test_block_dataset_dims_and_round_trip(block, tmp_path):
     ds, _, _ = block
-    assert set(ds["connectivity_R2"].dims) == {"config", "sim_seed", "train_seed"}
+    assert set(ds["connectivity_R2"].dims) == {"config", "ground_truth", "sim_seed", "train_seed"}
     assert ds.sizes["config"] == 2 and ds.sizes["step"] == 4
-    assert ds["traj_conn"].dims == ("config", "sim_seed", "train_seed", "step")
+    assert ds["traj_conn"].dims == ("config", "ground_truth", "sim_seed", "train_seed", "step")
     save_block(ds, tmp_path / "block1.nc")
     again = load_block(tmp_path / "block1.nc")
     xr.testing.assert_allclose(again["connectivity_R2"], ds["connectivity_R2"])
@@ -54,17 +54,17 @@ def test_runs_of_different_lengths_assemble_on_the_union_grid(tmp_path):
              fake_run(tmp_path, "e2", 1, 1, 0.9, 0.5, n_iter=120, n_epochs=2, stop_after=3),  # diverged
              fake_run(tmp_path, "e2", 2, 2, float("nan"), float("nan"), status="failed", stop_after=0)]
     ds = block_dataset(paths, 4)
-    assert set(ds["connectivity_R2"].dims) == {"config", "sim_seed", "train_seed"}
+    assert set(ds["connectivity_R2"].dims) == {"config", "ground_truth", "sim_seed", "train_seed"}
     steps = ds["step"].values
     assert list(steps) == sorted({20, 40, 60, 99} | {24, 48, 72, 119, 144, 168, 192, 239})
-    finite = np.isfinite(ds["traj_conn"]).sum("step")
+    finite = np.isfinite(ds["traj_conn"]).sum("step").isel(ground_truth=0)
     assert finite.sel(config="e1", sim_seed=0, train_seed=0) == 4
     assert finite.sel(config="e2", sim_seed=0, train_seed=0) == 8
     assert finite.sel(config="e2", sim_seed=1, train_seed=1) == 3
     assert finite.sel(config="e2", sim_seed=2, train_seed=2) == 0
-    e2 = ds["traj_conn"].sel(config="e2", sim_seed=0, train_seed=0)
+    e2 = ds["traj_conn"].sel(config="e2", ground_truth="synthetic/seed0", sim_seed=0, train_seed=0)
     assert list(steps[np.isfinite(e2.values)]) == [24, 48, 72, 119, 144, 168, 192, 239]
-    assert ds["status"].sel(config="e1", sim_seed=1, train_seed=1).item() == ""  # no such run
+    assert ds["status"].sel(config="e1", sim_seed=1, train_seed=1).item() == ""  # no such run (one network)
     st = config_statistics(ds)
     assert st.loc["e2", "n_runs"] == 3 and st.loc["e2", "connectivity_R2_n"] == 2
     save_block(ds, tmp_path / "block4.nc")

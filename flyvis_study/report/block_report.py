@@ -49,9 +49,10 @@ def header(result: BlockResult) -> str:
     """Markdown: preset, runs, seed pairs and provenance of the block file."""
     a = result.dataset.attrs
     pairs = sorted({(s.sim_seed, s.train_seed) for s in result.specs})
+    networks = list(dict.fromkeys(s.ground_truth for s in result.specs))
     return (f"Preset `{result.parameters.preset}`, {len(result.specs)} runs over {len(result.statistics)} "
             f"config(s) and {len(pairs)} seed pair(s) (sim_seed, train_seed): "
-            + ", ".join(f"({s}, {t})" for s, t in pairs) + ".  \n"
+            + ", ".join(f"({s}, {t})" for s, t in pairs) + "; ground truth: " + ", ".join(networks) + ".  \n"
             f"Made by flyvis_study {a.get('package_version', '?')} (commit `{a.get('git_commit') or 'n/a'}`), "
             f"torch {a.get('torch_version', '?')}, on {a.get('device_name', '?')}. "
             f"Block file: `{result.nc_path}`.")

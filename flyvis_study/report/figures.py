@@ -41,7 +41,7 @@ def trajectory_figure(ds: xr.Dataset) -> plt.Figure:
         return fig
     for ax, cfg in zip(axes[0], configs):
         sub = ds.sel(config=cfg)
-        phase = sub["traj_phase"].stack(run=("sim_seed", "train_seed")).dropna("run", how="all")
+        phase = sub["traj_phase"].stack(run=("ground_truth", "sim_seed", "train_seed")).dropna("run", how="all")
         if phase.sizes.get("run", 0):
             ph = phase.isel(run=0).values
             steps = ds["step"].values
@@ -49,7 +49,7 @@ def trajectory_figure(ds: xr.Dataset) -> plt.Figure:
             for s0, s1, p in zip(steps[ok][:-1], steps[ok][1:], ph[ok][:-1]):
                 ax.axvspan(s0, s1, color=PHASE_COLOURS["V_rest" if p > 0.5 else "joint"], lw=0)
         for name, colour in (("traj_conn", "tab:blue"), ("traj_vrest", "tab:orange"), ("traj_tau", "tab:green")):
-            runs = sub[name].stack(run=("sim_seed", "train_seed")).dropna("run", how="all")
+            runs = sub[name].stack(run=("ground_truth", "sim_seed", "train_seed")).dropna("run", how="all")
             for r in range(runs.sizes.get("run", 0)):
                 y = runs.isel(run=r)
                 ok = np.isfinite(y.values)
@@ -94,7 +94,8 @@ def embedding_figure(ds: xr.Dataset, out_dir: str | Path) -> plt.Figure | None:
     for ax, (r, emb, extent) in zip(axes[0], items):
         con = cached_connectome(extent)
         embedding_plot(ax, emb, con.node_type, con.cell_types)
-        ax.set_title(f"{r['config']} (s{r['sim_seed']}, t{r['train_seed']}; conn {r['connectivity_R2']:.2f})",
+        where = "" if r["ground_truth"].startswith("synthetic/") else f"{r['ground_truth']}, "
+        ax.set_title(f"{r['config']} ({where}s{r['sim_seed']}, t{r['train_seed']}; conn {r['connectivity_R2']:.2f})",
                      fontsize=8)
     fig.tight_layout()
     return fig

@@ -1,7 +1,7 @@
 """Results at hand: open a block file or a run folder and look inside, without plumbing.
 
 ``open_block(path)`` -> ``Block``: the block file's xarray Dataset (``.ds``: metrics on
-config x sim_seed x train_seed, trajectories over ``step``, statistics over config x metric x
+config x ground_truth x sim_seed x train_seed, trajectories over ``step``, statistics over config x metric x
 statistic), its run table (``.runs``, one row per run), statistics and ranking per config,
 and the runs it was made of (``.run(...)``, ``.median_run(config)``) when their folders sit
 beside it in ``runs/``.
@@ -78,13 +78,22 @@ class Block:
     def number(self) -> int:
         return int(self.ds.attrs.get("block", -1))
 
-    def run(self, config: str | None = None, sim_seed: int = 0, train_seed: int = 0) -> Run:
-        """The run of ``config`` (default: the first) with these seeds, from ``runs/`` beside the file."""
+    @property
+    def ground_truths(self) -> list[str]:
+        """The simulated networks of the block's runs (``synthetic/seed0``, flyvis model ids)."""
+        return [str(g) for g in self.ds["ground_truth"].values]
+
+    def run(self, config: str | None = None, sim_seed: int = 0, train_seed: int = 0,
+            ground_truth: str | None = None) -> Run:
+        """The run of ``config`` (default: the first) with these seeds on ``ground_truth``
+        (default: the block's first network), from ``runs/`` beside the file."""
         config = self.configs[0] if config is None else config
-        rows = self.runs[(self.runs["config"] == config) & (self.runs["sim_seed"] == sim_seed)
-                         & (self.runs["train_seed"] == train_seed)]
+        ground_truth = self.ground_truths[0] if ground_truth is None else ground_truth
+        rows = self.runs[(self.runs["config"] == config) & (self.runs["ground_truth"] == ground_truth)
+                         & (self.runs["sim_seed"] == sim_seed) & (self.runs["train_seed"] == train_seed)]
         if rows.empty:
-            raise KeyError(f"{self.path.name}: no run of {config!r} with sim_seed={sim_seed}, "
+            where = f" on {ground_truth}" if len(self.ground_truths) > 1 else ""
+            raise KeyError(f"{self.path.name}: no run of {config!r}{where} with sim_seed={sim_seed}, "
                            f"train_seed={train_seed}; runs: {self._pairs(config)}")
         return self._open(rows.iloc[0]["run_id"])
 
@@ -95,7 +104,7 @@ class Block:
         if rows.empty:
             raise KeyError(f"{self.path.name}: no run of {config!r} with a finite {metric}")
         distance = (rows[metric] - rows[metric].median()).abs()
-        best = rows.assign(_d=distance).sort_values(["_d", "sim_seed", "train_seed"]).iloc[0]
+        best = rows.assign(_d=distance).sort_values(["_d", "ground_truth", "sim_seed", "train_seed"]).iloc[0]
         return self._open(best["run_id"])
 
     def plot_metric(self, metric: str = "V_rest_R2"):
@@ -126,7 +135,9 @@ class Block:
 
     def _pairs(self, config: str) -> str:
         rows = self.runs[self.runs["config"] == config]
-        return ", ".join(f"({s}, {t})" for s, t in zip(rows["sim_seed"], rows["train_seed"])) or "none"
+        several = rows["ground_truth"].nunique() > 1
+        return ", ".join((f"({g}, {s}, {t})" if several else f"({s}, {t})")
+                         for g, s, t in zip(rows["ground_truth"], rows["sim_seed"], rows["train_seed"])) or "none"
 
 
 def open_block(path: str | Path) -> Block:
@@ -136,10 +147,12 @@ def open_block(path: str | Path) -> Block:
     path = project_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no block file at {path}")
+    from flyvis_study.study.results import with_ground_truth_axis
+
     ds = xr.load_dataset(path, engine="h5netcdf")
     if "config" not in ds.dims or "connectivity_R2" not in ds:
         raise ValueError(f"{path} is not a block file (no config dimension or connectivity_R2)")
-    return Block(path, ds)
+    return Block(path, with_ground_truth_axis(ds))
 
 
 # ----------------------------------------------------------------------------- runs

@@ -10,8 +10,10 @@ import xarray as xr
 from flyvis_study.evaluation.trajectory import trajectory_observations
 from flyvis_study.study.results import runs_table
 
-
 # ----------------------------------------------------------------------------- human-readable log
+DEFAULT_GROUND_TRUTH = "synthetic/seed0"  # named in the Seeds line only when a run used another
+
+
 def analysis_entries(ds: xr.Dataset, start_iter: int = 1, runs_dir: str | Path | None = None) -> dict[str, list[str]]:
     """Seed-format log entries ('## Iter N: ...') per config, in replicate order, with variance updates.
 
@@ -21,7 +23,7 @@ def analysis_entries(ds: xr.Dataset, start_iter: int = 1, runs_dir: str | Path |
     when given. Mutation / Parent rule: the config's own overrides against the block's parent
     (the base config at the preset with the block's common overrides).
     """
-    df = runs_table(ds).sort_values(["config", "replicate"])
+    df = runs_table(ds).sort_values(["config", "ground_truth", "replicate"])
     parent = _parent(ds)
     out: dict[str, list[str]] = {}
     counter = start_iter
@@ -44,7 +46,8 @@ def analysis_entries(ds: xr.Dataset, start_iter: int = 1, runs_dir: str | Path |
                 f"## Iter {counter}: {status}",
                 f"Node: id={counter}, parent=root",
                 f"Mode/Strategy: block {int(ds.attrs.get('block', -1))} grid, config {config}",
-                f"Seeds: sim_seed={r['sim_seed']}, train_seed={r['train_seed']}, rationale={mode}",
+                f"Seeds: sim_seed={r['sim_seed']}, train_seed={r['train_seed']}, rationale={mode}"
+                + ("" if r["ground_truth"] == DEFAULT_GROUND_TRUTH else f", ground_truth={r['ground_truth']}"),
                 f"Config: lr_W={t.get('lr_W')}, lr={t.get('lr')}, lr_emb={t.get('lr_embedding')}, "
                 f"joint_ratio={t.get('alternate_joint_ratio') if t.get('alternate_training') else 'n/a (standard)'}, "
                 f"lr_ratio={t.get('alternate_lr_ratio') if t.get('alternate_training') else 'n/a'}, "
@@ -73,7 +76,8 @@ def _trajectory_rows(ds: xr.Dataset, r) -> list[dict]:
     """The run's logged rows (step, epoch, phase, the three R2) from the block Dataset."""
     if "step" not in ds.dims or "traj_conn" not in ds:
         return []
-    run = ds.sel(config=r["config"], sim_seed=r["sim_seed"], train_seed=r["train_seed"])
+    run = ds.sel(config=r["config"], ground_truth=r["ground_truth"], sim_seed=r["sim_seed"],
+                 train_seed=r["train_seed"])
     ok = np.isfinite(run["traj_conn"].values)
     cols = {k: run[v].values[ok] for k, v in (("connectivity_r2", "traj_conn"), ("vrest_r2", "traj_vrest"),
                                                ("tau_r2", "traj_tau"), ("epoch", "traj_epoch"),

@@ -201,7 +201,7 @@ def plan_block(number: int, params: BlockParameters | dict) -> list[RunSpec]:
                           preset=params.preset, seed_mode=params.seed_mode, seed_base=params.seed_base,
                           sim_seeds=params.sim_seeds, train_seeds=params.train_seeds,
                           common_overrides=dict(params.overrides), device=params.device,
-                          cache=params.cache_dir or None)
+                          cache=params.cache_dir or None, ground_truth_models=params.ground_truth_models)
     except (ConfigError, ValueError) as err:
         raise BlockParameterError(f"block {number}: " + str(err).replace("\n ", "").replace("\n", " ")) from None
 

@@ -1,4 +1,5 @@
-"""Paired comparison of two blocks on shared (sim_seed, train_seed) pairs."""
+"""Paired comparison of two blocks on shared (ground_truth, sim_seed, train_seed) cells: the same
+simulated network and seeds under both."""
 
 from __future__ import annotations
 
@@ -16,21 +17,25 @@ COMPARED_METRICS = ("V_rest_R2", "connectivity_R2", "tau_R2")
 def paired_comparison(baseline: xr.Dataset, treatment: xr.Dataset, metric: str,
                       baseline_config: str | None = None, treatment_config: str | None = None,
                       n_resamples: int = 9999, seed: int = 0) -> dict:
-    """treatment - baseline on shared (sim_seed, train_seed) pairs of one config each."""
+    """treatment - baseline on shared (ground_truth, sim_seed, train_seed) cells of one config each.
+
+    ``pairs`` lists the (sim_seed, train_seed) of each pair, ``ground_truths`` its network.
+    """
     from scipy import stats as st
 
     def per_pair(ds, config):
         df = runs_table(ds)
         config = config if config is not None else df["config"].iloc[0]
         df = df[df["config"] == config]
-        return df.set_index(["sim_seed", "train_seed"])[metric], config
+        return df.set_index(["ground_truth", "sim_seed", "train_seed"])[metric], config
 
     a, a_cfg = per_pair(baseline, baseline_config)
     b, b_cfg = per_pair(treatment, treatment_config)
     joined = pd.concat({"baseline": a, "treatment": b}, axis=1, join="inner").dropna()
     diff = (joined["treatment"] - joined["baseline"]).to_numpy(dtype=float)
     out = {"metric": metric, "baseline_config": a_cfg, "treatment_config": b_cfg, "n_pairs": int(diff.size),
-           "pairs": [list(map(int, k)) for k in joined.index], "baseline": joined["baseline"].tolist(),
+           "pairs": [[int(s), int(t)] for _, s, t in joined.index],
+           "ground_truths": [str(g) for g, _, _ in joined.index], "baseline": joined["baseline"].tolist(),
            "treatment": joined["treatment"].tolist(), "differences": diff.tolist(),
            "mean_baseline": float(joined["baseline"].mean()) if diff.size else math.nan,
            "mean_treatment": float(joined["treatment"].mean()) if diff.size else math.nan,

@@ -22,8 +22,12 @@ Common parameters (every block):
 | cache_dir | "" or a folder | dataset cache (default ~/.cache/flyvis_study/datasets) |
 | overrides | mapping of dotted config keys | applied to every run |
 | compare_with | "" or a block file | the baseline of the paired comparison |
+| ground_truth_models | flyvis model ids, or [] | each run repeated on each network (seed-like) |
 
-plus the block's grid axes (``study.blocks.BLOCKS[N].axes``) or, for block 5, ``best_config``
+``ground_truth_models`` (e.g. ``["flow/0000/000", "flow/0000/001"]``) is a third seed-like
+axis, the runs' ``ground_truth`` coordinate; [] keeps the config's own ground truth.
+
+Plus the block's grid axes (``study.blocks.BLOCKS[N].axes``) or, for block 5, ``best_config``
 and ``best_from``.
 """
 
@@ -64,6 +68,21 @@ class BlockParameters(BaseModel):
     cache_dir: str = ""
     overrides: dict[str, Any] = Field(default_factory=dict)
     compare_with: str = ""
+    ground_truth_models: list[str] = Field(default_factory=list)
+
+    @field_validator("ground_truth_models", mode="before")
+    @classmethod
+    def _models(cls, models):
+        from flyvis_study.world.flyvis_models import resolvable
+
+        models = [models] if isinstance(models, str) else models
+        if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+            raise ValueError("a list of flyvis model ids such as ['flow/0000/000', 'flow/0000/001']")
+        if len(set(models)) != len(models):
+            raise ValueError("each model id once")
+        for model in models:
+            resolvable(model)
+        return models
 
     @field_validator("sim_seeds", "train_seeds")
     @classmethod

@@ -20,6 +20,7 @@ from flyvis_study.evaluation.names import HEADLINE_METRICS
 from flyvis_study.study.spec import RunSpec
 
 RUN_METRICS = (*HEADLINE_METRICS, "training_time_min")
+RUN_DIMS = ("config", "ground_truth", "sim_seed", "train_seed")  # one cell per run
 RECORD_STRINGS = ("status", "failure_kind", "reason", "metric_failures", "seed_mode", "run_id", "config_json",
                   "overrides_json")
 
@@ -35,31 +36,39 @@ TRAJ_KEYS = (("connectivity_r2", "traj_conn"), ("vrest_r2", "traj_vrest"), ("tau
 
 # ----------------------------------------------------------------------------- run files
 def run_dataset(spec: RunSpec, record: dict, log_rows: list[dict], n_iter: int) -> xr.Dataset:
-    """The one-run xarray Dataset: dims (config, sim_seed, train_seed) + (step) for the trajectory."""
-    coords = {"config": [spec.label], "sim_seed": [spec.sim_seed], "train_seed": [spec.train_seed]}
-    dims = ("config", "sim_seed", "train_seed")
+    """The one-run xarray Dataset: dims ``RUN_DIMS`` (config, ground_truth, sim_seed,
+    train_seed), one cell, + (step) for the trajectory."""
+    coords = {"config": [spec.label], "ground_truth": [spec.ground_truth], "sim_seed": [spec.sim_seed],
+              "train_seed": [spec.train_seed]}
+    dims = RUN_DIMS
+    cell = (1,) * len(dims)
+
+    def text(value) -> np.ndarray:
+        return np.full(cell, str(value), dtype=object)
+
     data = {}
     for key in RUN_METRICS + EXTRA_METRICS:
         value = record.get(key)
         value = np.nan if value is None else float(value)
-        data[key] = (dims, np.full((1, 1, 1), value))
+        data[key] = (dims, np.full(cell, value))
     record = {**record, "overrides_json": json.dumps(spec.overrides, sort_keys=True)}
     for key in RECORD_STRINGS:
-        data[key] = (dims, np.array([[[str(record.get(key, ""))]]], dtype=object))
-    data["replicate"] = (dims, np.full((1, 1, 1), spec.replicate, dtype=np.int64))
+        data[key] = (dims, text(record.get(key, "")))
+    data["replicate"] = (dims, np.full(cell, spec.replicate, dtype=np.int64))
     for name in ("conn", "vrest", "tau"):
         traj = record.get("trajectory", {}).get(name, {})
-        data[f"{name}_peak"] = (dims, np.full((1, 1, 1), np.nan if traj.get("peak") is None else traj["peak"]))
-        data[f"{name}_final"] = (dims, np.full((1, 1, 1), np.nan if traj.get("final") is None else traj["final"]))
-        data[f"{name}_trend"] = (dims, np.array([[[traj.get("trend", "")]]], dtype=object))
-        data[f"{name}_peak_phase"] = (dims, np.array([[[traj.get("peak_phase", "")]]], dtype=object))
+        data[f"{name}_peak"] = (dims, np.full(cell, np.nan if traj.get("peak") is None else traj["peak"]))
+        data[f"{name}_final"] = (dims, np.full(cell, np.nan if traj.get("final") is None else traj["final"]))
+        data[f"{name}_trend"] = (dims, text(traj.get("trend", "")))
+        data[f"{name}_peak_phase"] = (dims, text(traj.get("peak_phase", "")))
     steps = np.array([r["epoch"] * n_iter + r["iteration"] for r in log_rows], dtype=np.int64)
     if steps.size:
         tdims = dims + ("step",)
+        series = lambda values: np.asarray(values, dtype=np.float64).reshape(cell + (-1,))  # noqa: E731
         for key, name in TRAJ_KEYS:
-            data[name] = (tdims, np.array([r[key] for r in log_rows], dtype=np.float64)[None, None, None])
-        data["traj_epoch"] = (tdims, np.array([r["epoch"] for r in log_rows], float)[None, None, None])
-        data["traj_phase"] = (tdims, np.array([r["phase"] == "V_rest" for r in log_rows], float)[None, None, None])
+            data[name] = (tdims, series([r[key] for r in log_rows]))
+        data["traj_epoch"] = (tdims, series([r["epoch"] for r in log_rows]))
+        data["traj_phase"] = (tdims, series([r["phase"] == "V_rest" for r in log_rows]))
         coords["step"] = steps
     ds = xr.Dataset(data, coords=coords)
     if steps.size:

@@ -7,8 +7,12 @@ moments but counted): n, mean, std (ddof=1), CV = std / mean, min.
 - fragile: any headline metric with CV > 25 % or min < 0.5 x its mean;
 - ranking (configs with >= 3 runs): score = mean(conn)(1 - CV(conn)) + 0.5 mean(V_rest)(1 - CV(V_rest)),
   ties broken by the lower CV(V_rest).
-Paired comparison of two blocks (e.g. two-stage vs standard) on shared (sim_seed, train_seed)
-pairs: per-pair differences, their mean with a bootstrap 95 % CI, Wilcoxon signed-rank and
+Runs sit on (config, ground_truth, sim_seed, train_seed): ``ground_truth`` names the simulated
+network (``synthetic/seed0``, a flyvis model id such as ``flow/0000/000``), a seed-like axis a
+block varies with ``ground_truth_models``. Files written before that axis existed get it on
+reading, from each run's stored config (``with_ground_truth_axis``).
+Paired comparison of two blocks (e.g. two-stage vs standard) on shared (ground_truth, sim_seed,
+train_seed) cells: per-pair differences, their mean with a bootstrap 95 % CI, Wilcoxon signed-rank and
 paired t tests, and the effect size d_z = mean(diff) / sd(diff).
 """
 
@@ -21,14 +25,43 @@ import pandas as pd
 import xarray as xr
 
 from flyvis_study.atomic import atomic_path
+from flyvis_study.study.record import RUN_DIMS
+
+
+def _stored_ground_truth(ds: xr.Dataset) -> str:
+    """The ground-truth label of the (first) run stored in a file without the axis."""
+    from flyvis_study.config import RunConfig
+
+    if "config_json" in ds:
+        for text in np.asarray(ds["config_json"].values, dtype=object).ravel():
+            if text:
+                try:
+                    return RunConfig.model_validate_json(str(text)).simulation.ground_truth.label()
+                except ValueError:
+                    break
+    return "synthetic/seed0"
+
+
+def with_ground_truth_axis(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with its run variables on ``RUN_DIMS``: a file from before the ground_truth axis
+    gets it (one value, from its stored config); other variables are left as they are."""
+    if "ground_truth" in ds.dims:
+        return ds
+    run_vars = [v for v in ds.data_vars if {"config", "sim_seed", "train_seed"} <= set(ds[v].dims)]
+    label = _stored_ground_truth(ds)
+    expanded = ds[run_vars].expand_dims(ground_truth=[label], axis=1)
+    rest = ds.drop_vars(run_vars)
+    out = xr.merge([expanded, rest], join="outer", combine_attrs="override")
+    out.attrs = ds.attrs
+    return out
 
 
 def combine_runs(paths: list[str | Path]) -> xr.Dataset:
     """Combine one-run files into a block Dataset.
 
-    Scalars (metrics, status, seeds, config) go on (config, sim_seed, train_seed), outer-joined:
-    a cell without a run is NaN / "". Trajectories (``traj_*``) go on (config, sim_seed,
-    train_seed, step) over the union of the runs' iteration grids: each run keeps its own
+    Scalars (metrics, status, seeds, config) go on ``RUN_DIMS`` (config, ground_truth, sim_seed,
+    train_seed), outer-joined: a cell without a run is NaN / "". Trajectories (``traj_*``) go on
+    ``RUN_DIMS`` + (step) over the union of the runs' iteration grids: each run keeps its own
     steps, NaN elsewhere, so runs of different lengths (epochs, augmentation loops, a run that
     diverged mid-way, one that never trained) assemble into one block.
     """
@@ -36,7 +69,7 @@ def combine_runs(paths: list[str | Path]) -> xr.Dataset:
         raise ValueError("no run files to combine")
     scalars, trajectories = [], []
     for p in paths:
-        part = xr.load_dataset(p, engine="h5netcdf")
+        part = with_ground_truth_axis(xr.load_dataset(p, engine="h5netcdf"))
         traj = [v for v in part.data_vars if "step" in part[v].dims]
         scalars.append(part.drop_vars(traj + (["step"] if "step" in part.coords else [])))
         if traj:
@@ -49,13 +82,14 @@ def combine_runs(paths: list[str | Path]) -> xr.Dataset:
     if "replicate" in combined:
         combined["replicate"] = combined["replicate"].fillna(-1).astype(np.int64)
     if "step" in combined.dims:
-        combined = combined.transpose("config", "sim_seed", "train_seed", "step")
+        combined = combined.transpose(*RUN_DIMS, "step")
     return combined
 
 
 def runs_table(ds: xr.Dataset) -> pd.DataFrame:
-    """One row per finished run (config, sim_seed, train_seed) with its scalar metrics."""
-    cols = [v for v in ds.data_vars if set(ds[v].dims) == {"config", "sim_seed", "train_seed"}]
+    """One row per finished run (config, ground_truth, sim_seed, train_seed) with its scalar metrics."""
+    ds = with_ground_truth_axis(ds)
+    cols = [v for v in ds.data_vars if set(ds[v].dims) == set(RUN_DIMS)]
     df = ds[cols].to_dataframe().reset_index()
     return df[df["run_id"] != ""].reset_index(drop=True)
 
@@ -68,4 +102,5 @@ def save_block(ds: xr.Dataset, path: str | Path) -> None:
 
 
 def load_block(path: str | Path) -> xr.Dataset:
-    return xr.load_dataset(path, engine="h5netcdf")
+    """A block file, its runs on ``RUN_DIMS`` (``with_ground_truth_axis``)."""
+    return with_ground_truth_axis(xr.load_dataset(path, engine="h5netcdf"))

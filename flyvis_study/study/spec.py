@@ -42,19 +42,34 @@ class RunSpec(BaseModel):
     replicate: int = Field(0, ge=0)
     device: str = "cpu"
     cache: str | None = None
+    ground_truth_model: str | None = Field(None, description="a flyvis model id (the block's ground_truth_models "
+                                                             "axis); None: the config's own ground truth")
 
     @functools.cached_property
     def config(self) -> RunConfig:
-        """The validated RunConfig of this run (seeds applied), resolved once."""
+        """The validated RunConfig of this run (seeds and ground-truth model applied), resolved once."""
         overrides = dict(self.overrides)
         overrides.update({"simulation.seed": self.sim_seed, "training.seed": self.train_seed})
+        if self.ground_truth_model is not None:
+            overrides.update({"simulation.ground_truth.source": "flyvis",
+                              "simulation.ground_truth.model": self.ground_truth_model})
         return load_run_config(self.base_config, preset=self.preset, overrides=overrides)
+
+    @property
+    def ground_truth(self) -> str:
+        """The ground truth's label (``GroundTruthConfig.label``): the run's ``ground_truth`` coordinate."""
+        return self.config.simulation.ground_truth.label()
 
     @functools.cached_property
     def run_id(self) -> str:
         digest = hashlib.sha256(self.config.to_json().encode()).hexdigest()[:8]
-        safe = "".join(ch if ch.isalnum() or ch in "._=-" else "_" for ch in self.label)
-        return f"{safe}__s{self.sim_seed}_t{self.train_seed}__{digest}"
+        safe = _safe(self.label)
+        model = f"__{_safe(self.ground_truth_model)}" if self.ground_truth_model is not None else ""
+        return f"{safe}{model}__s{self.sim_seed}_t{self.train_seed}__{digest}"
+
+
+def _safe(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "._=-" else "_" for ch in text)
 
 
 def suggest_seeds(replicate: int, mode: str, seed_base: int = 0) -> tuple[int, int]:
@@ -69,10 +84,14 @@ def suggest_seeds(replicate: int, mode: str, seed_base: int = 0) -> tuple[int, i
 def grid_specs(block: int, configs: dict[str, dict], replicates: int, *, base_config: str = "two_stage.yaml",
                preset: str = DEFAULT_PRESET, seed_mode: str = "generalisation", seed_base: int = 0,
                sim_seeds: list[int] | None = None, train_seeds: list[int] | None = None,
-               common_overrides: dict | None = None, device: str = "cpu", cache: str | None = None) -> list[RunSpec]:
-    """Specs for every (config, replicate). ``configs`` maps a label to its dotted overrides.
+               common_overrides: dict | None = None, device: str = "cpu", cache: str | None = None,
+               ground_truth_models: list[str] | None = None) -> list[RunSpec]:
+    """Specs for every (config, ground-truth model, replicate). ``configs`` maps a label to its
+    dotted overrides.
 
     Explicit ``sim_seeds``/``train_seeds`` (equal length) replace the suggested seeds.
+    ``ground_truth_models`` (flyvis model ids) repeats every (config, seed pair) on each
+    network, a third seed-like axis; empty or None: the configs' own ground truth.
     All specs are validated (config resolved) here, before any run starts.
     """
     if sim_seeds is not None or train_seeds is not None:
@@ -91,10 +110,11 @@ def grid_specs(block: int, configs: dict[str, dict], replicates: int, *, base_co
     specs = []
     for label, overrides in configs.items():
         merged = {**(common_overrides or {}), **overrides}
-        for r, ((s, t), mode) in enumerate(zip(pairs, modes)):
-            spec = RunSpec(block=block, label=label, base_config=base_config, overrides=merged, preset=preset,
-                           sim_seed=int(s), train_seed=int(t), seed_mode=mode, replicate=r, device=device,
-                           cache=cache)
-            _ = spec.config  # validate before any compute
-            specs.append(spec)
+        for model in (ground_truth_models or [None]):
+            for r, ((s, t), mode) in enumerate(zip(pairs, modes)):
+                spec = RunSpec(block=block, label=label, base_config=base_config, overrides=merged, preset=preset,
+                               sim_seed=int(s), train_seed=int(t), seed_mode=mode, replicate=r, device=device,
+                               cache=cache, ground_truth_model=model)
+                _ = spec.config  # validate before any compute
+                specs.append(spec)
     return specs

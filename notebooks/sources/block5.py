@@ -22,12 +22,13 @@
 
 # %% tags=["parameters"]
 # --- scale and seeds -------------------------------------------------------
-preset = "tiny"  # tiny | small | full (sizes and iteration budgets only)
+preset = "tiny"  # tiny | small | full (sizes and budgets; full: the flyvis network flow/0000/000 as ground truth)
 replicates = 4  # runs per config
 seed_mode = "generalisation"  # generalisation (both seeds vary) | robustness (fixed sim seed) | both
 seed_base = 0  # first suggested seed; shared by all blocks, so they pair up
 sim_seeds = None  # explicit simulation seeds (list), overrides the suggestion
 train_seeds = None  # explicit training seeds (list, same length as sim_seeds)
+ground_truth_models = []  # flyvis model ids, e.g. ["flow/0000/000", "flow/0000/001"]: each run on each network; []: the config's own
 # --- execution ---------------------------------------------------------------
 workers = 0  # positive: a Dask LocalCluster with this many workers
 scheduler = ""  # address of a running Dask scheduler (e.g. dask-jobqueue on SLURM)
