@@ -7,11 +7,13 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from flyvis_study.config import GroundTruthConfig
 from flyvis_study.evaluation.trajectory import trajectory_observations
 from flyvis_study.study.results import runs_table
+from flyvis_study.study.spec import safe_name
 
 # ----------------------------------------------------------------------------- human-readable log
-DEFAULT_GROUND_TRUTH = "synthetic/seed0"  # named in the Seeds line only when a run used another
+DEFAULT_GROUND_TRUTH = GroundTruthConfig().label()  # named in the Seeds line only when a run used another
 
 
 def analysis_entries(ds: xr.Dataset, start_iter: int = 1, runs_dir: str | Path | None = None) -> dict[str, list[str]]:
@@ -146,8 +148,7 @@ def append_analysis_logs(ds: xr.Dataset, folder: str | Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for config, entries in analysis_entries(ds, runs_dir=folder / "runs").items():
-        safe = "".join(ch if ch.isalnum() or ch in "._=-" else "_" for ch in config)
-        path = folder / f"{safe}_analysis.md"
+        path = folder / f"{safe_name(config)}_analysis.md"
         existing = path.read_text() if path.exists() else ""
         new = [e for e in entries if e.split("\n", 4)[3] not in existing]  # keyed by the Seeds line
         if new:

@@ -29,8 +29,9 @@ from flyvis_study.study.record import RUN_DIMS
 
 
 def _stored_ground_truth(ds: xr.Dataset) -> str:
-    """The ground-truth label of the (first) run stored in a file without the axis."""
-    from flyvis_study.config import RunConfig
+    """The ground-truth label of the (first) run stored in a file without the axis (the default
+    ground truth's when no config is stored)."""
+    from flyvis_study.config import GroundTruthConfig, RunConfig
 
     if "config_json" in ds:
         for text in np.asarray(ds["config_json"].values, dtype=object).ravel():
@@ -39,7 +40,7 @@ def _stored_ground_truth(ds: xr.Dataset) -> str:
                     return RunConfig.model_validate_json(str(text)).simulation.ground_truth.label()
                 except ValueError:
                     break
-    return "synthetic/seed0"
+    return GroundTruthConfig().label()
 
 
 def with_ground_truth_axis(ds: xr.Dataset) -> xr.Dataset:

@@ -63,12 +63,13 @@ class RunSpec(BaseModel):
     @functools.cached_property
     def run_id(self) -> str:
         digest = hashlib.sha256(self.config.to_json().encode()).hexdigest()[:8]
-        safe = _safe(self.label)
-        model = f"__{_safe(self.ground_truth_model)}" if self.ground_truth_model is not None else ""
+        safe = safe_name(self.label)
+        model = f"__{safe_name(self.ground_truth_model)}" if self.ground_truth_model is not None else ""
         return f"{safe}{model}__s{self.sim_seed}_t{self.train_seed}__{digest}"
 
 
-def _safe(text: str) -> str:
+def safe_name(text: str) -> str:
+    """``text`` as a file-name part: letters, digits and ``._=-`` kept, anything else ``_``."""
     return "".join(ch if ch.isalnum() or ch in "._=-" else "_" for ch in text)
 
 

@@ -19,6 +19,7 @@ A flyvis model id is ``<ensemble name>/<ensemble id>/<network id>``, e.g. ``flow
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -119,5 +120,5 @@ def flyvis_model_params(model_id: str):
         return _builtin_params(model_id)
     path = network_checkpoint(model_id)
     params = load_flyvis_checkpoint(path)
-    return type(params)(**{**params.__dict__, "source": f"flyvis {model_id}",
-                           "info": {"model": model_id, "checkpoint": str(path)}})
+    return dataclasses.replace(params, source=f"flyvis {model_id}",
+                               info={"model": model_id, "checkpoint": str(path)})
