@@ -109,99 +109,169 @@ def _write_log(path: Path, rows: list[dict]) -> None:
                         f"{r['tau_r2']:.6f}", r["phase"]])
 
 
+class RunTrainer:
+    """One run's training state, advanced one optimiser step at a time by whoever computes the step.
+
+    ``train`` drives one ``RunTrainer`` with a single-run step; ``train.stacked.train_stack``
+    drives several with one stacked step. Per step the driver reads ``batch()`` (the frame
+    indices of the current iteration; ``phase_changed`` says whether ``coeffs`` / ``phase``
+    must be applied first), computes the step, and hands its loss to ``record``, which keeps
+    the loss, writes metrics.log rows at the logged iterations (stopping a diverged run), and
+    at the end of an epoch saves the checkpoint and draws the next epoch's batches. ``done``
+    is set when the last epoch ends or the run diverged; ``finish()`` writes loss.npy,
+    coefficients.json and metrics.log and returns the ``TrainResult``.
+    """
+
+    def __init__(self, cfg: RunConfig, dataset: Dataset, run_dir: str | Path, device: str = "cpu",
+                 resume: bool = True, dtype: torch.dtype = torch.float32,
+                 step_callback: Callable[[int, int, str, torch.optim.Optimizer], None] | None = None):
+        dev = torch.device(device)
+        self.cfg, self.dataset, self.device, self.dtype = cfg, dataset, dev, dtype
+        self.run_dir = run_dir = Path(run_dir)
+        self.step_callback = step_callback
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run_dir / "config.json", cfg.to_json())
+        self.n_iter = cfg.n_iterations(dataset.n_train)
+        self.joint_iters = cfg.joint_iterations(dataset.n_train)
+        self.log_at = set(log_iterations(self.n_iter))
+        self.data = TrainingData(dataset, dev, dtype)
+        self.model = build_model(cfg, dataset, dev).to(dtype)
+        self.optimizer = build_optimizer(self.model, cfg, dev)
+        self.sampler = seeded_generator(cfg.training.seed, 2)
+        self.evaluator = InLoopEvaluator(self.data, dataset, cfg.evaluation.in_loop_points,
+                                         cfg.evaluation.n_gain_frames)
+        self.xnorm = self.data.stats.xnorm
+        self.rows: list[dict] = []
+        self.losses: list[np.ndarray] = []
+        self.coeff_log: list[dict] = []
+        self.epoch, self.elapsed = 0, 0.0
+        state = latest_good_checkpoint(run_dir, dev) if resume else None
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.sampler.set_state(state["sampler"])
+            self.rows, self.coeff_log = state["log_rows"], state["coefficients"]
+            self.losses = [np.asarray(state["loss"], dtype=np.float32)]
+            self.epoch, self.elapsed = state["epoch"] + 1, state["training_time_s"]
+        self.status, self.reason = "ok", ""
+        self.iteration = 0
+        self.phase: str | None = None
+        self.phase_changed = False
+        self.bar = None
+        self.t0 = time.perf_counter()
+        self.done = self.epoch >= cfg.training.n_epochs
+        if not self.done:
+            self._begin_epoch()
+
+    @property
+    def steps_left(self) -> int:
+        """Optimiser steps this run still has to take (0 once done)."""
+        if self.done:
+            return 0
+        return (self.cfg.training.n_epochs - self.epoch) * self.n_iter - self.iteration
+
+    def _begin_epoch(self) -> None:
+        t = self.cfg.training
+        self.coeffs = coefficients(t, self.epoch)
+        self.coeff_log.append({"epoch": self.epoch, **self.coeffs})
+        n_frames = self.data.frames.shape[0]
+        draws = torch.randint(0, n_frames, (self.n_iter, t.batch_size), generator=self.sampler)
+        self.batches = self.data.frames[draws.to(self.data.frames.device)]
+        if not self.data.resident:
+            self.batches = self.batches.numpy()
+        self.loss_buf = torch.zeros(self.n_iter, device=self.device, dtype=self.dtype)
+        self.iteration, self.phase = 0, None
+
+    def batch(self):
+        """Frame indices (batch_size,) of the current iteration; sets ``phase`` and ``phase_changed``."""
+        new_phase = phase_of(self.iteration, self.joint_iters)
+        self.phase_changed = new_phase != self.phase
+        self.phase = new_phase
+        return self.batches[self.iteration]
+
+    def record(self, loss: torch.Tensor) -> None:
+        """Keep the current iteration's loss (0-d, detached) and move on (see the class docstring)."""
+        it = self.iteration
+        self.loss_buf[it] = loss
+        if self.step_callback is not None:
+            self.step_callback(self.epoch, it, self.phase, self.optimizer)
+        if self.bar is not None:
+            self.bar.update(1)
+        if it in self.log_at:
+            finite = bool(torch.isfinite(self.loss_buf[: it + 1]).all())
+            if not finite:
+                bad = int(torch.nonzero(~torch.isfinite(self.loss_buf[: it + 1]))[0])
+                self.status, self.reason = "failed", f"non-finite loss at epoch {self.epoch}, iteration {bad}"
+                self.losses.append(self.loss_buf[: it + 1].cpu().numpy())
+                self.done = True
+                return
+            r2 = self.evaluator(self.model)
+            self.rows.append({"epoch": self.epoch, "iteration": it, **r2, "phase": self.phase})
+            _write_log(self.run_dir / "metrics.log", self.rows)
+            write_run_progress(self.run_dir, self.epoch, it, self.cfg.training.n_epochs, self.n_iter, self.phase, r2)
+            if self.bar is not None:
+                self.bar.set_postfix(phase=self.phase, loss=f"{float(loss):.3g}",
+                                     conn=f"{r2['connectivity_r2']:.3f}", vrest=f"{r2['vrest_r2']:.3f}")
+        self.iteration += 1
+        if self.iteration == self.n_iter:
+            self._end_epoch()
+
+    def _end_epoch(self) -> None:
+        self.losses.append(self.loss_buf.cpu().numpy())
+        if self.cfg.training.checkpoint_every_epoch:
+            save_checkpoint(self.run_dir, self.epoch, {
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "sampler": self.sampler.get_state(), "config": json.loads(self.cfg.to_json()),
+                "log_rows": self.rows, "coefficients": self.coeff_log,
+                "loss": np.concatenate(self.losses), "training_time_s": self.training_time_s})
+        self.epoch += 1
+        if self.epoch >= self.cfg.training.n_epochs:
+            self.done = True
+        else:
+            self._begin_epoch()
+
+    @property
+    def training_time_s(self) -> float:
+        """Training time so far: earlier sessions' (from the checkpoint) plus this one's wall time."""
+        if not hasattr(self, "_t_end"):
+            return self.elapsed + time.perf_counter() - self.t0
+        return self.elapsed + self._t_end - self.t0
+
+    def finish(self) -> TrainResult:
+        """Write loss.npy, coefficients.json and metrics.log; check the parameters; the result."""
+        self._t_end = time.perf_counter()
+        loss_all = np.concatenate(self.losses) if self.losses else np.zeros(0, np.float32)
+        np.save(self.run_dir / "loss.npy", loss_all.astype(np.float32))
+        write_json_atomic(self.run_dir / "coefficients.json", self.coeff_log)
+        _write_log(self.run_dir / "metrics.log", self.rows)
+        if self.status == "ok" and not all(math.isfinite(p.detach().double().sum().item())
+                                           for p in self.model.parameters()):
+            self.status, self.reason = "failed", "non-finite parameters after training"
+        return TrainResult(self.model, self.status, self.reason, self.rows, loss_all, self.coeff_log,
+                           self.training_time_s, self.data)
+
+
 def train(cfg: RunConfig, dataset: Dataset, run_dir: str | Path, device: str = "cpu",
           progress: bool = True, resume: bool = True,
-          step_callback: Callable[[int, int, str, torch.optim.Optimizer], None] | None = None) -> TrainResult:
+          step_callback: Callable[[int, int, str, torch.optim.Optimizer], None] | None = None,
+          dtype: torch.dtype = torch.float32) -> TrainResult:
     """Train one run (standard or two-stage per ``cfg.training.alternate_training``).
 
     ``step_callback(epoch, iteration, phase, optimizer)``, if given, runs after every
     optimiser step (for tests and instrumentation; it must not synchronise the device).
+    ``dtype``: the training precision (float32; float64 for equivalence tests).
     """
     from tqdm.auto import tqdm
 
-    dev = torch.device(device)
-    run_dir = Path(run_dir)
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.json", cfg.to_json())
+    run = RunTrainer(cfg, dataset, run_dir, device, resume, dtype, step_callback)
+    step = make_step(run.model, run.optimizer, run.data, cfg, run.xnorm)
     t = cfg.training
-    n_iter = cfg.n_iterations(dataset.n_train)
-    joint_iters = cfg.joint_iterations(dataset.n_train)
-    log_at = set(log_iterations(n_iter))
-
-    data = TrainingData(dataset, dev)
-    model = build_model(cfg, dataset, dev)
-    optimizer = build_optimizer(model, cfg, dev)
-    sampler = seeded_generator(t.seed, 2)
-    evaluator = InLoopEvaluator(data, dataset, cfg.evaluation.in_loop_points, cfg.evaluation.n_gain_frames)
-    xnorm = data.stats.xnorm
-    step = make_step(model, optimizer, data, cfg, xnorm)
-
-    rows: list[dict] = []
-    losses: list[np.ndarray] = []
-    coeff_log: list[dict] = []
-    start_epoch, elapsed = 0, 0.0
-    state = latest_good_checkpoint(run_dir, dev) if resume else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        sampler.set_state(state["sampler"])
-        rows, coeff_log = state["log_rows"], state["coefficients"]
-        losses = [np.asarray(state["loss"], dtype=np.float32)]
-        start_epoch, elapsed = state["epoch"] + 1, state["training_time_s"]
-
-    status, reason = "ok", ""
-    n_frames = data.frames.shape[0]
-    total = t.n_epochs * n_iter
-    bar = tqdm(total=total, initial=start_epoch * n_iter, disable=not progress, desc="train",
-               unit="it", dynamic_ncols=True, leave=False)
-    t0 = time.perf_counter()
-    for epoch in range(start_epoch, t.n_epochs):
-        coeffs = coefficients(t, epoch)
-        coeff_log.append({"epoch": epoch, **coeffs})
-        draws = torch.randint(0, n_frames, (n_iter, t.batch_size), generator=sampler)
-        batches = data.frames[draws.to(data.frames.device)]
-        if not data.resident:
-            batches = batches.numpy()
-        loss_buf = torch.zeros(n_iter, device=dev)
-        phase = None
-        for it in range(n_iter):
-            new_phase = phase_of(it, joint_iters)
-            if new_phase != phase:
-                phase = new_phase
-                step.configure(coeffs, phase)
-            loss = step(batches[it])
-            loss_buf[it] = loss
-            if step_callback is not None:
-                step_callback(epoch, it, phase, optimizer)
-            bar.update(1)
-            if it in log_at:
-                finite = bool(torch.isfinite(loss_buf[: it + 1]).all())
-                if not finite:
-                    bad = int(torch.nonzero(~torch.isfinite(loss_buf[: it + 1]))[0])
-                    status, reason = "failed", f"non-finite loss at epoch {epoch}, iteration {bad}"
-                    losses.append(loss_buf[: it + 1].cpu().numpy())
-                    break
-                r2 = evaluator(model)
-                rows.append({"epoch": epoch, "iteration": it, **r2, "phase": phase})
-                _write_log(run_dir / "metrics.log", rows)
-                write_run_progress(run_dir, epoch, it, t.n_epochs, n_iter, phase, r2)
-                bar.set_postfix(phase=phase, loss=f"{float(loss):.3g}", conn=f"{r2['connectivity_r2']:.3f}",
-                                vrest=f"{r2['vrest_r2']:.3f}")
-        if status == "failed":
-            break
-        losses.append(loss_buf.cpu().numpy())
-        elapsed_now = elapsed + time.perf_counter() - t0
-        if t.checkpoint_every_epoch:
-            save_checkpoint(run_dir, epoch, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "sampler": sampler.get_state(),
-                "config": json.loads(cfg.to_json()), "log_rows": rows, "coefficients": coeff_log,
-                "loss": np.concatenate(losses), "training_time_s": elapsed_now})
-    bar.close()
-    training_time = elapsed + time.perf_counter() - t0
-    loss_all = np.concatenate(losses) if losses else np.zeros(0, np.float32)
-    np.save(run_dir / "loss.npy", loss_all)
-    write_json_atomic(run_dir / "coefficients.json", coeff_log)
-    _write_log(run_dir / "metrics.log", rows)
-    if status == "ok" and not all(math.isfinite(p.detach().float().sum().item()) for p in model.parameters()):
-        status, reason = "failed", "non-finite parameters after training"
-    return TrainResult(model, status, reason, rows, loss_all, coeff_log, training_time, data)
+    run.bar = tqdm(total=t.n_epochs * run.n_iter, initial=t.n_epochs * run.n_iter - run.steps_left,
+                   disable=not progress, desc="train", unit="it", dynamic_ncols=True, leave=False)
+    while not run.done:
+        idx = run.batch()
+        if run.phase_changed:
+            step.configure(run.coeffs, run.phase)
+        run.record(step(idx))
+    run.bar.close()
+    return run.finish()

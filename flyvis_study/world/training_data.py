@@ -14,12 +14,13 @@ from flyvis_study.world.stimuli import photoreceptor_input
 class TrainingData:
     """Training arrays of a dataset: memory-mapped on CPU, resident on a GPU.
 
-    ``batch(idx)`` returns (v, I, y), each (B, N) float32 on the device, where I is the
-    photoreceptor input built from the stored hexal stimulus.
+    ``rows(idx)`` returns (v, I, y), each (B, N) on the device in ``dtype`` (float32; float64
+    for equivalence tests), where I is the photoreceptor input built from the stored hexal
+    stimulus.
     """
 
-    def __init__(self, dataset: Dataset, device: torch.device):
-        self.device = device
+    def __init__(self, dataset: Dataset, device: torch.device, dtype: torch.dtype = torch.float32):
+        self.device, self.dtype = device, dtype
         con = dataset.connectome
         self.v = dataset.array("train_v")
         self.y = dataset.array("train_y")
@@ -35,9 +36,9 @@ class TrainingData:
         self.input_column = torch.from_numpy(con.node_column[con.input_nodes]).to(device)
         self.resident = device.type == "cuda"
         if self.resident:
-            self.v = torch.from_numpy(np.ascontiguousarray(self.v)).to(device)
-            self.y = torch.from_numpy(np.ascontiguousarray(self.y)).to(device)
-            self.hexals = torch.from_numpy(np.ascontiguousarray(self.hexals)).to(device)
+            self.v = torch.from_numpy(np.ascontiguousarray(self.v)).to(device, dtype)
+            self.y = torch.from_numpy(np.ascontiguousarray(self.y)).to(device, dtype)
+            self.hexals = torch.from_numpy(np.ascontiguousarray(self.hexals)).to(device, dtype)
             self.frames = self.frames.to(device)
         self.stats = ActivityStats(np.asarray(dataset.array("train_v_mean")),
                                    np.asarray(dataset.array("train_v_std")))
@@ -56,7 +57,7 @@ class TrainingData:
         inv = np.empty_like(order)
         inv[order] = np.arange(order.size)
         sidx = idx[order]
-        take = lambda a: torch.from_numpy(np.ascontiguousarray(a[sidx])[inv]).to(self.device)  # noqa: E731
+        take = lambda a: torch.from_numpy(np.ascontiguousarray(a[sidx])[inv]).to(self.device, self.dtype)  # noqa: E731
         return take(self.v), self.inputs(take(self.hexals)), take(self.y)
 
 
