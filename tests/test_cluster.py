@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from flyvis_study.study.results import runs_table
+
 FAST = {"training.iterations_fraction": 0.004, "evaluation.gmm_components": 10, "evaluation.rollout_frames": 50,
         "evaluation.test_frames": 200}
 
@@ -49,7 +51,9 @@ def _wait_for(condition, timeout: float, what: str):
 
 
 @pytest.mark.slow
-def test_block_on_separate_scheduler_and_workers_survives_a_killed_worker(tmp_path, dataset_root):
+@pytest.mark.parametrize("stack", [1, 2])
+def test_block_on_separate_scheduler_and_workers_survives_a_killed_worker(tmp_path, dataset_root, stack):
+    """stack 1: two runs, one task each; stack 2: four runs in two stacks, one task per stack."""
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("scheduler", "worker0", "worker1")}
@@ -71,7 +75,8 @@ def test_block_on_separate_scheduler_and_workers_survives_a_killed_worker(tmp_pa
         t0 = time.monotonic()
         block = subprocess.Popen(
             [sys.executable, "-m", "flyvis_study.cli", "block", "3", "--preset", "tiny", "--out", str(out),
-             "--progress-every", "1", "-p", f"scheduler={address}", "-p", "replicates=1",
+             "--progress-every", "1", "-p", f"scheduler={address}", "-p", f"replicates={stack}",
+             "-p", f"stack={stack}",
              "-p", "lr_ratio=[0.05, 0.2]", "-p", f"overrides={json.dumps(FAST)}",
              "-p", f"cache_dir={dataset_root}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         started = _wait_for(lambda: any(out.glob("runs/*/progress.json")) or block.poll() is not None, 600,
@@ -80,8 +85,10 @@ def test_block_on_separate_scheduler_and_workers_survives_a_killed_worker(tmp_pa
         with Client(address, timeout="10s") as client:
             names = {a: w["name"] for a, w in client.scheduler_info(n_workers=-1)["workers"].items()}
             busy = {names[a]: keys for a, keys in client.processing().items() if keys}
-        assert sorted(busy) == ["w0", "w1"], busy  # one run on each worker
+        assert sorted(busy) == ["w0", "w1"], busy  # one task (a run, or a stack of runs) on each worker
         victim = busy["w0"][0]
+        assert victim.startswith("run-" if stack == 1 else "stack-") and (stack == 1 or victim.endswith("-x2"))
+        victim_run = victim.removeprefix("run-") if stack == 1 else victim.removeprefix("stack-").rsplit("-x", 1)[0]
         _stop(workers[0])  # nanny and worker, as when a cluster node is lost
         stdout, stderr = block.communicate(timeout=900)
         finished = time.monotonic()
@@ -89,14 +96,15 @@ def test_block_on_separate_scheduler_and_workers_survives_a_killed_worker(tmp_pa
               f"after launch, {finished - started:.1f} s after the worker was killed")
         assert block.returncode == 0, stderr[-2000:]
         ds = xr.load_dataset(out / "block3.nc", engine="h5netcdf")
-        runs = ds.isel(ground_truth=0, sim_seed=0, train_seed=0)
-        assert sorted(runs["config"].values) == ["lr_ratio=0.05", "lr_ratio=0.2"]
+        runs = runs_table(ds)
+        assert len(runs) == 2 * stack and sorted(set(runs["config"])) == ["lr_ratio=0.05", "lr_ratio=0.2"]
         # retried on the surviving worker, not lost (at this budget a run may end "unrecovered": a final,
         # measured outcome, not an infrastructure failure)
-        assert not set(runs["failure_kind"].values) & {"infrastructure", "error"}
-        assert (out / "runs" / victim.removeprefix("run-") / "run.nc").is_file()
-        assert np.isfinite(runs["connectivity_R2"].values).all()
-        assert "runs 2/2 done" in stderr and "runs 0/2 done" in stderr
+        assert not set(runs["failure_kind"]) & {"infrastructure", "error"}
+        assert (out / "runs" / victim_run / "run.nc").is_file()
+        assert np.isfinite(runs["connectivity_R2"].to_numpy(float)).all()
+        n = 2 * stack
+        assert f"runs {n}/{n} done" in stderr and f"runs 0/{n} done" in stderr
         assert "block3.html" in stdout
     finally:
         for proc in [*workers, scheduler]:

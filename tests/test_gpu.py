@@ -73,3 +73,43 @@ def test_cuda_loss_and_gradients_match_cpu(tiny_config, tiny_dataset, cuda_backw
         torch.testing.assert_close(l_cuda, l_cpu, rtol=1e-10, atol=1e-12)
         for (name, _), a, b in zip(model.named_parameters(), g_cuda, g_cpu):
             torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10, msg=name)
+
+
+def test_stacked_training_on_cuda_equals_training_alone_float64(dataset_root, tmp_path):
+    """Stacked replicas on CUDA (eager stacked step, float64) equal each run trained alone on CUDA."""
+    from flyvis_study.config import load_run_config
+    from flyvis_study.train.loop import train
+    from flyvis_study.train.stacked import train_stack
+    from flyvis_study.world.dataset import get_dataset
+
+    params = __import__("conftest").REPO / "params"
+    over = {"training.iterations_fraction": 0.005, "training.cuda_graph": False}
+    cfgs = [load_run_config(params / "two_stage.yaml", preset="tiny", overrides={**over, "training.seed": s})
+            for s in (0, 1)]
+    ds = get_dataset(cfgs[0].simulation, root=dataset_root, progress=False)
+    alone = [train(c, ds, tmp_path / f"a{k}", device="cuda", progress=False, dtype=torch.float64)
+             for k, c in enumerate(cfgs)]
+    stacked = train_stack(cfgs, [ds, ds], [tmp_path / "s0", tmp_path / "s1"], device="cuda", progress=False,
+                          dtype=torch.float64)
+    for a, s in zip(alone, stacked):
+        np.testing.assert_allclose(s.loss, a.loss, rtol=1e-9)
+
+
+def test_stacked_graph_step_matches_stacked_eager(dataset_root, tmp_path):
+    """The CUDA-graph capture of the stacked step gives the eager stacked step's losses (float32)."""
+    from flyvis_study.config import load_run_config
+    from flyvis_study.train.stacked import train_stack
+    from flyvis_study.world.dataset import get_dataset
+
+    params = __import__("conftest").REPO / "params"
+    results = {}
+    for graph in (False, True):
+        over = {"training.iterations_fraction": 0.005, "training.cuda_graph": graph}
+        cfgs = [load_run_config(params / "two_stage.yaml", preset="tiny", overrides={**over, "training.seed": s})
+                for s in (0, 1, 2)]
+        ds = get_dataset(cfgs[0].simulation, root=dataset_root, progress=False)
+        results[graph] = train_stack(cfgs, [ds] * 3, [tmp_path / f"{graph}{k}" for k in range(3)], device="cuda",
+                                     progress=False)
+    for a, b in zip(results[False], results[True]):
+        np.testing.assert_allclose(b.loss[:50], a.loss[:50], rtol=1e-3)
+        assert b.status == "ok" and np.isfinite(b.loss).all()

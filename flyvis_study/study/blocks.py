@@ -269,7 +269,7 @@ def _run_locked(number, block, params, specs, out_dir: Path, progress: bool) -> 
     client = make_client(workers=params.workers, scheduler=params.scheduler or None)
     write_block_status(out_dir, number, dashboard_link(client) if client is not None else None)
     try:
-        paths = run_many(specs, out_dir, client=client, progress=progress)
+        paths = run_many(specs, out_dir, client=client, progress=progress, stack=params.runs_per_stack)
     finally:
         if client is not None:
             close_client(client, close_cluster=not params.scheduler)

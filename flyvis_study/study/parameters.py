@@ -23,6 +23,7 @@ Common parameters (every block):
 | overrides | mapping of dotted config keys | applied to every run |
 | compare_with | "" or a block file | the baseline of the paired comparison |
 | ground_truth_models | flyvis model ids, or [] | each run repeated on each network (seed-like) |
+| stack | integer >= 1, or None | runs trained together (``train.stacked``); None: 4 cpu, 12 cuda; 1: alone |
 
 ``ground_truth_models`` (e.g. ``["flow/0000/000", "flow/0000/001"]``) is a third seed-like
 axis, the runs' ``ground_truth`` coordinate; [] keeps the config's own ground truth.
@@ -43,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 from flyvis_study.config import DEFAULT_PRESET, describe_errors
 from flyvis_study.resources import project_path
 
+DEFAULT_STACK = {"cpu": 4, "cuda": 12}  # runs per stack when ``stack`` is None (README: measurements)
 SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss|inproc)://[^\s/]+$")
 
 
@@ -69,6 +71,12 @@ class BlockParameters(BaseModel):
     overrides: dict[str, Any] = Field(default_factory=dict)
     compare_with: str = ""
     ground_truth_models: list[str] = Field(default_factory=list)
+    stack: StrictInt | None = Field(None, ge=1)
+
+    @property
+    def runs_per_stack(self) -> int:
+        """``stack``, or the device's default (``DEFAULT_STACK``)."""
+        return self.stack if self.stack is not None else DEFAULT_STACK[self.device]
 
     @field_validator("ground_truth_models", mode="before")
     @classmethod

@@ -4,7 +4,8 @@ A run file holds the run's record: every metric (NaN when not measured), its sta
 failure kind and reason, ``metric_failures`` (JSON {evaluation section: reason}), seeds,
 resolved config, trajectory summaries and, over a ``step`` dimension, the in-loop R2
 trajectory on the run's own iteration grid; its attributes carry the provenance
-(``provenance.provenance``) and the failure kind.
+(``provenance.provenance``), the failure kind and ``stacked_with`` (how many runs its stack
+started with, ``train.stacked``; 1 = trained alone).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def run_dataset(spec: RunSpec, record: dict, log_rows: list[dict], n_iter: int) 
         ds["traj_phase"].attrs["meaning"] = "0 = joint phase, 1 = V_rest-focus phase"
     ds.attrs.update({"block": spec.block, "preset": spec.preset, "base_config": spec.base_config,
                      "overrides": json.dumps(spec.overrides), "failure_kind": str(record.get("failure_kind", "")),
+                     "stacked_with": int(record.get("stacked_with", 1)),
                      **{k: str(v) for k, v in record.get("provenance", {}).items()}})
     return ds
 

@@ -5,6 +5,9 @@ coefficients.json, checkpoints/, plots/run.png, recovered.npz and metrics.json (
 atomically), and returns the run record in memory (metrics, status, failure kind, the
 metrics.log rows, provenance).
 
+``run_stack(specs, out_root)`` does the same for several specs trained as one stack
+(``train.stacked``), writing each run's file as that run finishes.
+
 ``run_one(spec, out_root)`` is a study task: it runs a ``RunSpec`` into
 ``out_root/runs/<run_id>/`` and writes ``run.nc`` last and atomically. It never raises for a
 failed run; the record says why, with a failure kind (``flyvis_study.failures``: diverged,
@@ -32,10 +35,11 @@ from flyvis_study.integrity import IntegrityWarning, manifest, sidecar, verify, 
 from flyvis_study.provenance import provenance
 from flyvis_study.study.record import run_dataset, write_netcdf_atomic
 from flyvis_study.study.spec import RunSpec
-from flyvis_study.train.loop import train
+from flyvis_study.train.loop import TrainResult, train
 from flyvis_study.world.dataset import get_dataset
 
-__all__ = ["FINAL_FAILURES", "RETRIED_FAILURES", "failure_kind_of", "is_finished", "run_one", "run_training"]
+__all__ = ["FINAL_FAILURES", "RETRIED_FAILURES", "failure_kind_of", "finish_run", "is_finished", "run_one",
+           "run_stack", "run_training"]
 
 
 def run_training(cfg: RunConfig, out_dir: str | Path, device: str = "cpu", progress: bool = True,
@@ -47,17 +51,25 @@ def run_training(cfg: RunConfig, out_dir: str | Path, device: str = "cpu", progr
     dataset = get_dataset(cfg.simulation, root=cache, device=device, progress=progress)
     data_wait = time.perf_counter() - t0
     result = train(cfg, dataset, out_dir, device=device, progress=progress, resume=resume)
+    return finish_run(cfg, dataset, result, out_dir, device, data_wait, plots=plots)
+
+
+def finish_run(cfg: RunConfig, dataset, result: TrainResult, out_dir: str | Path, device: str = "cpu",
+               data_wait_s: float = 0.0, plots: bool = True, stacked_with: int = 1) -> dict:
+    """Evaluate a trained run (``result``) and write its metrics.json (last), plots and recovered.npz;
+    returns the record. ``stacked_with``: the number of runs its stack started with (1: alone)."""
+    out_dir = Path(out_dir)
     n_iter = cfg.n_iterations(dataset.n_train)
     joint_iters = cfg.joint_iterations(dataset.n_train)
     record: dict = {
         "status": "failed", "reason": result.reason,
         "training_time_min": result.training_time_s / 60.0,
         "data_generation_time_s": dataset.meta["timing_s"]["total"],
-        "data_wait_time_s": data_wait,
+        "data_wait_time_s": data_wait_s,
         "simulation_seed": cfg.simulation.seed, "training_seed": cfg.training.seed,
         "n_iterations_per_epoch": n_iter, "joint_iterations": joint_iters,
         "n_epochs": cfg.training.n_epochs, "dataset": str(dataset.path),
-        "ground_truth": dataset.meta["ground_truth_source"], "device": device,
+        "ground_truth": dataset.meta["ground_truth_source"], "device": device, "stacked_with": stacked_with,
         "trajectory": trajectory_summary(result.log_rows), "log_rows": result.log_rows,
         "failure_kind": "diverged" if result.status != "ok" else "", "provenance": provenance(device),
     }
@@ -126,6 +138,69 @@ def run_one(spec: RunSpec, out_root: str | Path, progress: bool = False) -> str:
     finally:
         release_freed_memory()
     return write_run_file(spec, out_root, record)
+
+
+def run_stack(specs: list[RunSpec], out_root: str | Path, progress: bool = False) -> list[str]:
+    """Run (or skip, if finished) several specs as one stack (``train.stacked``); returns their
+    ``run.nc`` paths in spec order. Never raises for run errors.
+
+    The specs must share ``train.stacked.stack_key`` and a device (``study.runner`` groups
+    them). Each run is evaluated and its run file written as soon as it finishes, so a killed
+    stack loses at most each unfinished run's epoch in progress (the runs resume from their
+    checkpoints). An error in one run's evaluation is that run's failure only; an error
+    while training fails every run not yet written (recomputed by the next run, as in ``run_one``).
+    """
+    from flyvis_study.fast.allocator import keep_freed_memory, release_freed_memory
+    from flyvis_study.train.stacked import train_stack
+
+    out_root = Path(out_root)
+    paths: dict[int, str] = {}
+    todo = []
+    for i, spec in enumerate(specs):
+        if is_finished(spec, out_root):
+            paths[i] = str(out_root / "runs" / spec.run_id / "run.nc")
+        else:
+            todo.append(i)
+    if len(todo) == 1:
+        paths[todo[0]] = run_one(specs[todo[0]], out_root, progress)
+        todo = []
+    if not todo:
+        return [paths[i] for i in range(len(specs))]
+    _limit_threads_in_dask_worker()
+    keep_freed_memory()
+    device = specs[todo[0]].device
+    try:
+        t0 = time.perf_counter()
+        datasets = [get_dataset(specs[i].config.simulation, root=specs[i].cache, device=device, progress=progress)
+                    for i in todo]
+        data_wait = time.perf_counter() - t0
+        run_dirs = [out_root / "runs" / specs[i].run_id for i in todo]
+
+        def on_finish(k: int, result: TrainResult) -> None:
+            spec = specs[todo[k]]
+            try:
+                record = finish_run(spec.config, datasets[k], result, run_dirs[k], device, data_wait,
+                                    stacked_with=len(todo))
+            except Exception as err:  # noqa: BLE001 - one run's evaluation error is that run's failure
+                if failure_kind_of(err) == "infrastructure":
+                    raise
+                write_text_atomic(run_dirs[k] / "error.txt", traceback.format_exc())
+                paths[todo[k]] = record_failed_run(spec, out_root, err)
+                return
+            paths[todo[k]] = write_run_file(spec, out_root, record)
+
+        train_stack([specs[i].config for i in todo], datasets, run_dirs, device=device, progress=progress,
+                    on_finish=on_finish)
+    except Exception as err:  # noqa: BLE001 - the stack's unfinished runs are recorded, never lost
+        for i in todo:
+            if i not in paths:
+                run_dir = out_root / "runs" / specs[i].run_id
+                run_dir.mkdir(parents=True, exist_ok=True)
+                write_text_atomic(run_dir / "error.txt", traceback.format_exc())
+                paths[i] = record_failed_run(specs[i], out_root, err)
+    finally:
+        release_freed_memory()
+    return [paths[i] for i in range(len(specs))]
 
 
 def record_failed_run(spec: RunSpec, out_root: str | Path, err: BaseException) -> str:

@@ -1,13 +1,16 @@
-"""Execution of many runs: serial in-process, or on a Dask cluster.
+"""Execution of many runs: serial in-process, or on a Dask cluster; alone or in stacks.
 
-``run_many(specs, out_root, client=None)``: without a client, runs serially in this
-process (the embedded default). With a ``dask.distributed.Client`` each spec becomes one
-task ``client.submit(run_one, spec, out_root, key=run_id, pure=False)`` (GPU runs ask for
-the ``GPU`` resource); each task writes its own run file and returns its path. A task that dies
-with its worker (``KilledWorker`` after Dask's ``allowed-failures`` retries) or raises is
-recorded here as a failed run (failure kind infrastructure) and retried by the next run; the
-other runs finish. Finished runs
-are skipped before submission, so an interrupted block resumes where it stopped.
+``run_many(specs, out_root, client=None, stack=1)``: without a client, runs serially in this
+process (the embedded default). With a ``dask.distributed.Client`` each spec becomes one task
+``client.submit(run_one, spec, out_root, key=run_id, pure=False)`` (GPU runs ask for the
+``GPU`` resource); each task writes its own run file and returns its path. With ``stack`` > 1,
+runs that share a graph train together in stacks of up to ``stack`` runs (``train.stacked``,
+``study.run.run_stack``): one in-process call, or one Dask task, per stack, each run's file
+written as that run finishes. A task that dies with its worker (``KilledWorker`` after Dask's
+``allowed-failures`` retries) or raises is recorded here as a failed run (failure kind
+infrastructure; for a stack, its runs not yet written) and retried by the next run; the
+other runs finish. Finished runs are skipped before submission, so an interrupted block
+resumes where it stopped.
 
 ``make_client(workers=N)`` starts a process-based ``LocalCluster`` (one thread per worker; its
 dashboard on a free loopback port when bokeh is installed, ``pip install "flyvis_study[cluster]"``);
@@ -20,7 +23,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from flyvis_study.study.run import is_finished, record_failed_run, run_one
+from flyvis_study.study.run import is_finished, record_failed_run, run_one, run_stack
 from flyvis_study.study.spec import RunSpec
 
 
@@ -77,8 +80,34 @@ def check_scheduler(address: str, timeout: float = 5.0) -> None:
     client.close()
 
 
-def run_many(specs: list[RunSpec], out_root: str | Path, client=None, progress: bool = True) -> list[str]:
-    """Run every spec (skipping finished ones); returns the run-file paths in spec order."""
+def stacks(specs: list[RunSpec], size: int) -> list[list[RunSpec]]:
+    """The specs in groups of at most ``size`` that can train as one stack (same
+    ``train.stacked.stack_key`` and device), in spec order within and across groups."""
+    from flyvis_study.train.stacked import stack_key
+
+    groups: dict[tuple, list[RunSpec]] = {}
+    for spec in specs:
+        groups.setdefault((stack_key(spec.config), spec.device), []).append(spec)
+    out = [g[k:k + size] for g in groups.values() for k in range(0, len(g), max(1, size))]
+    order = {s.run_id: i for i, s in enumerate(specs)}
+    return sorted(out, key=lambda g: order[g[0].run_id])
+
+
+def lost_run(spec: RunSpec, out_root: Path, err: BaseException) -> str:
+    """The run file of a spec whose task was lost: kept if the run finished before the loss
+    (a stack writes each run as it finishes), else a failed run (retried by the next run)."""
+    if is_finished(spec, out_root):
+        return str(out_root / "runs" / spec.run_id / "run.nc")
+    return record_failed_run(spec, out_root, err)
+
+
+def run_many(specs: list[RunSpec], out_root: str | Path, client=None, progress: bool = True,
+             stack: int = 1) -> list[str]:
+    """Run every spec (skipping finished ones); returns the run-file paths in spec order.
+
+    ``stack`` > 1: the unfinished specs train in stacks of up to that many runs
+    (``stacks``, ``study.run.run_stack``), one process (one Dask task) per stack.
+    """
     from tqdm.auto import tqdm
 
     out_root = Path(out_root)
@@ -92,28 +121,37 @@ def run_many(specs: list[RunSpec], out_root: str | Path, client=None, progress: 
         if is_finished(spec, out_root):
             paths[run_id] = str(out_root / "runs" / run_id / "run.nc")
         else:
-            todo.append((spec, run_id))
+            todo.append(spec)
+    groups = stacks(todo, stack) if stack > 1 else [[s] for s in todo]
     bar = tqdm(total=len(specs), initial=len(paths), desc="runs", unit="run", disable=not progress)
+
+    def task(group: list[RunSpec]):
+        return (run_one, group[0]) if len(group) == 1 else (run_stack, group)
+
+    def collect(group: list[RunSpec], result) -> None:
+        for spec, path in zip(group, [result] if len(group) == 1 else result):
+            paths[spec.run_id] = path
+        bar.update(len(group))
+
     if client is None:
-        for spec, run_id in todo:
-            paths[run_id] = run_one(spec, out_root)
-            bar.update(1)
+        for group in groups:
+            fn, arg = task(group)
+            collect(group, fn(arg, out_root))
     else:
         from dask.distributed import as_completed
 
         futures = {}
-        for spec, run_id in todo:
-            resources = {"GPU": 1} if spec.device.startswith("cuda") else None
-            fut = client.submit(run_one, spec, str(out_root), key=f"run-{run_id}", pure=False,
-                                resources=resources)
-            futures[fut] = run_id
-        specs_by_id = {run_id: spec for spec, run_id in todo}
+        for group in groups:
+            fn, arg = task(group)
+            resources = {"GPU": 1} if group[0].device.startswith("cuda") else None
+            key = f"run-{group[0].run_id}" if len(group) == 1 else f"stack-{group[0].run_id}-x{len(group)}"
+            futures[client.submit(fn, arg, str(out_root), key=key, pure=False, resources=resources)] = group
         for fut in as_completed(list(futures)):
-            run_id = futures[fut]
+            group = futures[fut]
             try:
-                paths[run_id] = fut.result()
+                collect(group, fut.result())
             except Exception as err:  # noqa: BLE001 - e.g. KilledWorker: the task's workers died
-                paths[run_id] = record_failed_run(specs_by_id[run_id], out_root, err)
-            bar.update(1)
+                lost = [lost_run(s, out_root, err) for s in group]
+                collect(group, lost if len(group) > 1 else lost[0])
     bar.close()
     return [paths[i] for i in ids]

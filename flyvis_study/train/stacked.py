@@ -1,0 +1,217 @@
+"""Replicate stacking: R runs of one graph trained together in one process.
+
+``train_stack(cfgs, datasets, run_dirs)`` trains R runs that share the graph (same extent,
+model shape and batch size; their ground truth, simulation seed, i.e. dataset, training seed
+and every training hyperparameter may differ) as one stack: per step, every active replica
+draws its own batch from its own dataset with its own sampler (a ``train.loop.RunTrainer``
+per run, the same object a single run uses), the stacked loss (``train.stacked_loss``, one
+value per replica) is differentiated once, and one multi-tensor Adam step
+(``train.stacked_adam``) updates every replica with its own learning rates and moments. Each
+replica follows its own phase schedule and per-epoch coefficients, writes its own
+metrics.log rows, checkpoints and outputs as it goes, and drops out of the stack when it
+finishes or diverges; the others go on. A replica's numbers are those of the same run
+trained alone (same seeds), to float rounding (tested in float64).
+
+Cost: on a CPU at the small preset a step is bound by per-operation overhead, which R
+replicas share; on a GPU the batched products fill the device. Measured by
+``flyvis-study bench --replicates R`` (README).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from flyvis_study.config import RunConfig
+from flyvis_study.model.stacked import StackedGNN
+from flyvis_study.train.loop import RunTrainer, TrainResult
+from flyvis_study.train.optimizer import set_phase
+from flyvis_study.train.stacked_adam import adam_step
+from flyvis_study.train.stacked_loss import COEFFICIENTS, coefficient_tensors, stacked_training_loss
+from flyvis_study.world.dataset import Dataset
+
+
+def stack_key(cfg: RunConfig) -> tuple:
+    """Runs with equal keys can share a stack: same graph (extent), model shape and batch size."""
+    m = cfg.model
+    return (cfg.simulation.extent, m.hidden_dim, m.n_layers, m.embedding_dim, m.g_phi_positive,
+            cfg.training.batch_size)
+
+
+class StackedStep:
+    """One optimiser step of the active replicas (eager). ``configure`` whenever a replica's
+    phase changed or the set of active replicas did; ``__call__`` returns the (R,) losses."""
+
+    def __init__(self, runs: list[RunTrainer]):
+        self.runs: list[RunTrainer] = []
+        self.configure(runs)
+
+    def configure(self, runs: list[RunTrainer]) -> None:
+        """Apply each run's phase learning rates and epoch coefficients; (re)build the stack."""
+        self.runs = list(runs)
+        self.gnn = StackedGNN([r.model for r in runs])
+        for r in runs:
+            set_phase(r.optimizer, r.cfg, r.phase)
+        like = runs[0].model.W
+        self.c = coefficient_tensors([r.coeffs for r in runs], like)
+        self.active = {k: any(r.coeffs[k] > 0 for r in runs) for k in COEFFICIENTS}
+        self.xnorm = torch.tensor([r.xnorm for r in runs], dtype=like.dtype, device=like.device)
+        self.optimizers = [r.optimizer for r in runs]
+        self.by_data = _share_data(runs)
+
+    def batch(self, idx: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(v, I, y), each (R, B, N): replica r's rows at its indices ``idx[r]`` (one read per dataset)."""
+        parts: dict[int, tuple] = {}
+        for data, members in self.by_data:
+            B = len(idx[members[0]])
+            joined = (torch.cat([torch.as_tensor(idx[i]) for i in members]) if data.resident
+                      else _np_cat([idx[i] for i in members]))
+            v, I, y = data.rows(joined)
+            for k, i in enumerate(members):
+                parts[i] = (v[k * B:(k + 1) * B], I[k * B:(k + 1) * B], y[k * B:(k + 1) * B])
+        return tuple(torch.stack([parts[i][j] for i in range(len(idx))]) for j in range(3))
+
+    def loss(self, v, I, y) -> torch.Tensor:
+        return stacked_training_loss(self.gnn, v, I, y, self.c, self.active, self.xnorm)
+
+    def __call__(self, idx: list) -> torch.Tensor:
+        v, I, y = self.batch(idx)
+        loss = self.loss(v, I, y)
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        adam_step(self.optimizers)
+        return loss.detach()
+
+
+class StackedCudaGraphStep(StackedStep):
+    """The stacked step captured in a CUDA graph (forward, backward, multi-tensor Adam), as
+    ``train.steps.CudaGraphStep`` does for one run: ``warmup`` eager steps on a side stream,
+    then capture with the replicas' batch indices in a static (R, B) tensor; recaptured at
+    every ``configure`` (a phase, epoch or membership change: the constants are in the graph)."""
+
+    def __init__(self, runs: list[RunTrainer], warmup: int = 3):
+        dev = runs[0].model.W.device
+        self.side = torch.cuda.Stream(device=dev)
+        self.graph, self.static_loss, self.warmup = None, None, warmup
+        super().__init__(runs)
+
+    def configure(self, runs: list[RunTrainer]) -> None:
+        if self.graph is not None:
+            torch.cuda.current_stream().synchronize()
+        self.graph, self.static_loss = None, None
+        super().configure(runs)
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        B = runs[0].cfg.training.batch_size
+        self.static_idx = torch.zeros(len(runs), B, dtype=torch.long, device=self.runs[0].model.W.device)
+        self.warmup_left = self.warmup
+
+    def _capture(self) -> None:
+        self.side.wait_stream(torch.cuda.current_stream())
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=self.side):
+            v, I, y = self.batch(list(self.static_idx.unbind()))
+            self.static_loss = self.loss(v, I, y)
+            self.static_loss.sum().backward()
+            adam_step(self.optimizers)
+        torch.cuda.current_stream().wait_stream(self.side)
+        self.graph = graph
+
+    def __call__(self, idx: list) -> torch.Tensor:
+        if self.warmup_left > 0:
+            self.warmup_left -= 1
+            self.side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.side):
+                loss = StackedStep.__call__(self, idx)
+                for opt in self.optimizers:
+                    opt.zero_grad(set_to_none=True)
+            torch.cuda.current_stream().wait_stream(self.side)
+            return loss
+        self.static_idx.copy_(torch.stack([torch.as_tensor(i, device=self.static_idx.device) for i in idx]),
+                              non_blocking=True)
+        if self.graph is None:
+            self._capture()
+        self.graph.replay()
+        return self.static_loss.detach().clone()
+
+
+def _np_cat(parts: list):
+    import numpy as np
+
+    return np.concatenate([np.asarray(p) for p in parts])
+
+
+def _share_data(runs: list[RunTrainer]) -> list[tuple]:
+    """[(TrainingData, replica positions)] with one entry per distinct dataset of the stack."""
+    groups: dict[str, tuple] = {}
+    for i, r in enumerate(runs):
+        key = str(r.dataset.path)
+        if key not in groups:
+            groups[key] = (r.data, [])
+        groups[key][1].append(i)
+    return list(groups.values())
+
+
+def make_stacked_step(runs: list[RunTrainer]) -> StackedStep:
+    """CUDA-graph stacked step on a GPU when every run has ``training.cuda_graph`` on, else eager."""
+    if runs[0].model.W.device.type == "cuda" and all(r.cfg.training.cuda_graph for r in runs):
+        return StackedCudaGraphStep(runs)
+    return StackedStep(runs)
+
+
+def train_stack(cfgs: list[RunConfig], datasets: list[Dataset], run_dirs: list[str | Path], device: str = "cpu",
+                progress: bool = True, resume: bool = True, dtype: torch.dtype = torch.float32,
+                step_callback: Callable[[int, int, int, str, torch.optim.Optimizer], None] | None = None,
+                on_finish: Callable[[int, TrainResult], None] | None = None) -> list[TrainResult]:
+    """Train the runs ``cfgs[r]`` on ``datasets[r]`` into ``run_dirs[r]`` as one stack (module docstring).
+
+    Runs must share ``stack_key``. A run whose last checkpoint is its last epoch is finished
+    at once; the others resume from their checkpoints. ``step_callback(replica, epoch,
+    iteration, phase, optimizer)`` runs after each replica's step; ``on_finish(replica,
+    result)`` as each replica finishes (its outputs are written then). Returns the results
+    in run order.
+    """
+    from tqdm.auto import tqdm
+
+    keys = {stack_key(c) for c in cfgs}
+    if len(keys) != 1:
+        raise ValueError("runs of one stack must share extent, model shape and batch size (stack_key)")
+    if not (len(cfgs) == len(datasets) == len(run_dirs)):
+        raise ValueError("train_stack: cfgs, datasets and run_dirs must have the same length")
+    runs = []
+    for r, (cfg, ds, run_dir) in enumerate(zip(cfgs, datasets, run_dirs)):
+        cb = None if step_callback is None else (lambda *a, r=r: step_callback(r, *a))
+        runs.append(RunTrainer(cfg, ds, run_dir, device, resume, dtype, cb))
+    results: dict[int, TrainResult] = {}
+
+    def finish(i: int) -> None:
+        results[i] = runs[i].finish()
+        if on_finish is not None:
+            on_finish(i, results[i])
+
+    bar = tqdm(total=sum(r.steps_left for r in runs), disable=not progress, desc=f"train x{len(runs)}",
+               unit="it", dynamic_ncols=True, leave=False)
+    for i, r in enumerate(runs):
+        if r.done:
+            finish(i)
+    active = [i for i, r in enumerate(runs) if not r.done]
+    step, members = None, []
+    while active:
+        idx = [runs[i].batch() for i in active]
+        if step is None:
+            step, members = make_stacked_step([runs[i] for i in active]), list(active)
+        elif active != members or any(runs[i].phase_changed for i in active):
+            step.configure([runs[i] for i in active])
+            members = list(active)
+        losses = step(idx)
+        for i, loss in zip(active, losses.unbind()):
+            runs[i].record(loss)
+            if runs[i].done:
+                finish(i)
+        bar.update(len(active))
+        active = [i for i in active if not runs[i].done]
+    bar.close()
+    return [results[i] for i in range(len(runs))]
