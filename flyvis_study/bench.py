@@ -7,6 +7,10 @@ generation time is not part of any number below):
 - graph_ms_per_iter (CUDA only): the same step captured in a CUDA graph;
 - naive_ms_per_iter: the reference-style step (g_phi on every edge row), same data and model;
   on CPU the two are timed in alternating blocks (medians per iteration), on CUDA in blocks;
+- with ``replicates`` R: single_ms_per_iter (one run's step) and stacked_ms_per_iter (one step of
+  R stacked replicas, ``train.stacked``; replicas with training seeds 0 .. R-1 on the same
+  dataset), timed alternately (medians), stacked_ms_per_run_iter = stacked / R and
+  stacked_vs_single = stacked_ms_per_run_iter / single_ms_per_iter;
 - eval_s: every final metric (recovery, clustering, one-step test, rollout);
 - peak_rss_gb (and peak_gpu_mem_gb on CUDA).
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import resource
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,7 +32,7 @@ from flyvis_study.train.loop import build_model
 from flyvis_study.train.loss import regulariser
 from flyvis_study.train.optimizer import build_optimizer
 from flyvis_study.train.schedule import coefficients
-from flyvis_study.train.steps import CudaGraphStep, EagerStep
+from flyvis_study.train.steps import CudaGraphStep, EagerStep, make_step
 from flyvis_study.world.dataset import get_dataset
 from flyvis_study.world.simulator import Simulator
 from flyvis_study.world.training_data import TrainingData
@@ -96,9 +101,61 @@ def _interleaved_cpu_ms(fast, naive, batches, fast_iters: int, naive_iters: int)
     return 1e3 * float(np.median(fast_s)), 1e3 * float(np.median(naive_s))
 
 
+@dataclass
+class BenchReplica:
+    """What ``train.stacked.StackedStep`` reads of a replica (``train.loop.RunTrainer`` has the same)."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    cfg: object
+    data: TrainingData
+    dataset: object
+    xnorm: float
+    coeffs: dict
+    phase: str = "joint"
+
+
+def stacked_vs_single_ms(cfg, dataset, data: TrainingData, replicates: int, coeffs: dict, batches,
+                         n_iters: int, device: torch.device) -> dict:
+    """Median ms per step of one run alone and of ``replicates`` stacked replicas, timed alternately
+    (one single step, one stacked step, ...; after 3 warm-up steps of each); on CUDA both are the
+    CUDA-graph steps when ``training.cuda_graph`` is on, timed in blocks."""
+    from flyvis_study.train.stacked import make_stacked_step
+
+    replicas = []
+    for r in range(replicates):
+        c = cfg.model_copy(update={"training": cfg.training.model_copy(update={"seed": r})})
+        model = build_model(c, dataset, device)
+        replicas.append(BenchReplica(model, build_optimizer(model, c, device), c, data, dataset,
+                                     data.stats.xnorm, coeffs))
+    model = build_model(cfg, dataset, device)
+    single = make_step(model, build_optimizer(model, cfg, device), data, cfg, data.stats.xnorm)
+    single.configure(coeffs, "joint")
+    stacked = make_stacked_step(replicas)
+    stack_batches = [[batches[(k + r) % len(batches)] for r in range(replicates)] for k in range(len(batches))]
+    if device.type == "cuda":
+        one = block_ms_per_iter(single, batches, 5, n_iters * 10, device)
+        st = block_ms_per_iter(stacked, stack_batches, 5, n_iters * 10, device)
+    else:
+        for k in range(3):
+            single(batches[k % len(batches)])
+            stacked(stack_batches[k % len(batches)])
+        one_s, st_s = [], []
+        for k in range(3, 3 + n_iters):
+            t = time.perf_counter()
+            single(batches[k % len(batches)])
+            one_s.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            stacked(stack_batches[k % len(batches)])
+            st_s.append(time.perf_counter() - t)
+        one, st = 1e3 * float(np.median(one_s)), 1e3 * float(np.median(st_s))
+    return {"replicates": replicates, "single_ms_per_iter": one, "stacked_ms_per_iter": st,
+            "stacked_ms_per_run_iter": st / replicates, "stacked_vs_single": st / replicates / one}
+
+
 def run_benchmark(preset: str = "full", device: str = "cpu", fast_iters: int = 30, naive_iters: int = 3,
                   sim_frames: int = 2000, evaluate_metrics: bool = True, cache: str | None = None,
-                  progress: bool = False) -> dict:
+                  progress: bool = False, replicates: int | None = None) -> dict:
     from flyvis_study.evaluation.evaluate import evaluate
 
     dev = torch.device(device)
@@ -155,6 +212,8 @@ def run_benchmark(preset: str = "full", device: str = "cpu", fast_iters: int = 3
     out["speedup_fast_vs_naive"] = out["naive_ms_per_iter"] / out["fast_ms_per_iter"]
     if "graph_ms_per_iter" in out:
         out["speedup_graph_vs_naive"] = out["naive_ms_per_iter"] / out["graph_ms_per_iter"]
+    if replicates:
+        out.update(stacked_vs_single_ms(cfg, dataset, data, replicates, coeffs, batches, fast_iters, dev))
     best = out.get("graph_ms_per_iter", out["fast_ms_per_iter"])
     n_iter = cfg.n_iterations(dataset.n_train)
     out["projected_two_stage_train_min"] = best * n_iter * cfg.training.n_epochs / 60e3
@@ -182,6 +241,12 @@ def format_benchmark(r: dict) -> str:
               f"speed-up             {r['speedup_fast_vs_naive']:.1f}x fast vs naive"
               + (f", {r['speedup_graph_vs_naive']:.1f}x graph vs naive" if "speedup_graph_vs_naive" in r else ""),
               f"2-epoch two-stage    {r['projected_two_stage_train_min']:.1f} min projected (best step)"]
+    if "replicates" in r:
+        R = r["replicates"]
+        lines += [f"{'stack of ' + str(R):21s}{r['stacked_ms_per_iter']:.2f} ms/iter for {R} runs = "
+                  f"{r['stacked_ms_per_run_iter']:.2f} ms per run-iteration (train.stacked)",
+                  f"one run alone        {r['single_ms_per_iter']:.2f} ms/iter (same process, alternating)",
+                  f"stacked / single     {r['stacked_vs_single']:.2f}x per run"]
     if "eval_s" in r:
         lines.append(f"evaluation           {r['eval_s']:.1f} s (all final metrics)")
     lines.append(f"peak RSS             {r['peak_rss_gb']:.2f} GB"

@@ -205,17 +205,20 @@ def bench(preset: str = typer.Option("full", help="tiny | small | full"),
           fast_iters: int = typer.Option(30, help="timed fast steps"),
           naive_iters: int = typer.Option(3, help="timed naive steps"),
           no_eval: bool = typer.Option(False, "--no-eval", help="skip timing the final evaluation"),
+          replicates: int | None = typer.Option(None, help="also time R stacked replicas against one run"),
           cache: Path | None = typer.Option(None, help="dataset cache folder")) -> None:
-    """Benchmark simulation, training step (fast vs naive, same process), evaluation, memory."""
+    """Benchmark simulation, training step (fast vs naive, same process), stacking, evaluation, memory."""
     from flyvis_study.bench import format_benchmark, run_benchmark
     from flyvis_study.config import PRESETS
 
     if preset not in PRESETS:
         _fail(f"--preset {preset!r}: allowed: {', '.join(PRESETS)}")
+    if replicates is not None and replicates < 1:
+        _fail(f"--replicates {replicates}: allowed: an integer >= 1")
     _check_device(device)
     result = run_benchmark(preset, device, fast_iters=fast_iters, naive_iters=naive_iters,
                            evaluate_metrics=not no_eval, cache=str(cache) if cache else None,
-                           progress=not as_json)
+                           progress=not as_json, replicates=replicates)
     typer.echo(json.dumps(result) if as_json else format_benchmark(result))
 
 

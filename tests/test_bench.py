@@ -48,3 +48,21 @@ def test_cpu_steps_are_timed_in_alternating_blocks():
     assert kinds == "fffn" + "fffn" + "fffn"
     assert [b for _, b in calls] == list(range(12))  # every step gets the next batch
     assert fast_ms < 1.0 and naive_ms < 1.0  # medians of the timed steps in ms (empty lambdas)
+
+
+def test_bench_replicates_times_a_stack_against_one_run(tiny_dataset, dataset_root):
+    runner = CliRunner()
+    out = runner.invoke(app, ["bench", "--preset", "tiny", "--json", "--no-eval", "--fast-iters", "3",
+                              "--naive-iters", "1", "--replicates", "3", "--cache", str(dataset_root)])
+    assert out.exit_code == 0, out.output
+    r = json.loads(out.output.strip().splitlines()[-1])
+    assert r["replicates"] == 3
+    for key in ("single_ms_per_iter", "stacked_ms_per_iter", "stacked_ms_per_run_iter", "stacked_vs_single"):
+        assert math.isfinite(r[key]) and r[key] > 0, key
+    assert r["stacked_ms_per_run_iter"] == r["stacked_ms_per_iter"] / 3
+    assert r["stacked_vs_single"] == r["stacked_ms_per_run_iter"] / r["single_ms_per_iter"]
+    text = format_benchmark({**r, "eval_s": 1.0})
+    assert "stack of 3" in text and f"{r['stacked_vs_single']:.2f}x per run" in text
+    bad = runner.invoke(app, ["bench", "--preset", "tiny", "--replicates", "0"])
+    assert bad.exit_code != 0 and "--replicates 0: allowed: an integer >= 1" in bad.output
+    assert "Traceback" not in bad.output
