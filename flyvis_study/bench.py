@@ -9,7 +9,8 @@ generation time is not part of any number below):
   on CPU the two are timed in alternating blocks (medians per iteration), on CUDA in blocks;
 - with ``replicates`` R: single_ms_per_iter (one run's step) and stacked_ms_per_iter (one step of
   R stacked replicas, ``train.stacked``; replicas with training seeds 0 .. R-1 on the same
-  dataset), timed alternately (medians), stacked_ms_per_run_iter = stacked / R and
+  dataset), timed in alternating blocks of 10 steps (medians), stacked_ms_per_run_iter =
+  stacked / R and
   stacked_vs_single = stacked_ms_per_run_iter / single_ms_per_iter;
 - eval_s: every final metric (recovery, clustering, one-step test, rollout);
 - peak_rss_gb (and peak_gpu_mem_gb on CUDA).
@@ -115,11 +116,31 @@ class BenchReplica:
     phase: str = "joint"
 
 
+def _alternating_blocks_ms(single, stacked, batches, stack_batches, n_iters: int,
+                           block: int = 10) -> tuple[float, float]:
+    """CPU: median ms per step of ``single`` and of ``stacked``, timed in alternating blocks of
+    ``block`` steps each (ceil(n_iters / block) rounds), the first step of every block untimed:
+    each step follows one of its own kind, as in training (a step right after the other kind
+    finds the caches holding the other's tensors and runs slower: README, "Replicate stacking"), and both
+    see the same stretches of this VM's drifting speed."""
+    one_s, st_s = [], []
+    k = 0
+    for _ in range(-(-n_iters // block)):
+        for step, items, times in ((single, batches, one_s), (stacked, stack_batches, st_s)):
+            for j in range(block + 1):
+                t = time.perf_counter()
+                step(items[k % len(items)])
+                if j:
+                    times.append(time.perf_counter() - t)
+                k += 1
+    return 1e3 * float(np.median(one_s)), 1e3 * float(np.median(st_s))
+
+
 def stacked_vs_single_ms(cfg, dataset, data: TrainingData, replicates: int, coeffs: dict, batches,
                          n_iters: int, device: torch.device) -> dict:
-    """Median ms per step of one run alone and of ``replicates`` stacked replicas, timed alternately
-    (one single step, one stacked step, ...; after 3 warm-up steps of each); on CUDA both are the
-    CUDA-graph steps when ``training.cuda_graph`` is on, timed in blocks."""
+    """Median ms per step of one run alone and of ``replicates`` stacked replicas, timed in
+    alternating blocks on CPU (``_alternating_blocks_ms``); on CUDA both are the CUDA-graph steps
+    when ``training.cuda_graph`` is on, timed in blocks."""
     from flyvis_study.train.stacked import make_stacked_step
 
     replicas = []
@@ -137,18 +158,7 @@ def stacked_vs_single_ms(cfg, dataset, data: TrainingData, replicates: int, coef
         one = block_ms_per_iter(single, batches, 5, n_iters * 10, device)
         st = block_ms_per_iter(stacked, stack_batches, 5, n_iters * 10, device)
     else:
-        for k in range(3):
-            single(batches[k % len(batches)])
-            stacked(stack_batches[k % len(batches)])
-        one_s, st_s = [], []
-        for k in range(3, 3 + n_iters):
-            t = time.perf_counter()
-            single(batches[k % len(batches)])
-            one_s.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            stacked(stack_batches[k % len(batches)])
-            st_s.append(time.perf_counter() - t)
-        one, st = 1e3 * float(np.median(one_s)), 1e3 * float(np.median(st_s))
+        one, st = _alternating_blocks_ms(single, stacked, batches, stack_batches, n_iters)
     return {"replicates": replicates, "single_ms_per_iter": one, "stacked_ms_per_iter": st,
             "stacked_ms_per_run_iter": st / replicates, "stacked_vs_single": st / replicates / one}
 

@@ -66,3 +66,14 @@ def test_bench_replicates_times_a_stack_against_one_run(tiny_dataset, dataset_ro
     bad = runner.invoke(app, ["bench", "--preset", "tiny", "--replicates", "0"])
     assert bad.exit_code != 0 and "--replicates 0: allowed: an integer >= 1" in bad.output
     assert "Traceback" not in bad.output
+
+
+def test_single_and_stacked_steps_are_timed_in_alternating_blocks():
+    """Blocks of 10 + 1 steps of each kind in turn; the first step of each block is not timed."""
+    from flyvis_study.bench import _alternating_blocks_ms
+
+    calls = []
+    one, st = _alternating_blocks_ms(lambda b: calls.append("single"), lambda b: calls.append("stacked"),
+                                     [0, 1], [[0], [1]], n_iters=15)
+    assert calls == (["single"] * 11 + ["stacked"] * 11) * 2
+    assert one > 0 and st > 0
