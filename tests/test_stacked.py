@@ -179,8 +179,8 @@ def test_block_parameter_stack(tmp_path):
     from flyvis_study.study.blocks import block_parameters
     from flyvis_study.study.parameters import BlockParameterError
 
-    assert block_parameters(1, out_dir=str(tmp_path)).runs_per_stack == 4
-    assert block_parameters(1, out_dir=str(tmp_path), stack=1).runs_per_stack == 1
+    assert block_parameters(1, out_dir=str(tmp_path)).runs_per_stack == 1  # DEFAULT_STACK: see its comment
+    assert block_parameters(1, out_dir=str(tmp_path), stack=3).runs_per_stack == 3
     for bad in (0, "two", 1.5):
         with pytest.raises(BlockParameterError) as err:
             block_parameters(1, out_dir=str(tmp_path), stack=bad)

@@ -23,7 +23,7 @@ Common parameters (every block):
 | overrides | mapping of dotted config keys | applied to every run |
 | compare_with | "" or a block file | the baseline of the paired comparison |
 | ground_truth_models | flyvis model ids, or [] | each run repeated on each network (seed-like) |
-| stack | integer >= 1, or None | runs trained together (``train.stacked``); None: 4 cpu, 12 cuda; 1: alone |
+| stack | integer >= 1, or None | runs trained together (``train.stacked``); None: ``DEFAULT_STACK`` (1) |
 
 ``ground_truth_models`` (e.g. ``["flow/0000/000", "flow/0000/001"]``) is a third seed-like
 axis, the runs' ``ground_truth`` coordinate; [] keeps the config's own ground truth.
@@ -44,7 +44,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 from flyvis_study.config import DEFAULT_PRESET, describe_errors
 from flyvis_study.resources import project_path
 
-DEFAULT_STACK = {"cpu": 4, "cuda": 12}  # runs per stack when ``stack`` is None (README: measurements)
+# runs per stack when ``stack`` is None. cpu: 1, since a stacked step costs each run as much as
+# its own step on a CPU (measured: README, "Replicate stacking"); cuda: 1 until the stacked
+# CUDA-graph step has been measured on a GPU (``flyvis-study bench --device cuda --replicates 12``).
+DEFAULT_STACK = {"cpu": 1, "cuda": 1}
 SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss|inproc)://[^\s/]+$")
 
 

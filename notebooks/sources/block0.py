@@ -29,7 +29,7 @@ seed_base = 0  # first suggested seed; shared by all blocks, so they pair up
 sim_seeds = None  # explicit simulation seeds (list), overrides the suggestion
 train_seeds = None  # explicit training seeds (list, same length as sim_seeds)
 ground_truth_models = []  # flyvis model ids, e.g. ["flow/0000/000", "flow/0000/001"]: each run on each network; []: the config's own
-stack = None  # runs trained together per process (replicate stacking); None: 4 on cpu, 12 on cuda; 1: alone
+stack = None  # runs trained together per process (replicate stacking, e.g. 12 on a GPU); None or 1: each run alone
 # --- execution ---------------------------------------------------------------
 workers = 0  # positive: a Dask LocalCluster with this many workers
 scheduler = ""  # address of a running Dask scheduler (e.g. dask-jobqueue on SLURM)
