@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import torch
 
-from flyvis_study.fast.fused_ops import FirstLayerLayout
 from flyvis_study.model.gnn import FlyVisGNN
 from flyvis_study.model.message_passing import SynapticSum
 
@@ -52,10 +51,9 @@ class StackedMLP:
         W1, b1 = self.weights[0], self.biases[0]
         R, S, N = features[0].shape
         d = embedding.shape[-1]
-        layout = FirstLayerLayout(embedding_at, d, columns, W1.shape[-1])
         U = W1[:, :, embedding_at:embedding_at + d]  # (R, H, d)
         term = torch.baddbmm(b1.unsqueeze(1), embedding, U.transpose(1, 2))  # (R, N, H)
-        Wf = torch.stack([W1[:, :, c] for c in layout.feature_columns], -1)  # (R, H, K)
+        Wf = torch.stack([W1[:, :, c] for c in columns], -1)  # (R, H, K)
 
         def first_layer(xs: list[torch.Tensor], term: torch.Tensor) -> torch.Tensor:  # (R, S', N, H)
             if len(xs) == 1:

@@ -133,8 +133,7 @@ def run_one(spec: RunSpec, out_root: str | Path, progress: bool = False) -> str:
     try:
         record = run_training(cfg, run_dir, device=spec.device, progress=progress, cache=spec.cache)
     except Exception as err:  # noqa: BLE001 - a failed run is recorded, never lost
-        write_text_atomic(run_dir / "error.txt", traceback.format_exc())
-        return record_failed_run(spec, out_root, err)
+        return record_raised_run(spec, out_root, err)
     finally:
         release_freed_memory()
     return write_run_file(spec, out_root, record)
@@ -184,8 +183,7 @@ def run_stack(specs: list[RunSpec], out_root: str | Path, progress: bool = False
             except Exception as err:  # noqa: BLE001 - one run's evaluation error is that run's failure
                 if failure_kind_of(err) == "infrastructure":
                     raise
-                write_text_atomic(run_dirs[k] / "error.txt", traceback.format_exc())
-                paths[todo[k]] = record_failed_run(spec, out_root, err)
+                paths[todo[k]] = record_raised_run(spec, out_root, err)
                 return
             paths[todo[k]] = write_run_file(spec, out_root, record)
 
@@ -194,13 +192,19 @@ def run_stack(specs: list[RunSpec], out_root: str | Path, progress: bool = False
     except Exception as err:  # noqa: BLE001 - the stack's unfinished runs are recorded, never lost
         for i in todo:
             if i not in paths:
-                run_dir = out_root / "runs" / specs[i].run_id
-                run_dir.mkdir(parents=True, exist_ok=True)
-                write_text_atomic(run_dir / "error.txt", traceback.format_exc())
-                paths[i] = record_failed_run(specs[i], out_root, err)
+                paths[i] = record_raised_run(specs[i], out_root, err)
     finally:
         release_freed_memory()
     return [paths[i] for i in range(len(specs))]
+
+
+def record_raised_run(spec: RunSpec, out_root: str | Path, err: BaseException) -> str:
+    """For ``err`` raised here while running ``spec``: its traceback in the run's error.txt, and
+    the failed run's file (``record_failed_run``); returns its path. Call inside ``except``."""
+    run_dir = Path(out_root) / "runs" / spec.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "error.txt", traceback.format_exc())
+    return record_failed_run(spec, out_root, err)
 
 
 def record_failed_run(spec: RunSpec, out_root: str | Path, err: BaseException) -> str:

@@ -159,6 +159,7 @@ class RunTrainer:
         self.phase_changed = False
         self.bar = None
         self.t0 = time.perf_counter()
+        self.t_end: float | None = None  # set by finish()
         self.done = self.epoch >= cfg.training.n_epochs
         if not self.done:
             self._begin_epoch()
@@ -233,13 +234,12 @@ class RunTrainer:
     @property
     def training_time_s(self) -> float:
         """Training time so far: earlier sessions' (from the checkpoint) plus this one's wall time."""
-        if not hasattr(self, "_t_end"):
-            return self.elapsed + time.perf_counter() - self.t0
-        return self.elapsed + self._t_end - self.t0
+        end = time.perf_counter() if self.t_end is None else self.t_end
+        return self.elapsed + end - self.t0
 
     def finish(self) -> TrainResult:
         """Write loss.npy, coefficients.json and metrics.log; check the parameters; the result."""
-        self._t_end = time.perf_counter()
+        self.t_end = time.perf_counter()
         loss_all = np.concatenate(self.losses) if self.losses else np.zeros(0, np.float32)
         np.save(self.run_dir / "loss.npy", loss_all.astype(np.float32))
         write_json_atomic(self.run_dir / "coefficients.json", self.coeff_log)

@@ -12,9 +12,11 @@ metrics.log rows, checkpoints and outputs as it goes, and drops out of the stack
 finishes or diverges; the others go on. A replica's numbers are those of the same run
 trained alone (same seeds), to float rounding (tested in float64).
 
-Cost: on a CPU at the small preset a step is bound by per-operation overhead, which R
-replicas share; on a GPU the batched products fill the device. Measured by
-``flyvis-study bench --replicates R`` (README).
+Cost: what R replicas share is the per-operation overhead of a step; its arithmetic and
+memory traffic grow with R. On a GPU, where a single run leaves the device half idle, the
+batched products are what stacking is for; on this project's CPUs the small-preset step is
+bound by its arithmetic, and a stacked step costs each run about as much as its own step.
+Measured by ``flyvis-study bench --replicates R`` (README, "Replicate stacking").
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from flyvis_study.config import RunConfig
@@ -67,7 +70,7 @@ class StackedStep:
         for data, members in self.by_data:
             B = len(idx[members[0]])
             joined = (torch.cat([torch.as_tensor(idx[i]) for i in members]) if data.resident
-                      else _np_cat([idx[i] for i in members]))
+                      else np.concatenate([np.asarray(idx[i]) for i in members]))
             v, I, y = data.rows(joined)
             for k, i in enumerate(members):
                 parts[i] = (v[k * B:(k + 1) * B], I[k * B:(k + 1) * B], y[k * B:(k + 1) * B])
@@ -138,12 +141,6 @@ class StackedCudaGraphStep(StackedStep):
         return self.static_loss.detach().clone()
 
 
-def _np_cat(parts: list):
-    import numpy as np
-
-    return np.concatenate([np.asarray(p) for p in parts])
-
-
 def _share_data(runs: list[RunTrainer]) -> list[tuple]:
     """[(TrainingData, replica positions)] with one entry per distinct dataset of the stack."""
     groups: dict[str, tuple] = {}
@@ -198,14 +195,14 @@ def train_stack(cfgs: list[RunConfig], datasets: list[Dataset], run_dirs: list[s
         if r.done:
             finish(i)
     active = [i for i, r in enumerate(runs) if not r.done]
-    step, members = None, []
+    step = None
     while active:
         idx = [runs[i].batch() for i in active]
+        members = [runs[i] for i in active]
         if step is None:
-            step, members = make_stacked_step([runs[i] for i in active]), list(active)
-        elif active != members or any(runs[i].phase_changed for i in active):
-            step.configure([runs[i] for i in active])
-            members = list(active)
+            step = make_stacked_step(members)
+        elif members != step.runs or any(r.phase_changed for r in members):
+            step.configure(members)
         losses = step(idx)
         for i, loss in zip(active, losses.unbind()):
             runs[i].record(loss)
