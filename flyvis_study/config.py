@@ -113,6 +113,9 @@ class StimulusConfig(_Strict):
     clip_length_max: int = Field(104, ge=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
     video_folder: str | None = None
+    blank_fraction: float = Field(
+        0.0, ge=0, lt=1, description="fraction of each clip's frames, at its start, shown at zero luminance "
+                                     "(train and test clips alike), so that neurons relax toward rest")
 
     @model_validator(mode="after")
     def _check(self) -> StimulusConfig:
@@ -169,6 +172,11 @@ class TrainingConfig(_Strict):
     alternate_training: bool = False
     alternate_joint_ratio: float = Field(0.4, gt=0, le=1)
     alternate_lr_ratio: float = Field(0.1, gt=0, le=1)
+    epoch_lr_ratio: float = Field(1.0, gt=0, le=1, description="every group's LR x this from epoch 1 on "
+                                                               "(the epoch-level LR drop; 1 = none)")
+    regulariser_schedule: Literal["per_epoch", "constant"] = Field(
+        "per_epoch", description="per_epoch: the coefficients' per-epoch schedule (train.schedule); "
+                                 "constant: every epoch keeps epoch 0's coefficients")
     checkpoint_every_epoch: bool = True
     cuda_graph: bool = Field(True, description="capture the training step in a CUDA graph (GPU only)")
     mlp_backward: Literal["chunked", "autograd"] = Field(
@@ -180,7 +188,8 @@ class EvaluationConfig(_Strict):
     in_loop_points: int = Field(100, ge=10, description="points per neuron for the in-loop R2 (cheap)")
     n_gain_frames: int = Field(8, ge=1)
     gmm_components: int = Field(100, ge=2)
-    vrest_outlier_threshold: float = Field(0.5, gt=0)
+    vrest_outlier_threshold: float = Field(0.5, gt=0, description="V_rest inliers: |V_rest_hat - V_rest| <= this")
+    tau_outlier_threshold: float = Field(0.1, gt=0, description="tau inliers (identity R2): |tau_hat - tau| <= this")
     rollout_frames: int = Field(2000, ge=0)
     test_frames: int | None = Field(None, ge=1, description="cap on test frames (None = all)")
 
@@ -205,11 +214,52 @@ class RunConfig(_Strict):
         return int(n * self.training.alternate_joint_ratio) if self.training.alternate_training else n
 
     def to_json(self) -> str:
-        """The config as JSON (the run id hashes it). ``ground_truth.model`` is written only
-        when it is used (source flyvis), so the configs of the other sources keep the identity
-        (run ids, dataset keys) they had before that key existed."""
-        used = self.simulation.ground_truth.source == "flyvis"
-        return self.model_dump_json(indent=1, exclude=None if used else {"simulation": {"ground_truth": {"model"}}})
+        """The config as JSON (the run id hashes it). Keys added after results existed are
+        written only when they matter, so that every other config keeps the identity (run ids,
+        dataset keys) it had before the key existed: ``ground_truth.model`` only for source
+        flyvis, and each key of ``LATER_KEYS`` only away from its default."""
+        exclude: dict = {}
+
+        def leave_out(path: tuple[str, ...]) -> None:
+            node = exclude
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = True
+
+        if self.simulation.ground_truth.source != "flyvis":
+            leave_out(("simulation", "ground_truth", "model"))
+        for path, default in LATER_KEYS.items():
+            value: Any = self
+            for part in path:
+                value = getattr(value, part)
+            if value == default:
+                leave_out(path)
+        return self.model_dump_json(indent=1, exclude=exclude)
+
+
+# Keys added after run and dataset files existed, with the default at which they are left out of
+# the JSON that identifies a run (RunConfig.to_json) or a dataset (world.dataset.dataset_key).
+LATER_KEYS: dict[tuple[str, ...], Any] = {
+    ("simulation", "stimulus", "blank_fraction"): 0.0,
+    ("training", "epoch_lr_ratio"): 1.0,
+    ("training", "regulariser_schedule"): "per_epoch",
+    ("evaluation", "tau_outlier_threshold"): 0.1,
+}
+
+
+def drop_later_defaults(data: dict, prefix: tuple[str, ...] = ()) -> dict:
+    """``data`` (a dumped config or one of its sections at ``prefix``) without the ``LATER_KEYS``
+    that hold their default (a copy; for the dataset key)."""
+    out = copy.deepcopy(data)
+    for path, default in LATER_KEYS.items():
+        if path[:len(prefix)] != prefix:
+            continue
+        rest, node = path[len(prefix):], out
+        for part in rest[:-1]:
+            node = node.get(part, {})
+        if rest and rest[-1] in node and node[rest[-1]] == default:
+            del node[rest[-1]]
+    return out
 
 
 # ----------------------------------------------------------------------------- assembly

@@ -271,7 +271,7 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: str | Path, device: str = "
     while not run.done:
         idx = run.batch()
         if run.phase_changed:
-            step.configure(run.coeffs, run.phase)
+            step.configure(run.coeffs, run.phase, run.epoch)
         run.record(step(idx))
     run.bar.close()
     return run.finish()

@@ -18,7 +18,8 @@ def build_optimizer(model: FlyVisGNN, cfg: RunConfig, device: torch.device) -> t
     return torch.optim.Adam(groups, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, **kwargs)
 
 
-def set_phase(optimizer: torch.optim.Optimizer, cfg: RunConfig, phase: str) -> None:
-    lrs = learning_rates(cfg.training, phase)
+def set_phase(optimizer: torch.optim.Optimizer, cfg: RunConfig, phase: str, epoch: int = 0) -> None:
+    """Set every group's learning rate to its value in ``phase`` of ``epoch`` (train.schedule)."""
+    lrs = learning_rates(cfg.training, phase, epoch)
     for group in optimizer.param_groups:
         group["lr"] = lrs[group["name"]]

@@ -11,6 +11,7 @@ Learning rates per phase:
     g_phi      lr             lr * alternate_lr_ratio
     f_theta    lr_update|lr   lr_update|lr
     embedding  lr_embedding   lr_embedding
+each times ``epoch_lr_ratio`` in epochs e >= 1 (the epoch-level LR drop; 1 by default).
 
 Coefficients with epoch index e (0-based), reference-compatible:
     W L1       c * (1 - exp(-rate * e))
@@ -18,6 +19,8 @@ Coefficients with epoch index e (0-based), reference-compatible:
     g_phi L1   c * (1 - exp(-rate ** e))      (a power, as in the reference: 0.632, 0.393, ...)
     W L2       active only when the effective W L1 coefficient is 0
     others     constant
+With ``regulariser_schedule: constant`` every epoch takes epoch 0's coefficients (W L1 and
+f_theta L1 off, W L2 on, g_phi L1 at c * (1 - 1/e)).
 """
 
 from __future__ import annotations
@@ -37,16 +40,19 @@ def phase_of(iteration: int, joint_iters: int) -> str:
     return "joint" if iteration < joint_iters else "V_rest"
 
 
-def learning_rates(t: TrainingConfig, phase: str) -> dict[str, float]:
-    """Learning rate of each optimiser group in a phase."""
-    ratio = t.alternate_lr_ratio if phase == "V_rest" else 1.0
+def learning_rates(t: TrainingConfig, phase: str, epoch: int = 0) -> dict[str, float]:
+    """Learning rate of each optimiser group in a phase of an epoch (0-based)."""
+    drop = t.epoch_lr_ratio if epoch >= 1 else 1.0
+    ratio = (t.alternate_lr_ratio if phase == "V_rest" else 1.0) * drop
     return {"W": t.lr_W * ratio, "g_phi": t.lr * ratio,
-            "f_theta": t.lr_update if t.lr_update is not None else t.lr,
-            "embedding": t.lr_embedding}
+            "f_theta": (t.lr_update if t.lr_update is not None else t.lr) * drop,
+            "embedding": t.lr_embedding * drop}
 
 
 def coefficients(t: TrainingConfig, epoch: int) -> dict[str, float]:
     """Effective regulariser coefficients of an epoch (logged per epoch)."""
+    if t.regulariser_schedule == "constant":
+        epoch = 0
     w_l1 = t.coeff_W_L1 * (1 - math.exp(-t.coeff_W_L1_rate * epoch))
     return {
         "W_L1": w_l1,

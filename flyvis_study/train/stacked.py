@@ -56,7 +56,7 @@ class StackedStep:
         self.runs = list(runs)
         self.gnn = StackedGNN([r.model for r in runs])
         for r in runs:
-            set_phase(r.optimizer, r.cfg, r.phase)
+            set_phase(r.optimizer, r.cfg, r.phase, r.epoch)
         like = runs[0].model.W
         self.c = coefficient_tensors([r.coeffs for r in runs], like)
         self.active = {k: any(r.coeffs[k] > 0 for r in runs) for k in COEFFICIENTS}

@@ -19,10 +19,10 @@ class EagerStep:
         self.model, self.optimizer, self.data, self.cfg, self.xnorm = model, optimizer, data, cfg, xnorm
         self.coeffs: dict[str, float] = {}
 
-    def configure(self, coeffs: dict[str, float], phase: str) -> None:
-        """Set the epoch's coefficients and the phase's learning rates."""
+    def configure(self, coeffs: dict[str, float], phase: str, epoch: int = 0) -> None:
+        """Set the epoch's coefficients and the learning rates of the phase in that epoch."""
         self.coeffs = coeffs
-        set_phase(self.optimizer, self.cfg, phase)
+        set_phase(self.optimizer, self.cfg, phase, epoch)
 
     def eager(self, idx) -> torch.Tensor:
         v, I, y = self.data.rows(idx)
@@ -53,8 +53,8 @@ class CudaGraphStep(EagerStep):
         self.warmup_left = warmup
         self.side = torch.cuda.Stream(device=dev)
 
-    def configure(self, coeffs: dict[str, float], phase: str) -> None:
-        super().configure(coeffs, phase)
+    def configure(self, coeffs: dict[str, float], phase: str, epoch: int = 0) -> None:
+        super().configure(coeffs, phase, epoch)
         self._release()  # recapture with the new constants
 
     def _release(self) -> None:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from flyvis_study.atomic import atomic_path
-from flyvis_study.config import SimulationConfig
+from flyvis_study.config import SimulationConfig, drop_later_defaults
 from flyvis_study.integrity import IntegrityWarning, manifest, verify_manifest
 from flyvis_study.locks import FileLock
 from flyvis_study.world.connectome import Connectome, cached_connectome
@@ -97,7 +97,7 @@ def dataset_key(sim: SimulationConfig, params: GroundTruthParams, device: str = 
     The device type is part of the key because CPU and CUDA draw different noise streams
     from the same seed: a dataset generated on a GPU is never reused by a CPU run.
     """
-    sim_json = sim.model_dump(mode="json")
+    sim_json = drop_later_defaults(sim.model_dump(mode="json"), ("simulation",))  # older keys stay valid
     sim_json["ground_truth"].pop("checkpoint", None)  # identified by content below
     if sim.ground_truth.source != "flyvis":  # keys from before the model id existed stay valid
         sim_json["ground_truth"].pop("model", None)
@@ -168,7 +168,7 @@ def _generate(sim: SimulationConfig, connectome: Connectome, params: GroundTruth
                                  seed=st.stimulus_seed, clip_length=(st.clip_length_min, st.clip_length_max),
                                  test_fraction=st.test_fraction, video_folder=st.video_folder,
                                  progress=progress)
-    streams = build_streams(library, sim.n_frames, sim.seed)
+    streams = build_streams(library, sim.n_frames, sim.seed, blank_fraction=st.blank_fraction)
     t_stim = time.perf_counter() - t_start
 
     simulator = Simulator(connectome, gt, dt=sim.dt, noise_level=sim.noise_model_level, device=device)

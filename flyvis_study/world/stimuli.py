@@ -268,10 +268,25 @@ class Streams:
     test_clip: np.ndarray
 
 
-def build_streams(library: ClipLibrary, n_frames: int, simulation_seed: int) -> Streams:
+def blanked(clip: np.ndarray, blank_fraction: float) -> np.ndarray:
+    """``clip`` (T, C) with its first round(blank_fraction * T) frames at zero luminance (a copy
+    when any frame is blanked)."""
+    n = int(round(blank_fraction * len(clip)))
+    if n == 0:
+        return clip
+    out = np.array(clip, copy=True)
+    out[:n] = 0.0
+    return out
+
+
+def build_streams(library: ClipLibrary, n_frames: int, simulation_seed: int, blank_fraction: float = 0.0) -> Streams:
     """Train stream: train clips (all augmentations) in seed-shuffled order, wrapped to n_frames.
 
     Clip ids are ``8 * base + augmentation``. The test stream plays every test clip once.
+    ``blank_fraction`` (``simulation.stimulus.blank_fraction``): every clip, train and test,
+    starts with round(blank_fraction * its length) frames at zero luminance instead of its own
+    first frames (the clip keeps its length, so the streams keep theirs), so that neurons relax
+    toward rest after each cut.
     """
     rng = np.random.default_rng(np.random.SeedSequence([simulation_seed, 0xC11B]))
     train_ids = [8 * b + k for b in library.train_bases for k in range(8)]
@@ -281,7 +296,7 @@ def build_streams(library: ClipLibrary, n_frames: int, simulation_seed: int) -> 
     chunks, ids, total = [], [], 0
     while total < n_frames:
         for cid in order:
-            clip = library.clips[cid // 8][cid % 8]
+            clip = blanked(library.clips[cid // 8][cid % 8], blank_fraction)
             take = min(len(clip), n_frames - total)
             chunks.append(clip[:take])
             ids.append(np.full(take, cid))
@@ -289,7 +304,7 @@ def build_streams(library: ClipLibrary, n_frames: int, simulation_seed: int) -> 
             if total >= n_frames:
                 break
     test_ids = [8 * b + k for b in library.test_bases for k in range(8)]
-    test = [library.clips[c // 8][c % 8] for c in test_ids]
+    test = [blanked(library.clips[c // 8][c % 8], blank_fraction) for c in test_ids]
     return Streams(
         train=np.concatenate(chunks).astype(np.float32),
         train_clip=np.concatenate(ids),
