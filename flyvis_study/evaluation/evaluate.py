@@ -40,10 +40,11 @@ def test_inputs(dataset: Dataset, stop: int) -> np.ndarray:
 
 EVALUATION_SECTIONS: dict[str, tuple[str, ...]] = {
     "connectivity": ("connectivity_R2", "connectivity_slope", "connectivity_R2_raw", "connectivity_slope_raw",
-                     "connectivity_n_edges"),
-    "tau": ("tau_R2", "tau_slope"),
+                     "connectivity_n_edges", "connectivity_R2_identity", "connectivity_outlier_share",
+                     "connectivity_outlier_threshold"),
+    "tau": ("tau_R2", "tau_slope", "tau_R2_identity", "tau_outlier_share", "tau_outlier_threshold"),
     "V_rest": ("V_rest_R2", "V_rest_slope", "V_rest_R2_inliers", "V_rest_R2_type_median", "V_rest_n_inliers",
-               "V_rest_inlier_threshold"),
+               "V_rest_inlier_threshold", "V_rest_R2_identity", "V_rest_outlier_share"),
     "clustering": ("cluster_accuracy", "cluster_ARI", "cluster_NMI"),
     "one_step_test": ("test_pearson", "test_R2"),
     "rollout": ("rollout_pearson", "rollout_pearson_std", "rollout_rmse", "rollout_rmse_std", "rollout_frames"),
@@ -89,7 +90,7 @@ def evaluate(model: FlyVisGNN, dataset: Dataset, cfg: RunConfig,
     if rec is not None:
         W_hat = model.W.detach().cpu().numpy()
         measure("connectivity", lambda: connectivity_metrics(gt.W, rec.W_corrected, W_hat))
-        measure("tau", lambda: tau_metrics(gt.tau, rec.tau_hat))
+        measure("tau", lambda: tau_metrics(gt.tau, rec.tau_hat, ev.tau_outlier_threshold))
         measure("V_rest", lambda: vrest_metrics(gt.V_rest, rec.V_rest_hat, con.node_type,
                                                 ev.vrest_outlier_threshold))
         measure("clustering", lambda: cluster_metrics(

@@ -1,8 +1,15 @@
 """Evaluation of a trained GNN against the ground truth (definitions: spec/metrics.md).
 
-Recovered-parameter R2: fit learned = a * true + b by least squares;
-R2 = 1 - SS_res / SS_tot with SS_tot on the learned values (= squared Pearson r); the slope a
-is reported beside it.
+Recovered-parameter R2, under two named definitions (``R2_DEFINITIONS``):
+- ``affine`` (the seed's; metric names without a suffix: connectivity_R2, tau_R2, V_rest_R2):
+  fit learned = a * true + b by least squares; R2 = 1 - SS_res / SS_tot with SS_tot on the
+  learned values (= squared Pearson r); the slope a is reported beside it. conn_R2 is taken on
+  the edges with |W* - W| <= 5, tau_R2 and V_rest_R2 on every neuron.
+- ``identity`` (suffix ``_identity``): R2 = 1 - sum (learned - true)^2 / sum (true - mean true)^2
+  about the line learned = true (no fit: a scale or offset error lowers it, and it can be
+  negative), on the inliers |learned - true| <= threshold (W: 5, tau:
+  evaluation.tau_outlier_threshold, V_rest: evaluation.vrest_outlier_threshold); the share of
+  outliers is stored beside it (``*_outlier_share``) with the threshold.
 
 connectivity_R2: per-source g_phi^2 slope r_j over [max(mu_j - 2 sd_j, 0), mu_j + 2 sd_j]
 (r_j = 1 if mu_j + sd_j <= 0); per-target f_theta slope s_i and intercept c_i of
@@ -46,6 +53,34 @@ def r2_affine(true: np.ndarray, learned: np.ndarray) -> tuple[float, float]:
     slope = float(tc @ lc) / var_t
     resid = lc - slope * tc
     return float(1.0 - (resid @ resid) / ss_tot), slope
+
+
+R2_DEFINITIONS = {
+    "affine": "squared Pearson r of the least-squares fit learned = a * true + b",
+    "identity": "1 - SS_res / SS_tot about learned = true, on inliers |learned - true| <= threshold "
+                "(outlier share stored)",
+}
+
+
+def r2_identity(true: np.ndarray, learned: np.ndarray, threshold: float) -> tuple[float, float]:
+    """(identity-line R2 on inliers, outlier share).
+
+    Inliers: finite pairs with |learned - true| <= threshold; R2 = 1 - sum (learned - true)^2 /
+    sum (true - mean true)^2 over them (NaN when fewer than two inliers or no spread in true).
+    Outlier share: non-inliers / finite pairs (NaN when no finite pair).
+    """
+    true = np.asarray(true, dtype=np.float64).ravel()
+    learned = np.asarray(learned, dtype=np.float64).ravel()
+    ok = np.isfinite(true) & np.isfinite(learned)
+    if not ok.any():
+        return float("nan"), float("nan")
+    keep = ok & (np.abs(learned - true) <= threshold)
+    share = 1.0 - keep.sum() / ok.sum()
+    t, y = true[keep], learned[keep]
+    ss_tot = float(((t - t.mean()) ** 2).sum()) if t.size else 0.0
+    if t.size < 2 or ss_tot == 0:
+        return float("nan"), float(share)
+    return float(1.0 - ((y - t) ** 2).sum() / ss_tot), float(share)
 
 
 def _rows_per_call(device: torch.device, cpu: int, cuda: int) -> int:
@@ -149,8 +184,11 @@ def connectivity_metrics(W_true: np.ndarray, W_star: np.ndarray, W_hat: np.ndarr
     keep = np.abs(W_star - W_true) <= W_OUTLIER
     r2, slope = r2_affine(W_true[keep], W_star[keep])
     raw, raw_slope = r2_affine(W_true, W_hat)
+    identity, share = r2_identity(W_true, W_star, W_OUTLIER)
     return {"connectivity_R2": r2, "connectivity_slope": slope, "connectivity_n_edges": int(keep.sum()),
-            "connectivity_R2_raw": raw, "connectivity_slope_raw": raw_slope}
+            "connectivity_R2_raw": raw, "connectivity_slope_raw": raw_slope,
+            "connectivity_R2_identity": identity, "connectivity_outlier_share": share,
+            "connectivity_outlier_threshold": W_OUTLIER}
 
 
 def vrest_metrics(V_true: np.ndarray, V_hat: np.ndarray, node_type: np.ndarray,
@@ -166,11 +204,15 @@ def vrest_metrics(V_true: np.ndarray, V_hat: np.ndarray, node_type: np.ndarray,
     err = np.abs(V_hat - V_true)
     keep = np.isfinite(err) & (err <= threshold)
     r2_in, _ = r2_affine(V_true[keep], V_hat[keep])
+    identity, share = r2_identity(V_true, V_hat, threshold)
     return {"V_rest_R2": r2, "V_rest_slope": slope, "V_rest_R2_type_median": r2_type,
             "V_rest_R2_inliers": r2_in, "V_rest_inlier_threshold": threshold,
-            "V_rest_n_inliers": int(keep.sum())}
+            "V_rest_n_inliers": int(keep.sum()), "V_rest_R2_identity": identity, "V_rest_outlier_share": share}
 
 
-def tau_metrics(tau_true: np.ndarray, tau_hat: np.ndarray) -> dict:
+def tau_metrics(tau_true: np.ndarray, tau_hat: np.ndarray, threshold: float = 0.1) -> dict:
+    """tau_R2 (affine, all neurons) and tau_R2_identity (identity line, |tau_hat - tau| <= threshold)."""
     r2, slope = r2_affine(tau_true, tau_hat)
-    return {"tau_R2": r2, "tau_slope": slope}
+    identity, share = r2_identity(tau_true, tau_hat, threshold)
+    return {"tau_R2": r2, "tau_slope": slope, "tau_R2_identity": identity, "tau_outlier_share": share,
+            "tau_outlier_threshold": threshold}
