@@ -11,6 +11,9 @@ What each block tests, in prose, is the markdown of its notebook (``notebooks/bl
 | 4     | training budget           | two_stage.yaml     | n_epochs -> training.n_epochs x augmentation_loop ->       |
 |       |                           |                    | training.data_augmentation_loop                            |
 | 5     | best-config replication   | two_stage.yaml     | best_config (overrides) or the best-ranked of best_from    |
+| 6     | V_rest levers             | one per arm        | arms (``ARMS``: a named config each) x blank_fraction ->   |
+|       |                           |                    | simulation.stimulus.blank_fraction x noise_level ->        |
+|       |                           |                    | simulation.noise_model_level                               |
 
 ``BLOCKS[N]`` is the definition; ``block_parameters(N, **values)`` the validated parameters
 (``study.parameters``), ``plan_block`` the validated run specs (every config resolved before
@@ -54,6 +57,17 @@ class Axis:
     help: str
 
 
+# Block 6's training arms: arm name -> its named config (params/). Budgets: standard_1_epoch 1
+# epoch, every other arm 2 epochs of the same iterations per epoch.
+ARMS = {
+    "standard_1_epoch": "gold_standard.yaml",  # the gold standard
+    "standard_2_epochs": "standard_2_epochs.yaml",  # the budget-matched control of two-stage
+    "two_stage": "two_stage.yaml",
+    "lr_drop": "lr_drop.yaml",  # every group's LR x 0.1 from epoch 1 on
+    "two_stage_constant_schedule": "two_stage_constant_schedule.yaml",  # epoch-0 coefficients throughout
+}
+
+
 @dataclass(frozen=True)
 class BlockDefinition:
     number: int
@@ -62,6 +76,7 @@ class BlockDefinition:
     axes: tuple[Axis, ...] = ()
     config_label: str = ""  # the one config's label of a block without axes
     replication: bool = False  # block 5: best_config / best_from instead of axes
+    arms: bool = False  # block 6: an ``arms`` parameter (names of ``ARMS``) crossed with the axes
     parameters: type[BlockParameters] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -83,10 +98,19 @@ class BlockDefinition:
         if not self.axes:
             return {self.config_label: {}}
         out = {}
-        for values in itertools.product(*(getattr(params, a.name) for a in self.axes)):
-            label = "_".join(f"{a.label}={v:g}" for a, v in zip(self.axes, values))
-            out[label] = {a.key: a.kind(v) for a, v in zip(self.axes, values)}
+        for arm in (params.arms if self.arms else [""]):
+            for values in itertools.product(*(getattr(params, a.name) for a in self.axes)):
+                label = "_".join([arm] * bool(arm) + [f"{a.label}={v:g}" for a, v in zip(self.axes, values)])
+                out[label] = {a.key: a.kind(v) for a, v in zip(self.axes, values)}
         return out
+
+    def base_configs(self, params: BlockParameters) -> dict[str, str]:
+        """{config label: its base config file}: the arm's named config in block 6, else ``base_config``."""
+        if not self.arms:
+            return {label: self.base_config for label in self.configs(params)}
+        n_labels = len(self.configs(params)) // len(params.arms)
+        return {label: ARMS[arm] for arm, label in zip(
+            [a for a in params.arms for _ in range(n_labels)], self.configs(params))}
 
 
 def _parameters_model(block: BlockDefinition) -> type[BlockParameters]:
@@ -106,6 +130,17 @@ def _parameters_model(block: BlockDefinition) -> type[BlockParameters]:
 
     if block.axes:
         validators["_axis_values"] = field_validator(*(a.name for a in block.axes), mode="before")(as_list)
+    if block.arms:
+        fields["arms"] = (list[str], Field(list(ARMS), description="training arms, names of study.blocks.ARMS"))
+
+        def known_arms(cls, arms):
+            unknown = [a for a in arms if a not in ARMS]
+            if unknown or not arms or len(set(arms)) != len(arms):
+                raise ValueError(f"unknown or repeated arm(s) {', '.join(unknown) or arms}; allowed: "
+                                 f"{', '.join(ARMS)}")
+            return arms
+
+        validators["_arms"] = field_validator("arms")(known_arms)
     if block.replication:
         fields["best_config"] = (dict[str, Any], {})
         fields["best_from"] = (list[str], [])
@@ -141,6 +176,12 @@ BLOCKS: dict[int, BlockDefinition] = {b.number: b for b in (
                                "data augmentation loop, >= 1"))),
     BlockDefinition(5, "Block 5: best-config replication",
                     "two_stage.yaml", replication=True),
+    BlockDefinition(6, "Block 6: V_rest levers (training arm x blank fraction x noise level)",
+                    "gold_standard.yaml", arms=True,
+                    axes=(Axis("blank_fraction", "simulation.stimulus.blank_fraction", (0.0, 0.5), float, "blank",
+                               "fraction of each clip's first frames at zero luminance, in [0, 1)"),
+                          Axis("noise_level", "simulation.noise_model_level", (0.05,), float, "noise",
+                               "process noise level of the simulation, >= 0"))),
 )}
 
 
@@ -197,7 +238,7 @@ def plan_block(number: int, params: BlockParameters | dict) -> list[RunSpec]:
     block = block_definition(number)
     params = params if isinstance(params, BlockParameters) else block_parameters(number, **params)
     try:
-        return grid_specs(number, block.configs(params), params.replicates, base_config=block.base_config,
+        return grid_specs(number, block.configs(params), params.replicates, base_config=block.base_configs(params),
                           preset=params.preset, seed_mode=params.seed_mode, seed_base=params.seed_base,
                           sim_seeds=params.sim_seeds, train_seeds=params.train_seeds,
                           common_overrides=dict(params.overrides), device=params.device,

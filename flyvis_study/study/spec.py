@@ -82,13 +82,14 @@ def suggest_seeds(replicate: int, mode: str, seed_base: int = 0) -> tuple[int, i
     raise ValueError(f"seed_mode {mode!r}: allowed: {', '.join(SEED_MODES)}")
 
 
-def grid_specs(block: int, configs: dict[str, dict], replicates: int, *, base_config: str = "two_stage.yaml",
+def grid_specs(block: int, configs: dict[str, dict], replicates: int, *,
+               base_config: str | dict[str, str] = "two_stage.yaml",
                preset: str = DEFAULT_PRESET, seed_mode: str = "generalisation", seed_base: int = 0,
                sim_seeds: list[int] | None = None, train_seeds: list[int] | None = None,
                common_overrides: dict | None = None, device: str = "cpu", cache: str | None = None,
                ground_truth_models: list[str] | None = None) -> list[RunSpec]:
     """Specs for every (config, ground-truth model, replicate). ``configs`` maps a label to its
-    dotted overrides.
+    dotted overrides, ``base_config`` is one config file or one per label.
 
     Explicit ``sim_seeds``/``train_seeds`` (equal length) replace the suggested seeds.
     ``ground_truth_models`` (flyvis model ids) repeats every (config, seed pair) on each
@@ -113,7 +114,8 @@ def grid_specs(block: int, configs: dict[str, dict], replicates: int, *, base_co
         merged = {**(common_overrides or {}), **overrides}
         for model in (ground_truth_models or [None]):
             for r, ((s, t), mode) in enumerate(zip(pairs, modes)):
-                spec = RunSpec(block=block, label=label, base_config=base_config, overrides=merged, preset=preset,
+                base = base_config[label] if isinstance(base_config, dict) else base_config
+                spec = RunSpec(block=block, label=label, base_config=base, overrides=merged, preset=preset,
                                sim_seed=int(s), train_seed=int(t), seed_mode=mode, replicate=r, device=device,
                                cache=cache, ground_truth_model=model)
                 _ = spec.config  # validate before any compute
