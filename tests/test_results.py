@@ -72,6 +72,16 @@ def test_runs_of_different_lengths_assemble_on_the_union_grid(tmp_path):
     xr.testing.assert_identical(again["traj_conn"], ds["traj_conn"])
 
 
+def test_longer_labels_and_reasons_than_the_first_run_file_survive_the_block_file(tmp_path):
+    """The first run file's string widths (its netCDF encoding) must not cut the others'."""
+    paths = [fake_run(tmp_path, "a", 0, 0, 0.9, 0.5),
+             fake_run(tmp_path, "a_much_longer_label_than_the_first", 0, 0, 0.9, 0.5, status="failed")]
+    save_block(block_dataset(paths, 6), tmp_path / "block6.nc")
+    again = load_block(tmp_path / "block6.nc")
+    assert sorted(again["config"].values) == ["a", "a_much_longer_label_than_the_first"]
+    assert again["status"].sel(config="a_much_longer_label_than_the_first").values.ravel()[0] == "failed"
+
+
 def test_statistics_match_numpy(block):
     ds, conn, vrest = block
     st = config_statistics(ds)

@@ -84,6 +84,8 @@ def combine_runs(paths: list[str | Path]) -> xr.Dataset:
         combined["replicate"] = combined["replicate"].fillna(-1).astype(np.int64)
     if "step" in combined.dims:
         combined = combined.transpose(*RUN_DIMS, "step")
+    for var in combined.variables.values():  # the first file's encoding (e.g. a <U35 string dtype)
+        var.encoding = {}  # would cut the longer labels and reasons of the others when written
     return combined
 
 
