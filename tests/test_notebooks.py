@@ -122,6 +122,43 @@ def test_block_3_on_a_local_dask_cluster(tmp_path, dataset_root):
     _check_block_outputs(out, 3, ["lr_ratio=0.05", "lr_ratio=0.2"], 2)
 
 
+def test_block_6_levers_report_and_its_comparisons(tmp_path, dataset_root):
+    """Block 6 (3 arms x blank {0, 0.5} x 2 pairs): report order, both R2 definitions named, the
+    comparison counts, paired numbers equal to the runs', std_2's first epoch equal to std_1."""
+    from flyvis_study.study.levers import lever_comparisons, lever_table
+
+    arms = ["standard_1_epoch", "standard_2_epochs", "two_stage"]
+    out = execute_block(6, {"replicates": 2, "arms": arms, "blank_fraction": [0, 0.5], "overrides": FAST,
+                            "cache_dir": str(dataset_root), "out_dir": str(tmp_path)})
+    html = out["html"].read_text()
+    assert report_problems(html, min_figures=5) == []
+    order = [html.index(h) for h in ("1. Does two-stage raise V_rest_R2", "2. Which lever raises V_rest_R2 most",
+                                     "Arm x blank x noise", "Forest plot", "Paired plot", "At the start of epoch 2",
+                                     "V_rest_R2 during training", "How to read this report")]
+    assert order == sorted(order)
+    assert "V_rest_R2 (affine)" in html and "(identity)" in html and "V_rest_R2_identity" in html
+    ds = xr.load_dataset(out["nc"], engine="h5netcdf")
+    labels = [f"{a}_blank={b}_noise=0.05" for a in arms for b in ("0", "0.5")]
+    assert sorted(ds["config"].values) == sorted(labels) and int((ds["run_id"] != "").sum()) == 12
+    comparisons = lever_comparisons(ds, n_resamples=999)
+    kinds = [c["kind"] for c in comparisons if c["metric"] == "V_rest_R2"]
+    assert {k: kinds.count(k) for k in set(kinds)} == {"vs standard_1_epoch": 4, "vs standard_2_epochs": 4,
+                                                       "blank": 3, "vs gold standard": 5}
+    # at the tiny preset fewer than two tau_hat lie within 0.1 of their tau, so tau_R2_identity is NaN
+    assert all(c["n_pairs"] == 2 for c in comparisons if c["metric"] != "tau_R2_identity")
+    c = next(c for c in comparisons if c["kind"] == "vs standard_2_epochs" and c["arm"] == "two_stage"
+             and c["blank_fraction"] == 0.5 and c["metric"] == "V_rest_R2_identity")
+    two, std = (ds["V_rest_R2_identity"].sel(config=f"{a}_blank=0.5_noise=0.05").values.ravel()
+                for a in ("two_stage", "standard_2_epochs"))
+    ok = np.isfinite(two) & np.isfinite(std)
+    assert c["mean_difference"] == pytest.approx(float(np.mean(two[ok] - std[ok])))
+    table = lever_table(ds)
+    assert table.loc[("two_stage", 0.5, 0.05), "V_rest_R2_identity_mean"] == pytest.approx(float(np.mean(two[ok])))
+    one, two_epochs = (ds.sel(config=f"{a}_blank=0_noise=0.05") for a in ("standard_1_epoch", "standard_2_epochs"))
+    first = np.isfinite(one["traj_conn"].values)
+    np.testing.assert_array_equal(one["traj_conn"].values[first], two_epochs["traj_conn"].values[first])
+
+
 def test_explore_notebook_tours_blocks_and_trains_a_live_run(tmp_path, dataset_root):
     """The tour (on tiny blocks 0 and 1 made here, standing in for the committed examples), then
     the optional live run (tiny preset, progress bar)."""

@@ -17,7 +17,7 @@ def test_wheel_contains_package_data_and_every_subpackage(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("params/two_stage.yaml", "params/gold_standard.yaml", "params/presets/tiny.yaml",
                  "params/presets/small.yaml", "params/presets/full.yaml", "notebooks/study_summary.ipynb",
-                 "notebooks/explore.ipynb", *(f"notebooks/block{n}.ipynb" for n in range(6))):
+                 "notebooks/explore.ipynb", *(f"notebooks/block{n}.ipynb" for n in range(7))):
         assert f"flyvis_study/{name}" in names, name
     assert "flyvis_study/world/flyvis_models/flow_0000_000.json" in names  # the built-in flyvis network
     for name in ("index.html.j2", "conf.json"):  # the offline HTML template of the reports

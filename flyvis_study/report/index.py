@@ -17,8 +17,10 @@ from pathlib import Path
 
 import xarray as xr
 
-from flyvis_study.report.summary import load_blocks, study_comparisons
+from flyvis_study.report.levers import headline as lever_headline
+from flyvis_study.report.summary import SELF_CONTROLLED_BLOCKS, load_blocks, study_comparisons
 from flyvis_study.report.verdicts import block_headline, study_answer
+from flyvis_study.study.levers import lever_comparisons
 from flyvis_study.study.statistics import config_statistics
 
 INDEX = "index.html"
@@ -61,12 +63,14 @@ def index_html(reports_dir: str | Path, baseline_block: int = 0) -> str:
     for number, ds in blocks.items():
         a = ds.attrs
         own = [c for c in comparisons if c["block"] == number]
+        headline = (lever_headline(lever_comparisons(ds)) if number in SELF_CONTROLLED_BLOCKS
+                    else block_headline(config_statistics(ds), own))
         n_runs = int((ds["run_id"] != "").sum())
         report = folder / f"block{number}.html"
         link = f'<a href="{report.name}">block{number}.html</a>' if report.is_file() else "(no HTML report yet)"
         rows.append(
             f"<tr><td>{number}</td><td>{e(str(a.get('title', '')))}<br>{link}</td>"
-            f"<td>{e(block_headline(config_statistics(ds), own))}</td><td>{n_runs}</td>"
+            f"<td>{e(headline)}</td><td>{n_runs}</td>"
             f"<td>flyvis_study {e(str(a.get('package_version', '?')))}, commit <code>"
             f"{e(str(a.get('git_commit') or 'n/a'))}</code>, torch {e(str(a.get('torch_version', '?')))}, "
             f"{e(str(a.get('device_name', a.get('device', '?'))))}</td>"

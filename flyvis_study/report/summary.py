@@ -1,4 +1,10 @@
-"""The study summary: every block compared with the standard-training baseline, and the answer."""
+"""The study summary: every block compared with the standard-training baseline, and the answers.
+
+Blocks 1-5 are compared with block 0 (standard training, 1 epoch). Block 6 holds its own
+controls (``study.levers``: every arm against standard_1_epoch and standard_2_epochs at equal
+blank fraction, and the blank effect), so it is summarised by its own two answers
+(``report.levers.answers``) instead of against block 0.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from flyvis_study.study.results import load_block
 from flyvis_study.study.statistics import config_statistics
 
 SUMMARY_METRICS = ("V_rest_R2", "connectivity_R2", "tau_R2")
+SELF_CONTROLLED_BLOCKS = (6,)  # blocks compared within themselves, not with the baseline block
 
 
 def load_blocks(reports_dir: str | Path) -> dict[int, xr.Dataset]:
@@ -28,7 +35,7 @@ def study_comparisons(blocks: dict[int, xr.Dataset], baseline_block: int = 0) ->
         return []
     out = []
     for number, ds in blocks.items():
-        if number == baseline_block:
+        if number == baseline_block or number in SELF_CONTROLLED_BLOCKS:
             continue
         for c in compare_with_baseline(blocks[baseline_block], ds, list(config_statistics(ds).index),
                                        SUMMARY_METRICS):
@@ -58,6 +65,22 @@ def provenance_table(blocks: dict[int, xr.Dataset]) -> str:
 
 def answer(comparisons: list[dict]) -> str:
     return study_answer(comparisons)
+
+
+def lever_comparisons(blocks: dict[int, xr.Dataset]) -> list[dict]:
+    """Block 6's paired comparisons (``study.levers.lever_comparisons``); empty without block 6."""
+    from flyvis_study.study.levers import lever_comparisons as compare
+
+    return compare(blocks[6]) if 6 in blocks else []
+
+
+def lever_answers(comparisons: list[dict]) -> str:
+    """Block 6's answers to the two questions (``report.levers.answers``), or why there are none."""
+    from flyvis_study.report.levers import answers
+
+    if not comparisons:
+        return "No block 6 (V_rest levers) file in this folder: run `flyvis-study block 6`."
+    return answers(comparisons)
 
 
 def block_table(blocks: dict[int, xr.Dataset]) -> pd.DataFrame:

@@ -28,8 +28,9 @@ Common parameters (every block):
 ``ground_truth_models`` (e.g. ``["flow/0000/000", "flow/0000/001"]``) is a third seed-like
 axis, the runs' ``ground_truth`` coordinate; [] keeps the config's own ground truth.
 
-Plus the block's grid axes (``study.blocks.BLOCKS[N].axes``) or, for block 5, ``best_config``
-and ``best_from``.
+Plus the block's grid axes (``study.blocks.BLOCKS[N].axes``); for block 5, ``best_config``
+and ``best_from``; for block 6, ``arms`` (names of ``study.blocks.ARMS``) crossed with its
+axes ``blank_fraction`` and ``noise_level``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ Pipeline: clip library (pixel frames, T x H x W in [0, 1]) -> ``render_hex`` (bo
 each hexal is the mean of a 13 x 13 pixel box centred at row H/2 + trunc(13 (u + v/2)),
 column W/2 + 13 v) -> 8 hex augmentations per base clip -> 80/20 split by base clip ->
 train stream (clips in an order shuffled by simulation.seed, concatenated with hard cuts,
-wrapped to exactly n_frames) and test stream (every test clip once, in library order).
+wrapped to exactly n_frames) and test stream (every test clip once, in library order); with
+``simulation.stimulus.blank_fraction`` > 0 each clip of both streams starts with that fraction of
+its frames at zero luminance (``blanked``).
 The same hexal value drives R1..R8 of its column (see ``photoreceptor_input``).
 
 Clip sources: procedural natural-like movies (default, offline, deterministic from the

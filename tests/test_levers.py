@@ -1,0 +1,205 @@
+"""The V_rest levers: blank stretches, the epoch-level LR drop, the constant regulariser schedule,
+the identity-line R2, the stable identity of earlier runs and datasets, and block 6's analysis."""
+
+import math
+
+import numpy as np
+import pytest
+from conftest import REPO
+
+from flyvis_study.config import ConfigError, load_run_config
+from flyvis_study.evaluation.recovery import r2_affine, r2_identity, tau_metrics, vrest_metrics
+from flyvis_study.study.spec import RunSpec
+from flyvis_study.train.schedule import coefficients, learning_rates
+from flyvis_study.world.connectome import hex_columns
+from flyvis_study.world.stimuli import build_clip_library, build_streams
+
+PARAMS = REPO / "params"
+FAST = {"training.iterations_fraction": 0.004, "evaluation.gmm_components": 10, "evaluation.rollout_frames": 50,
+        "evaluation.test_frames": 200}
+
+
+# ----------------------------------------------------------------------------- identity of earlier runs
+def test_new_keys_at_their_default_keep_earlier_run_ids_and_dataset_keys(dataset_root):
+    """The committed small example was made before the lever keys existed: its run id holds, with
+    the keys left out or given at their default, and moves once a lever is set."""
+    from flyvis_study.world.connectome import cached_connectome
+    from flyvis_study.world.dataset import dataset_key, resolve_ground_truth
+
+    spec = RunSpec(block=1, label="two_stage_default", base_config="two_stage.yaml", preset="small", sim_seed=0,
+                   train_seed=0)
+    assert spec.run_id == "two_stage_default__s0_t0__bfa309e7"
+    assert (REPO / "reports" / "examples" / "small" / "runs" / spec.run_id / "run.nc").is_file()
+    defaults = {"simulation.stimulus.blank_fraction": 0.0, "training.epoch_lr_ratio": 1.0,
+                "training.regulariser_schedule": "per_epoch", "evaluation.tau_outlier_threshold": 0.1}
+    same = RunSpec(**{**spec.model_dump(), "overrides": defaults})
+    assert same.run_id.endswith("__bfa309e7")
+    for key, value in (("simulation.stimulus.blank_fraction", 0.5), ("training.epoch_lr_ratio", 0.1),
+                       ("training.regulariser_schedule", "constant"), ("evaluation.tau_outlier_threshold", 0.2)):
+        moved = RunSpec(**{**spec.model_dump(), "overrides": {key: value}})
+        assert not moved.run_id.endswith("__bfa309e7"), key
+
+    plain = load_run_config(PARAMS / "gold_standard.yaml", preset="tiny").simulation
+    zero = load_run_config(PARAMS / "gold_standard.yaml", preset="tiny",
+                           overrides={"simulation.stimulus.blank_fraction": 0}).simulation
+    half = load_run_config(PARAMS / "gold_standard.yaml", preset="tiny",
+                           overrides={"simulation.stimulus.blank_fraction": 0.5}).simulation
+    params = resolve_ground_truth(plain, cached_connectome(plain.extent), dataset_root)
+    assert resolve_ground_truth(half, cached_connectome(half.extent), dataset_root).to_json() == params.to_json()
+    assert dataset_key(plain, params) == dataset_key(zero, params) != dataset_key(half, params)
+
+
+@pytest.mark.parametrize("key,value,allowed", [
+    ("simulation.stimulus.blank_fraction", 1.0, "less than 1"),
+    ("simulation.stimulus.blank_fraction", -0.1, "greater than or equal to 0"),
+    ("training.epoch_lr_ratio", 0, "greater than 0"),
+    ("training.regulariser_schedule", "weekly", "'per_epoch' or 'constant'"),
+])
+def test_bad_lever_values_are_one_line_naming_the_key(key, value, allowed):
+    with pytest.raises(ConfigError) as err:
+        load_run_config(PARAMS / "gold_standard.yaml", preset="tiny", overrides={key: value})
+    message = str(err.value)
+    assert key in message and allowed in message and "Traceback" not in message
+
+
+# ----------------------------------------------------------------------------- blank stretches
+def _segments(clip_ids: np.ndarray) -> list[tuple[int, int]]:
+    starts = [0, *(np.nonzero(np.diff(clip_ids))[0] + 1).tolist()]
+    return list(zip(starts, [*starts[1:], len(clip_ids)]))
+
+
+def test_blank_fraction_blanks_the_start_of_every_train_and_test_clip():
+    lib = build_clip_library(hex_columns(1), n_base_clips=10)
+    plain = build_streams(lib, 3000, simulation_seed=0)
+    blank = build_streams(lib, 3000, simulation_seed=0, blank_fraction=0.5)
+    np.testing.assert_array_equal(build_streams(lib, 3000, simulation_seed=0, blank_fraction=0.0).train, plain.train)
+    for a, b in ((plain.train, blank.train), (plain.test, blank.test)):
+        assert a.shape == b.shape
+    np.testing.assert_array_equal(plain.train_clip, blank.train_clip)
+    for stream_plain, stream_blank, ids in ((plain.train, blank.train, plain.train_clip),
+                                            (plain.test, blank.test, plain.test_clip)):
+        segments = _segments(ids)
+        assert len(segments) > 8
+        for start, stop in segments[:-1]:  # the last train clip may be cut by the stream's end
+            clip_id = ids[start]
+            n_blank = int(round(0.5 * len(lib.clips[clip_id // 8][clip_id % 8])))
+            assert np.all(stream_blank[start:start + n_blank] == 0)
+            np.testing.assert_array_equal(stream_blank[start + n_blank:stop], stream_plain[start + n_blank:stop])
+            assert np.any(stream_plain[start:start + n_blank] > 0)
+    assert 0.45 < float((blank.train == 0).all(axis=1).mean()) < 0.55
+
+
+# ----------------------------------------------------------------------------- training arms
+def test_epoch_lr_drop_and_constant_schedule_in_the_schedule():
+    t = load_run_config(PARAMS / "lr_drop.yaml", preset="tiny").training
+    base = learning_rates(t, "joint", 0)
+    assert base == {"W": t.lr_W, "g_phi": t.lr, "f_theta": t.lr, "embedding": t.lr_embedding}
+    for epoch in (1, 2):
+        assert learning_rates(t, "joint", epoch) == pytest.approx({k: 0.1 * v for k, v in base.items()})
+    two = load_run_config(PARAMS / "two_stage.yaml", preset="tiny",
+                          overrides={"training.epoch_lr_ratio": 0.5}).training
+    assert learning_rates(two, "V_rest", 1)["W"] == pytest.approx(two.lr_W * 0.1 * 0.5)
+    assert learning_rates(two, "V_rest", 1)["f_theta"] == pytest.approx(two.lr * 0.5)
+    held = load_run_config(PARAMS / "two_stage_constant_schedule.yaml", preset="tiny").training
+    per_epoch = load_run_config(PARAMS / "two_stage.yaml", preset="tiny").training
+    assert coefficients(held, 1) == coefficients(held, 3) == coefficients(per_epoch, 0)
+    assert coefficients(held, 1)["W_L1"] == 0 and coefficients(held, 1)["W_L2"] > 0
+    assert coefficients(per_epoch, 1)["W_L1"] > 0 and coefficients(per_epoch, 1)["f_theta_L1"] > 0
+
+
+@pytest.mark.parametrize("stacked", [False, True], ids=["alone", "stacked"])
+def test_training_applies_the_lr_drop_and_the_held_schedule(tiny_dataset, tmp_path, stacked):
+    """Per optimiser step: epoch 2's learning rates are 0.1 x epoch 1's under lr_drop, and the
+    constant schedule logs epoch 0's coefficients in both epochs; alone and in a stack."""
+    import json
+
+    from flyvis_study.train.loop import train
+    from flyvis_study.train.stacked import train_stack
+
+    over = {"training.iterations_fraction": 0.003}
+    cfgs = [load_run_config(PARAMS / "lr_drop.yaml", preset="tiny", overrides=over),
+            load_run_config(PARAMS / "two_stage_constant_schedule.yaml", preset="tiny", overrides=over)]
+    dirs = [tmp_path / "lr_drop", tmp_path / "held"]
+    seen: dict[int, dict] = {0: {}, 1: {}}
+    if stacked:
+        def record(replica, epoch, it, phase, opt):
+            seen[replica].setdefault((epoch, phase), {g["name"]: g["lr"] for g in opt.param_groups})
+
+        train_stack(cfgs, [tiny_dataset] * 2, dirs, progress=False, step_callback=record)
+    else:
+        for r, (cfg, d) in enumerate(zip(cfgs, dirs)):
+            def record(epoch, it, phase, opt, r=r):
+                seen[r].setdefault((epoch, phase), {g["name"]: g["lr"] for g in opt.param_groups})
+
+            train(cfg, tiny_dataset, d, progress=False, step_callback=record)
+    first, second = seen[0][(0, "joint")], seen[0][(1, "joint")]
+    assert set(first) == {"W", "g_phi", "f_theta", "embedding"}
+    assert second == pytest.approx({k: 0.1 * v for k, v in first.items()})
+    assert seen[1][(1, "V_rest")] == seen[1][(0, "V_rest")]  # two-stage, no drop
+    logged = json.loads((dirs[1] / "coefficients.json").read_text())
+    assert [row["epoch"] for row in logged] == [0, 1]
+    assert {k: v for k, v in logged[1].items() if k != "epoch"} == {k: v for k, v in logged[0].items()
+                                                                    if k != "epoch"}
+    assert logged[1]["W_L1"] == 0.0
+
+
+# ----------------------------------------------------------------------------- identity-line R2
+def test_identity_r2_oracles():
+    rng = np.random.default_rng(0)
+    true = rng.normal(0, 1, 500)
+    assert r2_identity(true, true, 0.5) == (1.0, 0.0)
+    shifted = true + 0.1  # every point an inlier; SS_res = n * 0.01
+    r2, share = r2_identity(true, shifted, 0.5)
+    assert r2 == pytest.approx(1 - 500 * 0.01 / ((true - true.mean()) ** 2).sum()) and share == 0
+    assert r2_affine(true, shifted)[0] == pytest.approx(1.0)  # an offset is invisible to the affine R2
+    doubled = 2 * true
+    r2_aff, slope = r2_affine(true, doubled)
+    assert r2_aff == pytest.approx(1.0) and slope == pytest.approx(2.0)
+    inliers = np.abs(doubled - true) <= 5
+    assert r2_identity(true, doubled, 5)[0] < 1.0 and inliers.all()
+    wild = true.copy()
+    wild[:50] += 10  # 10 % outliers, excluded from the identity R2 and counted
+    r2, share = r2_identity(true, wild, 0.5)
+    assert r2 == pytest.approx(1.0) and share == pytest.approx(0.1)
+    assert r2_affine(true, wild)[0] < 0.5
+    worse = true.mean() + 2 * (true - true.mean()) * -1  # anti-correlated: identity R2 below 0
+    assert r2_identity(true, worse, 100)[0] < 0
+    nan, none = r2_identity(np.array([1.0]), np.array([1.0]), 1)
+    assert math.isnan(nan) and none == 0
+    assert all(math.isnan(x) for x in r2_identity(np.array([np.nan]), np.array([1.0]), 1))
+
+
+def test_metrics_carry_both_definitions_and_the_inlier_rule():
+    rng = np.random.default_rng(1)
+    v = rng.normal(0, 0.3, 200)
+    types = np.arange(200) % 10
+    v = v[types]  # one V_rest per type
+    hat = v + 0.05
+    hat[:20] = 3.0
+    out = vrest_metrics(v, hat, types, threshold=0.5)
+    assert out["V_rest_outlier_share"] == pytest.approx(0.1) and out["V_rest_inlier_threshold"] == 0.5
+    assert out["V_rest_R2_identity"] == pytest.approx(1 - 180 * 0.05 ** 2 / ((v[20:] - v[20:].mean()) ** 2).sum())
+    tau = rng.uniform(0.02, 0.3, 100)
+    out = tau_metrics(tau, np.clip(tau * 1.5, 0, 1), threshold=0.1)
+    assert out["tau_R2"] == pytest.approx(1.0) and out["tau_R2_identity"] < 1
+    assert out["tau_outlier_threshold"] == 0.1 and 0 < out["tau_outlier_share"] < 1
+
+
+def test_run_files_from_before_the_identity_r2_combine_with_new_ones(tmp_path):
+    """An old run file (the committed small example, no identity metrics) and a new one combine:
+    the old run reads NaN for the new variables."""
+    from flyvis_study.study.results import combine_runs
+    from flyvis_study.study.run import run_one
+
+    old = REPO / "reports" / "examples" / "small" / "runs" / "standard__s2_t2__94c81600" / "run.nc"
+    import xarray as xr
+
+    assert "V_rest_R2_identity" not in xr.open_dataset(old, engine="h5netcdf").data_vars
+    spec = RunSpec(block=0, label="standard", base_config="gold_standard.yaml", overrides=FAST, sim_seed=0,
+                   train_seed=0, cache=str(tmp_path / "cache"))
+    new = run_one(spec, tmp_path / "out", progress=False)
+    ds = combine_runs([old, new])
+    values = ds["V_rest_R2_identity"].sel(config="standard")
+    assert np.isnan(values.sel(sim_seed=2, train_seed=2)).all()
+    assert np.isfinite(values.sel(sim_seed=0, train_seed=0)).any()
+    assert np.isfinite(ds["V_rest_R2"].sel(config="standard", sim_seed=2, train_seed=2)).any()
