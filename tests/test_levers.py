@@ -203,3 +203,31 @@ def test_run_files_from_before_the_identity_r2_combine_with_new_ones(tmp_path):
     assert np.isnan(values.sel(sim_seed=2, train_seed=2)).all()
     assert np.isfinite(values.sel(sim_seed=0, train_seed=0)).any()
     assert np.isfinite(ds["V_rest_R2"].sel(config="standard", sim_seed=2, train_seed=2)).any()
+
+
+# ----------------------------------------------------------------------------- block 6 plan
+def test_block_6_plans_every_arm_at_every_level_on_shared_seed_pairs():
+    from flyvis_study.study.blocks import ARMS, block_parameters, plan_block
+    from flyvis_study.study.parameters import BlockParameterError
+
+    specs = plan_block(6, {"noise_level": [0.05, 0.5]})
+    assert len(specs) == len(ARMS) * 2 * 2 * 4
+    by_label = {s.label: s for s in specs}
+    s = by_label["two_stage_constant_schedule_blank=0.5_noise=0.5"]
+    assert s.base_config == "two_stage_constant_schedule.yaml"
+    cfg = s.config
+    assert cfg.training.regulariser_schedule == "constant" and cfg.training.alternate_training
+    assert cfg.simulation.stimulus.blank_fraction == 0.5 and cfg.simulation.noise_model_level == 0.5
+    assert by_label["lr_drop_blank=0_noise=0.05"].config.training.epoch_lr_ratio == 0.1
+    assert {s.config.training.n_epochs for s in specs if s.label.startswith("standard_1_epoch")} == {1}
+    assert {s.config.training.n_epochs for s in specs if not s.label.startswith("standard_1_epoch")} == {2}
+    pairs = {label: sorted((x.sim_seed, x.train_seed) for x in specs if x.label == label) for label in by_label}
+    assert all(p == [(0, 0), (1, 1), (2, 2), (3, 3)] for p in pairs.values())
+    # the standard 1-epoch cell at blank 0 is block 0's config: the same numbers, the same dataset
+    gold = next(x for x in specs if x.label == "standard_1_epoch_blank=0_noise=0.05" and x.sim_seed == 0)
+    assert gold.config.to_json() == plan_block(0, {})[0].config.to_json()
+    for bad in ({"arms": ["two_stage", "two_stage"]}, {"arms": ["fast"]}, {"arms": []},
+                {"blank_fraction": [1.0]}):
+        with pytest.raises(BlockParameterError) as err:
+            plan_block(6, block_parameters(6, **bad)) if "blank_fraction" in bad else block_parameters(6, **bad)
+        assert "\n" not in str(err.value) and "block 6" in str(err.value)

@@ -91,7 +91,7 @@ def answers(comparisons: list[dict]) -> str:
 
 def headline(comparisons: list[dict]) -> str:
     """One line for the study index: two_stage - standard_2_epochs (V_rest_R2, conn_R2; affine) at
-    each blank fraction, and the best lever's V_rest_R2 gain over the gold standard."""
+    each blank fraction, and the best lever's V_rest_R2 change against the gold standard."""
     parts = []
     for c in comparisons:
         if c["kind"] == "vs standard_2_epochs" and c["arm"] == "two_stage" and c["n_pairs"] > 0 and \
@@ -102,7 +102,7 @@ def headline(comparisons: list[dict]) -> str:
     ranked = lever_ranking(comparisons, "affine")
     if not ranked.empty and "V_rest_difference" in ranked:
         top = ranked.iloc[0]
-        text += (f". Largest V_rest_R2 gain over the gold standard: {top['arm']} at blank {top['blank_fraction']:g}, "
+        text += (f". Best V_rest_R2 change against the gold standard: {top['arm']} at blank {top['blank_fraction']:g}, "
                  f"{top['V_rest_difference']:+.3f} [{top['V_rest_ci95_low']:+.3f}, {top['V_rest_ci95_high']:+.3f}]")
     return text
 

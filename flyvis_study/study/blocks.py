@@ -97,20 +97,24 @@ class BlockDefinition:
             return {"two_stage_default": {}}
         if not self.axes:
             return {self.config_label: {}}
+        if not self.arms:
+            return self._grid(params)
+        return {label: over for arm in params.arms for label, over in self._grid(params, arm).items()}
+
+    def _grid(self, params: BlockParameters, arm: str = "") -> dict[str, dict]:
+        """{label: overrides} over the product of the axes; labels ``{arm}_name=value_...`` with an arm."""
         out = {}
-        for arm in (params.arms if self.arms else [""]):
-            for values in itertools.product(*(getattr(params, a.name) for a in self.axes)):
-                label = "_".join([arm] * bool(arm) + [f"{a.label}={v:g}" for a, v in zip(self.axes, values)])
-                out[label] = {a.key: a.kind(v) for a, v in zip(self.axes, values)}
+        for values in itertools.product(*(getattr(params, a.name) for a in self.axes)):
+            label = "_".join([arm] * bool(arm) + [f"{a.label}={v:g}" for a, v in zip(self.axes, values)])
+            out[label] = {a.key: a.kind(v) for a, v in zip(self.axes, values)}
         return out
 
-    def base_configs(self, params: BlockParameters) -> dict[str, str]:
-        """{config label: its base config file}: the arm's named config in block 6, else ``base_config``."""
+    def base_configs(self, params: BlockParameters, configs: dict[str, dict]) -> dict[str, str]:
+        """{label: its base config file} of ``configs`` (``self.configs(params)``): in block 6 the
+        arm's named config, else ``base_config``."""
         if not self.arms:
-            return {label: self.base_config for label in self.configs(params)}
-        n_labels = len(self.configs(params)) // len(params.arms)
-        return {label: ARMS[arm] for arm, label in zip(
-            [a for a in params.arms for _ in range(n_labels)], self.configs(params))}
+            return {label: self.base_config for label in configs}
+        return {label: ARMS[arm] for arm in params.arms for label in self._grid(params, arm)}
 
 
 def _parameters_model(block: BlockDefinition) -> type[BlockParameters]:
@@ -238,7 +242,8 @@ def plan_block(number: int, params: BlockParameters | dict) -> list[RunSpec]:
     block = block_definition(number)
     params = params if isinstance(params, BlockParameters) else block_parameters(number, **params)
     try:
-        return grid_specs(number, block.configs(params), params.replicates, base_config=block.base_configs(params),
+        configs = block.configs(params)
+        return grid_specs(number, configs, params.replicates, base_config=block.base_configs(params, configs),
                           preset=params.preset, seed_mode=params.seed_mode, seed_base=params.seed_base,
                           sim_seeds=params.sim_seeds, train_seeds=params.train_seeds,
                           common_overrides=dict(params.overrides), device=params.device,
