@@ -114,6 +114,7 @@ class BenchReplica:
     xnorm: float
     coeffs: dict
     phase: str = "joint"
+    epoch: int = 0
 
 
 def _alternating_blocks_ms(single, stacked, batches, stack_batches, n_iters: int,

@@ -7,11 +7,13 @@ from flyvis_study.study.parameters import BlockParameterError
 
 
 def test_registry_defines_every_block_once():
-    assert sorted(BLOCKS) == [0, 1, 2, 3, 4, 5]
-    assert [b.base_config for b in BLOCKS.values()] == ["gold_standard.yaml"] + ["two_stage.yaml"] * 5
+    assert sorted(BLOCKS) == [0, 1, 2, 3, 4, 5, 6]
+    assert [b.base_config for b in BLOCKS.values()] == ["gold_standard.yaml"] + ["two_stage.yaml"] * 5 + [
+        "gold_standard.yaml"]  # block 6: each arm's own config (study.blocks.ARMS)
     assert {a.name: a.key for b in BLOCKS.values() for a in b.axes} == {
         "joint_ratio": "training.alternate_joint_ratio", "lr_ratio": "training.alternate_lr_ratio",
-        "n_epochs": "training.n_epochs", "augmentation_loop": "training.data_augmentation_loop"}
+        "n_epochs": "training.n_epochs", "augmentation_loop": "training.data_augmentation_loop",
+        "blank_fraction": "simulation.stimulus.blank_fraction", "noise_level": "simulation.noise_model_level"}
     assert BLOCKS[3].notebook == "block3.ipynb"
 
 

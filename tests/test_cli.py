@@ -66,7 +66,9 @@ def test_broken_or_missing_config_file_is_one_line(tmp_path):
     assert res.returncode == 2 and res.stderr.count("\n") == 1
     assert "broken.yaml: not valid YAML at line 3" in res.stderr
     res = cli("train", "--config", "nosuch.yaml", "--out", str(tmp_path / "run"))
-    assert res.returncode == 2 and "shipped base configs: gold_standard.yaml, two_stage.yaml" in res.stderr
+    shipped = ("shipped base configs: gold_standard.yaml, lr_drop.yaml, standard_2_epochs.yaml, two_stage.yaml, "
+               "two_stage_constant_schedule.yaml")
+    assert res.returncode == 2 and shipped in res.stderr
 
 
 def test_connectome_json():
