@@ -15,7 +15,8 @@ def test_wheel_contains_package_data_and_every_subpackage(tmp_path):
                     str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=300)
     wheel = next(tmp_path.glob("flyvis_study-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for name in ("params/two_stage.yaml", "params/gold_standard.yaml", "params/presets/tiny.yaml",
+    for name in ("params/two_stage.yaml", "params/gold_standard.yaml", "params/standard_2_epochs.yaml",
+                 "params/lr_drop.yaml", "params/two_stage_constant_schedule.yaml", "params/presets/tiny.yaml",
                  "params/presets/small.yaml", "params/presets/full.yaml", "notebooks/study_summary.ipynb",
                  "notebooks/explore.ipynb", *(f"notebooks/block{n}.ipynb" for n in range(7))):
         assert f"flyvis_study/{name}" in names, name
@@ -33,7 +34,8 @@ def test_wheel_contains_package_data_and_every_subpackage(tmp_path):
     probe = ("import flyvis_study, flyvis_study.resources as r; from flyvis_study.config import load_run_config; "
              f"assert flyvis_study.__file__.startswith(r'{target}'), flyvis_study.__file__; "
              "assert r.checkout_root() is None; "
-             "assert r.shipped_configs() == ['gold_standard.yaml', 'two_stage.yaml']; "
+             "assert r.shipped_configs() == ['gold_standard.yaml', 'lr_drop.yaml', 'standard_2_epochs.yaml', "
+             "'two_stage.yaml', 'two_stage_constant_schedule.yaml']; "
              "assert load_run_config('two_stage.yaml', preset='tiny').training.alternate_training; "
              "assert r.notebook_file('block3.ipynb').is_file(); "
              "from flyvis_study.report.html import TEMPLATES; assert (TEMPLATES / 'offline' / 'conf.json').is_file(); "
