@@ -231,3 +231,32 @@ def test_block_6_plans_every_arm_at_every_level_on_shared_seed_pairs():
         with pytest.raises(BlockParameterError) as err:
             plan_block(6, block_parameters(6, **bad)) if "blank_fraction" in bad else block_parameters(6, **bad)
         assert "\n" not in str(err.value) and "block 6" in str(err.value)
+
+
+def test_block_6_arm_levels_narrow_one_arm_to_an_incomplete_factorial():
+    from flyvis_study.study.blocks import block_parameters, plan_block
+    from flyvis_study.study.parameters import BlockParameterError
+
+    specs = plan_block(6, {"arms": ["standard_1_epoch", "two_stage", "lr_drop"],
+                           "arm_levels": {"lr_drop": {"blank_fraction": 0}}})
+    labels = sorted({s.label for s in specs})
+    assert labels == ["lr_drop_blank=0_noise=0.05", "standard_1_epoch_blank=0.5_noise=0.05",
+                      "standard_1_epoch_blank=0_noise=0.05", "two_stage_blank=0.5_noise=0.05",
+                      "two_stage_blank=0_noise=0.05"]
+    assert len(specs) == 5 * 4
+    # the narrowed arm's cell is the full factorial's cell: the same run ids, so runs are shared
+    full = {s.run_id for s in plan_block(6, {"arms": ["standard_1_epoch", "two_stage", "lr_drop"]})}
+    assert {s.run_id for s in specs} <= full
+    for bad, words in (({"arm_levels": {"lr_drop": {"blank": [0]}}}, "unknown axis blank; allowed: blank_fraction"),
+                       ({"arms": ["two_stage"], "arm_levels": {"lr_drop": {"blank_fraction": [0]}}},
+                        "lr_drop not among the arms"),
+                       ({"arm_levels": {"lr_drop": {"blank_fraction": []}}}, "give at least one value"),
+                       ({"arm_levels": {"lr_drop": {"noise_level": [True]}}}, "not true/false"),
+                       ({"arm_levels": {"lr_drop": {"noise_level": ["high"]}}}, "lr_drop.noise_level: numbers"),
+                       ({"arm_levels": ["lr_drop"]}, "a mapping {arm: {axis: [values]}}")):
+        with pytest.raises(BlockParameterError) as err:
+            block_parameters(6, **bad)
+        message = str(err.value)
+        assert "\n" not in message and message.startswith("block 6: arm_levels") and words in message
+    with pytest.raises(BlockParameterError, match="blank_fraction: Input should be less than 1"):
+        plan_block(6, {"arm_levels": {"lr_drop": {"blank_fraction": [1.0]}}})

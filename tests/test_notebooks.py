@@ -123,12 +123,14 @@ def test_block_3_on_a_local_dask_cluster(tmp_path, dataset_root):
 
 
 def test_block_6_levers_report_and_its_comparisons(tmp_path, dataset_root):
-    """Block 6 (3 arms x blank {0, 0.5} x 2 pairs): report order, both R2 definitions named, the
-    comparison counts, paired numbers equal to the runs', std_2's first epoch equal to std_1."""
+    """Block 6 (3 arms x blank {0, 0.5}, plus lr_drop at blank 0 only through ``arm_levels``, x 2
+    pairs): report order, both R2 definitions named, the comparison counts of the incomplete
+    factorial, paired numbers equal to the runs', std_2's first epoch equal to std_1."""
     from flyvis_study.study.levers import lever_comparisons, lever_table
 
     arms = ["standard_1_epoch", "standard_2_epochs", "two_stage"]
-    out = execute_block(6, {"replicates": 2, "arms": arms, "blank_fraction": [0, 0.5], "overrides": FAST,
+    out = execute_block(6, {"replicates": 2, "arms": arms + ["lr_drop"], "blank_fraction": [0, 0.5],
+                            "arm_levels": {"lr_drop": {"blank_fraction": [0]}}, "overrides": FAST,
                             "cache_dir": str(dataset_root), "out_dir": str(tmp_path)})
     html = out["html"].read_text()
     assert report_problems(html, min_figures=5) == []
@@ -138,12 +140,13 @@ def test_block_6_levers_report_and_its_comparisons(tmp_path, dataset_root):
     assert order == sorted(order)
     assert "V_rest_R2 (affine)" in html and "(identity)" in html and "V_rest_R2_identity" in html
     ds = xr.load_dataset(out["nc"], engine="h5netcdf")
-    labels = [f"{a}_blank={b}_noise=0.05" for a in arms for b in ("0", "0.5")]
-    assert sorted(ds["config"].values) == sorted(labels) and int((ds["run_id"] != "").sum()) == 12
+    labels = [f"{a}_blank={b}_noise=0.05" for a in arms for b in ("0", "0.5")] + ["lr_drop_blank=0_noise=0.05"]
+    assert sorted(ds["config"].values) == sorted(labels) and int((ds["run_id"] != "").sum()) == 14
     comparisons = lever_comparisons(ds, n_resamples=999)
     kinds = [c["kind"] for c in comparisons if c["metric"] == "V_rest_R2"]
-    assert {k: kinds.count(k) for k in set(kinds)} == {"vs standard_1_epoch": 4, "vs standard_2_epochs": 4,
-                                                       "blank": 3, "vs gold standard": 5}
+    assert {k: kinds.count(k) for k in set(kinds)} == {"vs standard_1_epoch": 5, "vs standard_2_epochs": 5,
+                                                       "blank": 3, "vs gold standard": 6}
+    assert not any(c["arm"] == "lr_drop" and c["blank_fraction"] == 0.5 for c in comparisons)
     # at the tiny preset fewer than two tau_hat lie within 0.1 of their tau, so tau_R2_identity is NaN
     assert all(c["n_pairs"] == 2 for c in comparisons if c["metric"] != "tau_R2_identity")
     c = next(c for c in comparisons if c["kind"] == "vs standard_2_epochs" and c["arm"] == "two_stage"

@@ -13,7 +13,8 @@ What each block tests, in prose, is the markdown of its notebook (``notebooks/bl
 | 5     | best-config replication   | two_stage.yaml     | best_config (overrides) or the best-ranked of best_from    |
 | 6     | V_rest levers             | one per arm        | arms (``ARMS``: a named config each) x blank_fraction ->   |
 |       |                           |                    | simulation.stimulus.blank_fraction x noise_level ->        |
-|       |                           |                    | simulation.noise_model_level                               |
+|       |                           |                    | simulation.noise_model_level; ``arm_levels`` narrows the   |
+|       |                           |                    | levels of one arm (an incomplete factorial)                |
 
 ``BLOCKS[N]`` is the definition; ``block_parameters(N, **values)`` the validated parameters
 (``study.parameters``), ``plan_block`` the validated run specs (every config resolved before
@@ -37,7 +38,7 @@ from typing import Any
 
 import pandas as pd
 import xarray as xr
-from pydantic import Field, ValidationError, create_model, field_validator
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from flyvis_study.config import ConfigError
 from flyvis_study.resources import project_path
@@ -102,9 +103,11 @@ class BlockDefinition:
         return {label: over for arm in params.arms for label, over in self._grid(params, arm).items()}
 
     def _grid(self, params: BlockParameters, arm: str = "") -> dict[str, dict]:
-        """{label: overrides} over the product of the axes; labels ``{arm}_name=value_...`` with an arm."""
+        """{label: overrides} over the product of the axes; labels ``{arm}_name=value_...`` with an
+        arm, whose levels of an axis are ``params.arm_levels[arm][axis]`` where given."""
+        own = getattr(params, "arm_levels", {}).get(arm, {})
         out = {}
-        for values in itertools.product(*(getattr(params, a.name) for a in self.axes)):
+        for values in itertools.product(*(own.get(a.name, getattr(params, a.name)) for a in self.axes)):
             label = "_".join([arm] * bool(arm) + [f"{a.label}={v:g}" for a, v in zip(self.axes, values)])
             out[label] = {a.key: a.kind(v) for a, v in zip(self.axes, values)}
         return out
@@ -145,6 +148,36 @@ def _parameters_model(block: BlockDefinition) -> type[BlockParameters]:
             return arms
 
         validators["_arms"] = field_validator("arms")(known_arms)
+        fields["arm_levels"] = (dict[str, dict[str, list]], Field(
+            default_factory=dict, description="per arm, levels of an axis replacing the block-wide ones for "
+                                              "that arm, e.g. {lr_drop: {blank_fraction: [0]}}"))
+        axes = {a.name: a for a in block.axes}
+
+        def levels_per_axis(cls, value):
+            if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+                raise ValueError("a mapping {arm: {axis: [values]}}, e.g. {lr_drop: {blank_fraction: [0]}}")
+            out = {}
+            for arm, levels in value.items():
+                unknown = [name for name in levels if name not in axes]
+                if unknown:
+                    raise ValueError(f"{arm}: unknown axis {', '.join(map(str, unknown))}; allowed: {', '.join(axes)}")
+                out[arm] = {}
+                for name, values in levels.items():
+                    values = as_list(cls, values)
+                    if not all(isinstance(v, (int, float)) for v in values):
+                        raise ValueError(f"{arm}.{name}: numbers required")
+                    out[arm][name] = [axes[name].kind(v) for v in values]
+            return out
+
+        def levels_of_listed_arms(self):
+            stray = [arm for arm in self.arm_levels if arm not in self.arms]
+            if stray:
+                raise ValueError(f"arm_levels: {', '.join(map(str, stray))} not among the arms "
+                                 f"({', '.join(self.arms)})")
+            return self
+
+        validators["_arm_levels"] = field_validator("arm_levels", mode="before")(levels_per_axis)
+        validators["_arm_levels_arms"] = model_validator(mode="after")(levels_of_listed_arms)
     if block.replication:
         fields["best_config"] = (dict[str, Any], {})
         fields["best_from"] = (list[str], [])

@@ -30,7 +30,8 @@ axis, the runs' ``ground_truth`` coordinate; [] keeps the config's own ground tr
 
 Plus the block's grid axes (``study.blocks.BLOCKS[N].axes``); for block 5, ``best_config``
 and ``best_from``; for block 6, ``arms`` (names of ``study.blocks.ARMS``) crossed with its
-axes ``blank_fraction`` and ``noise_level``.
+axes ``blank_fraction`` and ``noise_level``, and ``arm_levels`` ({arm: {axis: [values]}}: that
+arm's levels of that axis instead of the block-wide ones, an incomplete factorial).
 """
 
 from __future__ import annotations

@@ -30,12 +30,14 @@
 #   level (`simulation.noise_model_level`).
 #
 # Every arm runs at every blank fraction and noise level on the same seed pairs, so every
-# comparison is paired. Every R2 is named with its definition: **affine** (the seed's: squared
+# comparison is paired; `arm_levels` narrows one arm's levels (an incomplete factorial, e.g. the
+# extra arms at blank 0 only), and a comparison whose cells were not run is left out. Every R2 is named with its definition: **affine** (the seed's: squared
 # Pearson r of the fit learned = a * true + b; V_rest_R2, conn_R2, tau_R2) and **identity**
 # (1 - SS_res / SS_tot about learned = true, on inliers; the `_identity` metrics, with the outlier
 # share stored in each run file). Epochs are counted from 1 in prose (metrics.log counts from 0).
 #
-# Run it from the project folder: `flyvis-study block 6 --preset small -p 'arms=[standard_1_epoch, standard_2_epochs, two_stage]' -p 'blank_fraction=[0, 0.5]'`,
+# Run it from the project folder: `flyvis-study block 6 --preset small -p 'arms=[standard_1_epoch, standard_2_epochs, two_stage]' -p 'blank_fraction=[0, 0.5]'`
+# (add `lr_drop` to the arms with `-p 'arm_levels={lr_drop: {blank_fraction: [0]}}'` to run it at blank 0 only),
 # or `papermill notebooks/block6.ipynb out.ipynb -p preset small`.
 
 # %% tags=["parameters"]
@@ -60,6 +62,7 @@ compare_with = ""  # unused here: block 6 compares its own arms (kept for the co
 arms = ["standard_1_epoch", "standard_2_epochs", "two_stage", "lr_drop", "two_stage_constant_schedule"]  # names of study.blocks.ARMS
 blank_fraction = [0.0, 0.5]  # simulation.stimulus.blank_fraction values, each in [0, 1)
 noise_level = [0.05]  # simulation.noise_model_level values (0.05: the default)
+arm_levels = {}  # per arm, levels replacing the ones above for that arm, e.g. {"lr_drop": {"blank_fraction": [0.0]}}
 
 # %%
 import matplotlib.pyplot as plt
