@@ -113,3 +113,27 @@ def test_stacked_graph_step_matches_stacked_eager(dataset_root, tmp_path):
     for a, b in zip(results[False], results[True]):
         np.testing.assert_allclose(b.loss[:50], a.loss[:50], rtol=1e-3)
         assert b.status == "ok" and np.isfinite(b.loss).all()
+
+
+@pytest.mark.parametrize("config", ["lr_drop.yaml", "two_stage_constant_schedule.yaml"])
+def test_graph_training_follows_the_epoch_lr_drop_and_the_constant_schedule(config, dataset_root, tmp_path):
+    """A 2-epoch run trained with the CUDA-graph step equals the same run trained eagerly on CUDA:
+    the graph, recaptured at the epoch switch, takes epoch 2's learning rates (x 0.1 in lr_drop)
+    and coefficients (held at epoch 1's in the constant schedule). A graph that kept epoch 1's
+    learning rates would move every parameter ~0.9 x lr per step further than the eager run."""
+    from flyvis_study.config import load_run_config
+    from flyvis_study.train.loop import train
+    from flyvis_study.world.dataset import get_dataset
+
+    params = __import__("conftest").REPO / "params"
+    results = {}
+    for graph in (False, True):
+        cfg = load_run_config(params / config, preset="tiny",
+                              overrides={"training.iterations_fraction": 0.0003, "training.cuda_graph": graph})
+        ds = get_dataset(cfg.simulation, root=dataset_root, progress=False)
+        results[graph] = train(cfg, ds, tmp_path / str(graph), device="cuda", progress=False)
+    eager, captured = results[False], results[True]
+    assert len(eager.loss) == len(captured.loss) == 10 and eager.coefficients == captured.coefficients
+    np.testing.assert_allclose(captured.loss, eager.loss, rtol=1e-4)
+    for (k, a), b in zip(eager.model.state_dict().items(), captured.model.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=k)
