@@ -11,9 +11,9 @@ stack alike. ``adam_step`` applies, to every parameter p of every group of every
 
 in one set of multi-tensor (``torch._foreach_*``) operations over all of them, in the order
 of operations of PyTorch's foreach Adam (non-capturable: t on the host, bitwise the same
-result as ``optimizer.step()``; capturable: t on the device, as in a CUDA graph, the same
-maths). Supported: Adam without weight decay, amsgrad or maximize (what ``build_optimizer``
-makes).
+result as ``optimizer.step()``; capturable or fused: t on the device, as in a CUDA graph, the
+same maths, with beta^t in the parameters' dtype). Supported: Adam without weight decay,
+amsgrad or maximize (what ``build_optimizer`` makes).
 """
 
 from __future__ import annotations
@@ -67,6 +67,9 @@ def adam_step(optimizers: list[torch.optim.Adam]) -> None:
     torch._foreach_mul_(v, beta2)
     torch._foreach_addcmul_(v, grads, grads, 1 - beta2)
     if capturable:
+        # t in the parameters' dtype: a fused group's t is float32 even for float64 parameters,
+        # and torch's fused Adam takes beta^t in float64 (a float32 beta^t differs by ~1e-7)
+        steps = [t if t.dtype == p.dtype else t.to(p.dtype) for t, p in zip(steps, params)]
         bc1 = torch._foreach_pow(beta1, steps)
         bc2 = torch._foreach_pow(beta2, steps)
         torch._foreach_sub_(bc1, 1)  # beta1^t - 1 = -(1 - beta1^t)
