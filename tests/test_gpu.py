@@ -76,7 +76,9 @@ def test_cuda_loss_and_gradients_match_cpu(tiny_config, tiny_dataset, cuda_backw
 
 
 def test_stacked_training_on_cuda_equals_training_alone_float64(dataset_root, tmp_path):
-    """Stacked replicas on CUDA (eager stacked step, float64) equal each run trained alone on CUDA."""
+    """Stacked replicas on CUDA (eager stacked step, float64) equal each run trained alone on CUDA:
+    to 1e-9 through epoch 1, and to 1e-5 to the end. Epoch 2 switches the L1 terms on, which
+    amplify rounding chaotically (on an H200: 1e-16 at the end of epoch 1, 1e-7 at the last step)."""
     from flyvis_study.config import load_run_config
     from flyvis_study.train.loop import train
     from flyvis_study.train.stacked import train_stack
@@ -92,11 +94,17 @@ def test_stacked_training_on_cuda_equals_training_alone_float64(dataset_root, tm
     stacked = train_stack(cfgs, [ds, ds], [tmp_path / "s0", tmp_path / "s1"], device="cuda", progress=False,
                           dtype=torch.float64)
     for a, s in zip(alone, stacked):
-        np.testing.assert_allclose(s.loss, a.loss, rtol=1e-9)
+        assert len(s.loss) == len(a.loss) and len(a.loss) % 2 == 0
+        first_epoch = len(a.loss) // 2
+        np.testing.assert_allclose(s.loss[:first_epoch], a.loss[:first_epoch], rtol=1e-9)
+        np.testing.assert_allclose(s.loss, a.loss, rtol=1e-5)
 
 
 def test_stacked_graph_step_matches_stacked_eager(dataset_root, tmp_path):
-    """The CUDA-graph capture of the stacked step gives the eager stacked step's losses (float32)."""
+    """The CUDA-graph capture of the stacked step gives the eager stacked step's losses (float32)
+    over its first 8 steps, which include the recapture at the switch to the V_rest phase (step 4
+    of 10 per epoch). Later steps are not compared: float32 atomics in the synaptic sum make each
+    step's rounding differ, and Adam amplifies it (on an H200, 1e-3 apart after 20 steps)."""
     from flyvis_study.config import load_run_config
     from flyvis_study.train.stacked import train_stack
     from flyvis_study.world.dataset import get_dataset
@@ -104,14 +112,15 @@ def test_stacked_graph_step_matches_stacked_eager(dataset_root, tmp_path):
     params = __import__("conftest").REPO / "params"
     results = {}
     for graph in (False, True):
-        over = {"training.iterations_fraction": 0.005, "training.cuda_graph": graph}
+        over = {"training.iterations_fraction": 0.0005, "training.cuda_graph": graph}
         cfgs = [load_run_config(params / "two_stage.yaml", preset="tiny", overrides={**over, "training.seed": s})
                 for s in (0, 1, 2)]
         ds = get_dataset(cfgs[0].simulation, root=dataset_root, progress=False)
         results[graph] = train_stack(cfgs, [ds] * 3, [tmp_path / f"{graph}{k}" for k in range(3)], device="cuda",
                                      progress=False)
     for a, b in zip(results[False], results[True]):
-        np.testing.assert_allclose(b.loss[:50], a.loss[:50], rtol=1e-3)
+        assert len(a.loss) == len(b.loss) == 20
+        np.testing.assert_allclose(b.loss[:8], a.loss[:8], rtol=1e-4)
         assert b.status == "ok" and np.isfinite(b.loss).all()
 
 
