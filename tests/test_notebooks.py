@@ -147,6 +147,12 @@ def test_block_6_levers_report_and_its_comparisons(tmp_path, dataset_root):
     assert {k: kinds.count(k) for k in set(kinds)} == {"vs standard_1_epoch": 5, "vs standard_2_epochs": 5,
                                                        "blank": 3, "vs gold standard": 6}
     assert not any(c["arm"] == "lr_drop" and c["blank_fraction"] == 0.5 for c in comparisons)
+    log = (tmp_path / "two_stage_blank=0.5_noise=0.05_analysis.md").read_text()
+    mutation = next(line for line in log.splitlines() if line.startswith("Mutation: ")).removeprefix("Mutation: ")
+    assert sorted(mutation.split("; ")) == ["simulation.stimulus.blank_fraction 0.0 -> 0.5",
+                                            "training.alternate_training False -> True", "training.n_epochs 1 -> 2"]
+    assert "Parent rule: block 6 grid over the arm two_stage (two_stage.yaml) x " in log
+    assert "identity (1 - SS_res / SS_tot about learned = true, on inliers): connectivity_R2_identity=" in log
     # at the tiny preset fewer than two tau_hat lie within 0.1 of their tau, so tau_R2_identity is NaN
     assert all(c["n_pairs"] == 2 for c in comparisons if c["metric"] != "tau_R2_identity")
     c = next(c for c in comparisons if c["kind"] == "vs standard_2_epochs" and c["arm"] == "two_stage"

@@ -20,10 +20,11 @@ def analysis_entries(ds: xr.Dataset, start_iter: int = 1, runs_dir: str | Path |
     """Seed-format log entries ('## Iter N: ...') per config, in replicate order, with variance updates.
 
     Observation: computed from the run's in-loop trajectory (``trajectory_observations``) and
-    its failure reason. Embedding: silhouette by cell type and the number of separated types
-    (``evaluation.clustering.embedding_separation``), from ``runs_dir/<run_id>/recovered.npz``
-    when given. Mutation / Parent rule: the config's own overrides against the block's parent
-    (the base config at the preset with the block's common overrides).
+    its failure reason. R2 definitions: the Metrics line's R2 are affine; the identity R2 of W*,
+    tau and V_rest with their outlier shares. Embedding: silhouette by cell type and the number
+    of separated types (``evaluation.clustering.embedding_separation``), from
+    ``runs_dir/<run_id>/recovered.npz`` when given. Mutation / Parent rule: the resolved config
+    against the block's parent (the base config at the preset with the block's common overrides).
     """
     df = runs_table(ds).sort_values(["config", "ground_truth", "replicate"])
     parent = _parent(ds)
@@ -58,6 +59,7 @@ def analysis_entries(ds: xr.Dataset, start_iter: int = 1, runs_dir: str | Path |
                 f"V_rest_R2={_f(r['V_rest_R2'])}, cluster_accuracy={_f(r['cluster_accuracy'])}, "
                 f"test_R2={_f(r['test_R2'])}, test_pearson={_f(r['test_pearson'])}, "
                 f"training_time_min={_f(r['training_time_min'], 2)}",
+                f"R2 definitions: {_definitions(r)}",
                 "R2 trajectory: " + ", ".join(
                     f"{n} peak={_f(r[f'{n}_peak'])} final={_f(r[f'{n}_final'])} trend={r[f'{n}_trend'] or 'n/a'}"
                     f" (peak in {r[f'{n}_peak_phase'] or 'n/a'} phase)" for n in ("conn", "vrest", "tau")),
@@ -119,27 +121,64 @@ def _parent(ds: xr.Dataset) -> dict:
     return {"overrides": params.get("overrides") or {}, "config": cfg.model_dump(mode="json")}
 
 
+SEED_KEYS = ("simulation.seed", "training.seed")  # named in the Seeds line, not a mutation
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """{dotted key: value} of a nested config dict."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _mutation(ds: xr.Dataset, r, cfgj: dict, parent: dict) -> tuple[str, str]:
-    """(Mutation, Parent rule): the keys this config changes against the block's parent."""
+    """(Mutation, Parent rule): every key whose resolved value differs from the block's parent
+    (seeds, and a ground truth named in the Seeds line, left out; keys one side lacks, such as
+    keys added after a run was made, skipped), and the rule that made the config."""
     block = int(ds.attrs.get("block", -1))
     base = ds.attrs.get("base_config", "?")
     own = {k: v for k, v in _json(r["overrides_json"]).items() if parent.get("overrides", {}).get(k) != v}
-    changes = []
-    for key, value in own.items():
-        before = parent.get("config", {})
-        for part in key.split("."):
-            before = before.get(part, "?") if isinstance(before, dict) else "?"
-        changes.append(f"{key} {before} -> {value}")
+    before, after = _flat(parent.get("config", {})), _flat(cfgj)
+    skipped = set(SEED_KEYS)
+    if r["ground_truth"] != DEFAULT_GROUND_TRUTH:
+        skipped |= {k for k in after if k.startswith("simulation.ground_truth.")}
+    changes = [f"{k} {before[k]} -> {v}" for k, v in after.items()
+               if k in before and k not in skipped and before[k] != v]
     mutation = "; ".join(changes) if changes else "none (the block's parent config)"
+    arm = ""
+    if block == 6:
+        from flyvis_study.study.blocks import ARMS
+
+        name = str(r["config"]).split("_blank=")[0]
+        arm = f"the arm {name} ({ARMS[name]}) x " if name in ARMS else ""
     if block == 5:
         rule = (f"replication of the best-ranked config (block 5); parent = {base} at the preset "
                 f"`{ds.attrs.get('preset')}`")
-    elif own:
-        rule = (f"block {block} grid over {', '.join(own)}; parent = {base} at the preset `{ds.attrs.get('preset')}`, "
-                "one axis value per config (not an adaptive search)")
+    elif own or arm:
+        rule = (f"block {block} grid over {arm}{', '.join(own)}; parent = {base} at the preset "
+                f"`{ds.attrs.get('preset')}`, one axis value per config (not an adaptive search)")
     else:
         rule = f"block {block}: the parent config itself ({base}), replicated over seed pairs"
     return mutation, rule
+
+
+def _definitions(r) -> str:
+    """The R2 definitions line: the Metrics line's R2 are affine; the identity R2 beside them."""
+    affine = "the Metrics line's R2 are affine (squared Pearson r of learned = a * true + b)"
+    names = ("connectivity", "tau", "V_rest")
+    if not all(f"{n}_R2_identity" in r for n in names):
+        return affine + "; identity R2 not measured (run file from before it)"
+    parts = [f"{n}_R2_identity={_f(r[f'{n}_R2_identity'])} (outliers {_percent(r.get(f'{n}_outlier_share'))})"
+             for n in names]
+    return (affine + "; identity (1 - SS_res / SS_tot about learned = true, on inliers): " + ", ".join(parts))
+
+
+def _percent(x) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.1f} %"
 
 
 def append_analysis_logs(ds: xr.Dataset, folder: str | Path) -> list[Path]:
