@@ -199,6 +199,19 @@ def report(out: Path = typer.Option(Path("reports"), help="folder with blockN.nc
 
 
 @app.command()
+def migrate(folder: Path = typer.Argument(..., help="a results folder with blockN.nc files and runs/")) -> None:
+    """Bring a results folder written before schema 2 up to it: run folders renamed to their content
+    keys (shared by every block that needs them), factor coordinates and schema versions in every file."""
+    from flyvis_study.study.schema import migrate_folder
+
+    folder = Path.cwd() / folder
+    if not folder.is_dir() or not ((folder / "runs").is_dir() or any(folder.glob("block[0-9].nc"))):
+        _fail(f"{folder}: not a results folder (no blockN.nc and no runs/)")
+    done = migrate_folder(folder)
+    typer.echo(done.summary())
+
+
+@app.command()
 def bench(preset: str = typer.Option("full", help="tiny | small | full"),
           device: str = typer.Option("cpu", help="cpu | cuda"),
           as_json: bool = typer.Option(False, "--json", help="print one JSON object"),

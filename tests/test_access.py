@@ -84,6 +84,37 @@ def test_compare_is_the_paired_comparison(blocks):
     assert json.dumps(c, sort_keys=True) == json.dumps(expected, sort_keys=True)
 
 
+def test_blocks_0_1_and_6_in_one_folder_train_shared_runs_once(blocks, tmp_path, dataset_root):
+    """Runs are keyed by content: block 6's standard_1_epoch and two_stage cells at blank 0 are
+    the runs blocks 0 and 1 made (same resolved config, same seeds) and are not trained again;
+    only its new cells (standard_1_epoch at blank 0.5) are. The factors are coordinates."""
+    import shutil
+
+    folder = tmp_path / "study"
+    shutil.copytree(blocks[0].out_dir, folder)
+    before = {p.parent.name: p.stat().st_mtime_ns for p in (folder / "runs").glob("*/run.nc")}
+    assert len(before) == 5  # block 0: 2 runs, block 1: 3 runs
+    six = run_block(6, {"overrides": FAST, "cache_dir": str(dataset_root), "out_dir": str(folder),
+                        "replicates": 2, "arms": ["standard_1_epoch", "two_stage"], "blank_fraction": [0],
+                        "arm_levels": {"standard_1_epoch": {"blank_fraction": [0, 0.5]}}}, progress=False)
+    after = {p.parent.name: p.stat().st_mtime_ns for p in (folder / "runs").glob("*/run.nc")}
+    assert len(six.specs) == 6 and len(after) == 7  # 4 of block 6's runs were there already
+    assert {k: after[k] for k in before} == before  # and were not rewritten
+    ds = fs.open_block(six.nc_path).ds
+    assert ds.attrs["schema_version"] == 2
+    b0, b1 = blocks[0].dataset, blocks[1].dataset
+    shared = {"standard_1_epoch_blank=0_noise=0.05": b0.sel(config="standard"),
+              "two_stage_blank=0_noise=0.05": b1.sel(config="two_stage_default", sim_seed=[0, 1], train_seed=[0, 1])}
+    for label, earlier in shared.items():
+        np.testing.assert_array_equal(ds["V_rest_R2"].sel(config=label).values, earlier["V_rest_R2"].values)
+        np.testing.assert_array_equal(ds["run_id"].sel(config=label).values, earlier["run_id"].values)
+    cell = fs.open_block(six.nc_path).factorial.sel(arm="standard_1_epoch", blank_fraction=0.5, noise_level=0.05)
+    assert cell["label"].item() == "standard_1_epoch_blank=0.5_noise=0.05"
+    assert np.isfinite(np.diagonal(cell["V_rest_R2"].squeeze("ground_truth").values)).all()
+    missing = fs.open_block(six.nc_path).factorial.sel(arm="two_stage", blank_fraction=0.5)  # not in the plan
+    assert np.isnan(missing["V_rest_R2"].values).all()
+
+
 def test_clear_errors(blocks, tmp_path):
     _, b1 = blocks
     with pytest.raises(FileNotFoundError, match="no block file"):

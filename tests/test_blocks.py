@@ -4,12 +4,16 @@ import pytest
 
 from flyvis_study.study.blocks import BLOCKS, block_parameters, plan_block
 from flyvis_study.study.parameters import BlockParameterError
+from flyvis_study.study.spec import Cell
 
 
 def test_registry_defines_every_block_once():
     assert sorted(BLOCKS) == [0, 1, 2, 3, 4, 5, 6]
     assert [b.base_config for b in BLOCKS.values()] == ["gold_standard.yaml"] + ["two_stage.yaml"] * 5 + [
-        "gold_standard.yaml"]  # block 6: each arm's own config (study.blocks.ARMS)
+        "gold_standard.yaml"]  # block 6: its first arm's config (each arm has its own, study.blocks.ARMS)
+    assert [b.baseline for b in BLOCKS.values()] == ["standard", "", "", "", "", "", "standard_1_epoch"]
+    assert [n for n, b in BLOCKS.items() if b.self_controlled] == [6]
+    assert all(b.question.endswith("?") for b in BLOCKS.values())
     assert {a.name: a.key for b in BLOCKS.values() for a in b.axes} == {
         "joint_ratio": "training.alternate_joint_ratio", "lr_ratio": "training.alternate_lr_ratio",
         "n_epochs": "training.n_epochs", "augmentation_loop": "training.data_augmentation_loop",
@@ -18,16 +22,22 @@ def test_registry_defines_every_block_once():
 
 
 def test_default_grids_and_labels():
-    labels = {n: list(b.configs(block_parameters(n))) for n, b in BLOCKS.items()}
+    labels = {n: [c.label for c in b.cells(block_parameters(n))] for n, b in BLOCKS.items()}
     assert labels[0] == ["standard"] and labels[1] == ["two_stage_default"]
     assert labels[2] == ["joint_ratio=0.2", "joint_ratio=0.3", "joint_ratio=0.4", "joint_ratio=0.5"]
     assert labels[3] == ["lr_ratio=0.01", "lr_ratio=0.05", "lr_ratio=0.1", "lr_ratio=0.2"]
     assert labels[4] == [f"epochs={e}_aug={a}" for e in (2, 3) for a in (20, 25, 30)]
     assert labels[5] == ["two_stage_default"]
-    configs = BLOCKS[4].configs(block_parameters(4, n_epochs=3, augmentation_loop=[25]))
-    assert configs == {"epochs=3_aug=25": {"training.n_epochs": 3, "training.data_augmentation_loop": 25}}
-    assert BLOCKS[5].configs(block_parameters(5, best_config={"training.alternate_lr_ratio": 0.05})) == {
-        "best": {"training.alternate_lr_ratio": 0.05}}
+    cells = BLOCKS[4].cells(block_parameters(4, n_epochs=3, augmentation_loop=[25]))
+    assert cells == [Cell("epochs=3_aug=25", "two_stage", "two_stage.yaml",
+                          {"training.n_epochs": 3, "training.data_augmentation_loop": 25},
+                          {"n_epochs": 3, "augmentation_loop": 25})]
+    assert BLOCKS[5].cells(block_parameters(5, best_config={"training.alternate_lr_ratio": 0.05})) == [
+        Cell("best", "best", "two_stage.yaml", {"training.alternate_lr_ratio": 0.05})]
+    six = BLOCKS[6].cells(block_parameters(6, arms=["two_stage"], blank_fraction=[0.5]))
+    assert six == [Cell("two_stage_blank=0.5_noise=0.05", "two_stage", "two_stage.yaml",
+                        {"simulation.stimulus.blank_fraction": 0.5, "simulation.noise_model_level": 0.05},
+                        {"blank_fraction": 0.5, "noise_level": 0.05})]
 
 
 def test_plan_resolves_every_config_with_the_axis_value():

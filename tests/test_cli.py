@@ -96,3 +96,9 @@ def test_train_with_a_shipped_config_from_any_folder(tmp_path, dataset_root):
 def test_report_without_block_files_is_one_line(tmp_path):
     res = cli("report", "--out", "empty", cwd=tmp_path)
     assert res.returncode == 2 and "no blockN.nc files in" in res.stderr and str(tmp_path) in res.stderr
+
+
+def test_migrate_of_a_folder_without_results_is_one_line(tmp_path):
+    res = cli("migrate", "nothing_here", cwd=tmp_path)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1
+    assert "not a results folder (no blockN.nc and no runs/)" in res.stderr and str(tmp_path) in res.stderr

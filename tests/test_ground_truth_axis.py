@@ -22,12 +22,12 @@ def test_each_run_is_planned_on_each_network(tmp_path, monkeypatch):
     assert [(s.ground_truth, s.sim_seed) for s in specs] == [
         ("flow/0000/000", 0), ("flow/0000/000", 1), ("flow/0000/001", 0), ("flow/0000/001", 1)]
     assert all(s.config.simulation.ground_truth.source == "flyvis" for s in specs)
-    assert specs[0].run_id.startswith("standard__flow_0000_000__s0_t0__")
+    assert specs[0].run_id.startswith("flow_0000_000__s0_t0__")  # content-keyed: the network, seeds, digest
     assert len({s.run_id for s in specs}) == 4
     assert all(s.overrides == {} for s in specs)  # the network is an axis, not a config change
     default = plan_block(0, {"replicates": 2})
     assert [s.ground_truth for s in default] == ["synthetic/seed0"] * 2
-    assert default[0].run_id.startswith("standard__s0_t0__")
+    assert default[0].run_id.startswith("s0_t0__")
 
 
 @pytest.mark.parametrize("value,needle", [

@@ -28,7 +28,7 @@ def test_new_keys_at_their_default_keep_earlier_run_ids_and_dataset_keys(dataset
 
     spec = RunSpec(block=1, label="two_stage_default", base_config="two_stage.yaml", preset="small", sim_seed=0,
                    train_seed=0)
-    assert spec.run_id == "two_stage_default__s0_t0__bfa309e7"
+    assert spec.run_id == "s0_t0__bfa309e7"  # the content key (study.spec.run_id_of)
     assert (REPO / "reports" / "examples" / "small" / "runs" / spec.run_id / "run.nc").is_file()
     defaults = {"simulation.stimulus.blank_fraction": 0.0, "training.epoch_lr_ratio": 1.0,
                 "training.regulariser_schedule": "per_epoch", "evaluation.tau_outlier_threshold": 0.1}
@@ -186,15 +186,19 @@ def test_metrics_carry_both_definitions_and_the_inlier_rule():
 
 
 def test_run_files_from_before_the_identity_r2_combine_with_new_ones(tmp_path):
-    """An old run file (the committed small example, no identity metrics) and a new one combine:
-    the old run reads NaN for the new variables."""
+    """A run file from before the identity R2 (a committed small example run without those
+    variables) and a new one combine: the old run reads NaN for the new variables."""
+    import xarray as xr
+
     from flyvis_study.study.results import combine_runs
     from flyvis_study.study.run import run_one
 
-    old = REPO / "reports" / "examples" / "small" / "runs" / "standard__s2_t2__94c81600" / "run.nc"
-    import xarray as xr
-
-    assert "V_rest_R2_identity" not in xr.open_dataset(old, engine="h5netcdf").data_vars
+    committed = xr.load_dataset(REPO / "reports" / "examples" / "small" / "runs" / "s2_t2__94c81600" / "run.nc",
+                                engine="h5netcdf").assign_coords(config=["standard"], arm=("config", ["standard"]))
+    later = [v for v in committed.data_vars if "identity" in v or "outlier" in v]
+    assert "V_rest_R2_identity" in later
+    old = tmp_path / "old.nc"
+    committed.drop_vars(later).to_netcdf(old, engine="h5netcdf")
     spec = RunSpec(block=0, label="standard", base_config="gold_standard.yaml", overrides=FAST, sim_seed=0,
                    train_seed=0, cache=str(tmp_path / "cache"))
     new = run_one(spec, tmp_path / "out", progress=False)

@@ -7,7 +7,8 @@ import xarray as xr
 from flyvis_study.study.analysis_log import analysis_entries, append_analysis_logs
 from flyvis_study.study.comparison import paired_comparison
 from flyvis_study.study.record import run_dataset, write_netcdf_atomic
-from flyvis_study.study.results import load_block, save_block
+from flyvis_study.study.results import save_block
+from flyvis_study.study.schema import load_block
 from flyvis_study.study.spec import RunSpec
 from flyvis_study.study.statistics import block_dataset, config_statistics, ranking
 

@@ -15,9 +15,9 @@ import yaml
 from flyvis_study.report.figures import distribution_figure, embedding_figure, paired_figure, trajectory_figure
 from flyvis_study.report.verdicts import block_verdict
 from flyvis_study.resources import project_path
-from flyvis_study.study.blocks import BlockResult
+from flyvis_study.study.blocks import BASELINE_BLOCK, BlockResult
 from flyvis_study.study.comparison import COMPARED_METRICS, compare_with_baseline
-from flyvis_study.study.results import load_block
+from flyvis_study.study.schema import load_block
 from flyvis_study.study.statistics import flag_reasons
 from flyvis_study.study.statistics import variance_table as _variance_table
 
@@ -30,11 +30,12 @@ COMPARISON_COLUMNS = ["treatment_config", "metric", "n_pairs", "mean_baseline", 
 
 
 def baseline_path(result: BlockResult) -> Path | None:
-    """The baseline block file: ``compare_with``, else ``block0.nc`` beside this block (not for block 0)."""
+    """The baseline block file: ``compare_with``, else the baseline block's file (``BASELINE_BLOCK``)
+    beside this block (not for the baseline block itself)."""
     if result.parameters.compare_with:
         return project_path(result.parameters.compare_with)
-    default = result.out_dir / "block0.nc"
-    return default if result.block != 0 and default.is_file() else None
+    default = result.out_dir / f"block{BASELINE_BLOCK}.nc"
+    return default if result.block != BASELINE_BLOCK and default.is_file() else None
 
 
 def baseline_comparisons(result: BlockResult, metrics=COMPARED_METRICS) -> list[dict]:

@@ -18,8 +18,9 @@ from pathlib import Path
 import xarray as xr
 
 from flyvis_study.report.levers import headline as lever_headline
-from flyvis_study.report.summary import SELF_CONTROLLED_BLOCKS, load_blocks, study_comparisons
+from flyvis_study.report.summary import load_blocks, self_controlled, study_comparisons
 from flyvis_study.report.verdicts import block_headline, study_answer
+from flyvis_study.study.blocks import BASELINE_BLOCK
 from flyvis_study.study.levers import lever_comparisons
 from flyvis_study.study.statistics import config_statistics
 
@@ -52,7 +53,7 @@ def _display_folder(folder: Path) -> str:
         return str(folder)
 
 
-def index_html(reports_dir: str | Path, baseline_block: int = 0) -> str:
+def index_html(reports_dir: str | Path, baseline_block: int = BASELINE_BLOCK) -> str:
     """The index page's HTML (self-contained, nothing loaded from the network)."""
     folder = Path(reports_dir)
     blocks = load_blocks(folder)
@@ -63,7 +64,7 @@ def index_html(reports_dir: str | Path, baseline_block: int = 0) -> str:
     for number, ds in blocks.items():
         a = ds.attrs
         own = [c for c in comparisons if c["block"] == number]
-        headline = (lever_headline(lever_comparisons(ds)) if number in SELF_CONTROLLED_BLOCKS
+        headline = (lever_headline(lever_comparisons(ds)) if self_controlled(number)
                     else block_headline(config_statistics(ds), own))
         n_runs = int((ds["run_id"] != "").sum())
         report = folder / f"block{number}.html"
@@ -101,7 +102,7 @@ trains only the missing ones.</p>
 """
 
 
-def write_index(reports_dir: str | Path, baseline_block: int = 0) -> Path:
+def write_index(reports_dir: str | Path, baseline_block: int = BASELINE_BLOCK) -> Path:
     """Write ``reports_dir/index.html``; returns its path."""
     from flyvis_study.atomic import write_text_atomic
 

@@ -1,9 +1,10 @@
 """The study summary: every block compared with the standard-training baseline, and the answers.
 
-Blocks 1-5 are compared with block 0 (standard training, 1 epoch). Block 6 holds its own
-controls (``study.levers``: every arm against standard_1_epoch and standard_2_epochs at equal
-blank fraction, and the blank effect), so it is summarised by its own two answers
-(``report.levers.answers``) instead of against block 0.
+A block without controls of its own (``BlockDefinition.self_controlled`` false) is compared
+with the baseline block (``study.blocks.BASELINE_BLOCK``: standard training, 1 epoch). A block
+with its own controls (block 6: ``study.levers``, every arm against standard_1_epoch and
+standard_2_epochs at equal blank fraction, and the blank effect) is summarised by its own two
+answers (``report.levers.answers``) instead.
 """
 
 from __future__ import annotations
@@ -15,12 +16,18 @@ import xarray as xr
 
 from flyvis_study.report.verdicts import study_answer
 from flyvis_study.resources import project_path
+from flyvis_study.study.blocks import BASELINE_BLOCK, block_definition
 from flyvis_study.study.comparison import compare_with_baseline
-from flyvis_study.study.results import load_block
+from flyvis_study.study.levers import lever_comparisons as levers_of
+from flyvis_study.study.schema import load_block
 from flyvis_study.study.statistics import config_statistics
 
 SUMMARY_METRICS = ("V_rest_R2", "connectivity_R2", "tau_R2")
-SELF_CONTROLLED_BLOCKS = (6,)  # blocks compared within themselves, not with the baseline block
+
+
+def self_controlled(number: int) -> bool:
+    """True if block ``number`` is compared within itself, not with the baseline block."""
+    return block_definition(number).self_controlled
 
 
 def load_blocks(reports_dir: str | Path) -> dict[int, xr.Dataset]:
@@ -29,13 +36,13 @@ def load_blocks(reports_dir: str | Path) -> dict[int, xr.Dataset]:
     return {int(p.stem[5:]): load_block(p) for p in sorted(folder.glob("block[0-9].nc"))}
 
 
-def study_comparisons(blocks: dict[int, xr.Dataset], baseline_block: int = 0) -> list[dict]:
+def study_comparisons(blocks: dict[int, xr.Dataset], baseline_block: int = BASELINE_BLOCK) -> list[dict]:
     """Paired comparisons (V_rest_R2, conn_R2, tau_R2) of every config of every other block with the baseline."""
     if baseline_block not in blocks:
         return []
     out = []
     for number, ds in blocks.items():
-        if number == baseline_block or number in SELF_CONTROLLED_BLOCKS:
+        if number == baseline_block or self_controlled(number):
             continue
         for c in compare_with_baseline(blocks[baseline_block], ds, list(config_statistics(ds).index),
                                        SUMMARY_METRICS):
@@ -68,10 +75,9 @@ def answer(comparisons: list[dict]) -> str:
 
 
 def lever_comparisons(blocks: dict[int, xr.Dataset]) -> list[dict]:
-    """Block 6's paired comparisons (``study.levers.lever_comparisons``); empty without block 6."""
-    from flyvis_study.study.levers import lever_comparisons as compare
-
-    return compare(blocks[6]) if 6 in blocks else []
+    """The paired comparisons of the blocks with their own controls (``study.levers.lever_comparisons``);
+    empty without such a block."""
+    return [c for number, ds in blocks.items() if self_controlled(number) for c in levers_of(ds)]
 
 
 def lever_answers(comparisons: list[dict]) -> str:
@@ -79,7 +85,7 @@ def lever_answers(comparisons: list[dict]) -> str:
     from flyvis_study.report.levers import answers
 
     if not comparisons:
-        return "No block 6 (V_rest levers) file in this folder: run `flyvis-study block 6`."
+        return ("No block with its own controls (block 6, V_rest levers) in this folder: run `flyvis-study block 6`.")
     return answers(comparisons)
 
 

@@ -2,9 +2,11 @@
 
 ``open_block(path)`` -> ``Block``: the block file's xarray Dataset (``.ds``: metrics on
 config x ground_truth x sim_seed x train_seed, trajectories over ``step``, statistics over config x metric x
-statistic), its run table (``.runs``, one row per run), statistics and ranking per config,
-and the runs it was made of (``.run(...)``, ``.median_run(config)``) when their folders sit
-beside it in ``runs/``.
+statistic; each config's factors, ``arm`` and the axis levels, as coordinates along config),
+the same runs with one dimension per factor (``.factorial``, e.g.
+``.factorial.sel(arm="two_stage", blank_fraction=0.5)``), its run table (``.runs``, one row per
+run), statistics and ranking per config, and the runs it was made of (``.run(...)``,
+``.median_run(config)``) when their folders sit beside it in ``runs/``.
 
 ``open_run(path)`` -> ``Run``: one run folder (``runs/<run_id>/``, or any folder written by
 ``run_training``): its config, metrics, trajectory (a DataFrame with the global iteration and
@@ -56,6 +58,13 @@ class Block:
         from flyvis_study.study.results import runs_table
 
         return runs_table(self.ds)
+
+    @functools.cached_property
+    def factorial(self) -> xr.Dataset:
+        """The runs on (arm, *axes, ground_truth, sim_seed, train_seed[, step]) (``study.results.factorial``)."""
+        from flyvis_study.study.results import factorial
+
+        return factorial(self.ds)
 
     @functools.cached_property
     def statistics(self) -> pd.DataFrame:
@@ -147,12 +156,12 @@ def open_block(path: str | Path) -> Block:
     path = project_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no block file at {path}")
-    from flyvis_study.study.results import with_ground_truth_axis
+    from flyvis_study.study.schema import load_block
 
-    ds = xr.load_dataset(path, engine="h5netcdf")
+    ds = load_block(path)
     if "config" not in ds.dims or "connectivity_R2" not in ds:
         raise ValueError(f"{path} is not a block file (no config dimension or connectivity_R2)")
-    return Block(path, with_ground_truth_axis(ds))
+    return Block(path, ds)
 
 
 # ----------------------------------------------------------------------------- runs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
@@ -12,11 +13,15 @@ from flyvis_study.evaluation.trajectory import trajectory_observations
 from flyvis_study.study.results import runs_table
 from flyvis_study.study.spec import safe_name
 
+if TYPE_CHECKING:  # the definition is passed in by study.blocks (no import cycle)
+    from flyvis_study.study.blocks import BlockDefinition
+
 # ----------------------------------------------------------------------------- human-readable log
 DEFAULT_GROUND_TRUTH = GroundTruthConfig().label()  # named in the Seeds line only when a run used another
 
 
-def analysis_entries(ds: xr.Dataset, start_iter: int = 1, runs_dir: str | Path | None = None) -> dict[str, list[str]]:
+def analysis_entries(ds: xr.Dataset, start_iter: int = 1, runs_dir: str | Path | None = None,
+                     definition: BlockDefinition | None = None) -> dict[str, list[str]]:
     """Seed-format log entries ('## Iter N: ...') per config, in replicate order, with variance updates.
 
     Observation: computed from the run's in-loop trajectory (``trajectory_observations``) and
@@ -24,7 +29,8 @@ def analysis_entries(ds: xr.Dataset, start_iter: int = 1, runs_dir: str | Path |
     tau and V_rest with their outlier shares. Embedding: silhouette by cell type and the number
     of separated types (``evaluation.clustering.embedding_separation``), from
     ``runs_dir/<run_id>/recovered.npz`` when given. Mutation / Parent rule: the resolved config
-    against the block's parent (the base config at the preset with the block's common overrides).
+    against the block's parent (the base config at the preset with the block's common overrides);
+    the Parent rule names the run's arm and its named config from the block's ``definition``.
     """
     df = runs_table(ds).sort_values(["config", "ground_truth", "replicate"])
     parent = _parent(ds)
@@ -41,7 +47,7 @@ def analysis_entries(ds: xr.Dataset, start_iter: int = 1, runs_dir: str | Path |
             mode = {"robustness": "same-data-robustness", "generalisation": "different-data-generalization",
                     "custom": "user-chosen"}.get(r["seed_mode"], r["seed_mode"])
             status = {"converged": "converged", "partial": "partial"}.get(r["status"], "failed")
-            mutation, rule = _mutation(ds, r, cfgj, parent)
+            mutation, rule = _mutation(ds, r, cfgj, parent, definition)
             observation = "; ".join(trajectory_observations(_trajectory_rows(ds, r)))
             if r["reason"]:
                 observation += f"; reason: {r['reason']}"
@@ -135,7 +141,8 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def _mutation(ds: xr.Dataset, r, cfgj: dict, parent: dict) -> tuple[str, str]:
+def _mutation(ds: xr.Dataset, r, cfgj: dict, parent: dict,
+              definition: BlockDefinition | None) -> tuple[str, str]:
     """(Mutation, Parent rule): every key whose resolved value differs from the block's parent
     (seeds, and a ground truth named in the Seeds line, left out; keys one side lacks, such as
     keys added after a run was made, skipped), and the rule that made the config."""
@@ -150,12 +157,9 @@ def _mutation(ds: xr.Dataset, r, cfgj: dict, parent: dict) -> tuple[str, str]:
                if k in before and k not in skipped and before[k] != v]
     mutation = "; ".join(changes) if changes else "none (the block's parent config)"
     arm = ""
-    if block == 6:
-        from flyvis_study.study.blocks import ARMS
-
-        name = str(r["config"]).split("_blank=")[0]
-        arm = f"the arm {name} ({ARMS[name]}) x " if name in ARMS else ""
-    if block == 5:
+    if definition is not None and definition.arm_choice and r.get("arm") in definition.arms:
+        arm = f"the arm {r['arm']} ({definition.arms[r['arm']]}) x "
+    if definition is not None and definition.replication:
         rule = (f"replication of the best-ranked config (block 5); parent = {base} at the preset "
                 f"`{ds.attrs.get('preset')}`")
     elif own or arm:
@@ -181,12 +185,13 @@ def _percent(x) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.1f} %"
 
 
-def append_analysis_logs(ds: xr.Dataset, folder: str | Path) -> list[Path]:
+def append_analysis_logs(ds: xr.Dataset, folder: str | Path,
+                         definition: BlockDefinition | None = None) -> list[Path]:
     """Append each config's entries to ``{config}_analysis.md`` (skipping entries already there)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for config, entries in analysis_entries(ds, runs_dir=folder / "runs").items():
+    for config, entries in analysis_entries(ds, runs_dir=folder / "runs", definition=definition).items():
         path = folder / f"{safe_name(config)}_analysis.md"
         existing = path.read_text() if path.exists() else ""
         new = [e for e in entries if e.split("\n", 4)[3] not in existing]  # keyed by the Seeds line

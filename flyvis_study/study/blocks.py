@@ -1,25 +1,31 @@
-"""The study's blocks, defined once: number, title, base config, grid axes, defaults.
+"""The study's blocks, defined once: each a factorial of named arms, its axes, its baseline and question.
 
 What each block tests, in prose, is the markdown of its notebook (``notebooks/blockN.ipynb``).
 
-| block | focus                     | base config        | grid (block parameter -> config key)                       |
-|-------|---------------------------|--------------------|------------------------------------------------------------|
-| 0     | baseline                  | gold_standard.yaml | one config ("standard")                                    |
-| 1     | two-stage default         | two_stage.yaml     | one config ("two_stage_default")                           |
-| 2     | joint ratio               | two_stage.yaml     | joint_ratio -> training.alternate_joint_ratio              |
-| 3     | LR ratio                  | two_stage.yaml     | lr_ratio -> training.alternate_lr_ratio                    |
-| 4     | training budget           | two_stage.yaml     | n_epochs -> training.n_epochs x augmentation_loop ->       |
-|       |                           |                    | training.data_augmentation_loop                            |
-| 5     | best-config replication   | two_stage.yaml     | best_config (overrides) or the best-ranked of best_from    |
-| 6     | V_rest levers             | one per arm        | arms (``ARMS``: a named config each) x blank_fraction ->   |
-|       |                           |                    | simulation.stimulus.blank_fraction x noise_level ->        |
-|       |                           |                    | simulation.noise_model_level; ``arm_levels`` narrows the   |
-|       |                           |                    | levels of one arm (an incomplete factorial)                |
+| block | focus          | arms (arm: named config)           | axes (block parameter -> config key)                   |
+|-------|----------------|------------------------------------|--------------------------------------------------------|
+| 0     | baseline       | standard: gold_standard.yaml       | none                                                   |
+| 1     | two-stage      | two_stage_default: two_stage.yaml  | none                                                   |
+| 2     | joint ratio    | two_stage: two_stage.yaml          | joint_ratio -> training.alternate_joint_ratio          |
+| 3     | LR ratio       | two_stage: two_stage.yaml          | lr_ratio -> training.alternate_lr_ratio                |
+| 4     | budget         | two_stage: two_stage.yaml          | n_epochs -> training.n_epochs x augmentation_loop ->   |
+|       |                |                                    | training.data_augmentation_loop                        |
+| 5     | replication    | best: two_stage.yaml + best_config | none (best_config, or the best-ranked of best_from)    |
+| 6     | V_rest levers  | ``ARMS`` (chosen with ``arms``)    | blank_fraction -> simulation.stimulus.blank_fraction x |
+|       |                |                                    | noise_level -> simulation.noise_model_level;           |
+|       |                |                                    | ``arm_levels`` narrows one arm's levels                |
+
+A block's cells (``BlockDefinition.cells``) are its arms crossed with its axes; each cell's
+arm and axis levels are coordinates of its runs in the run and block files (``study.record``).
+Blocks without a control of their own are compared with the baseline block's baseline arm
+(``BASELINE_BLOCK``); block 6 holds its own controls (``BlockDefinition.controls``).
 
 ``BLOCKS[N]`` is the definition; ``block_parameters(N, **values)`` the validated parameters
 (``study.parameters``), ``plan_block`` the validated run specs (every config resolved before
-any run), ``run_block`` runs (or resumes) them and writes ``blockN.nc`` and the analysis logs.
-The CLI, the notebooks (``notebooks/blockN.ipynb``) and the Python API all go through these.
+any run; run ids keyed by content, ``study.spec.run_id_of``), ``run_block`` runs (or resumes)
+them, reusing every finished run in the output folder whatever block made it, and writes
+``blockN.nc`` and the analysis logs. The CLI, the notebooks (``notebooks/blockN.ipynb``) and
+the Python API all go through these.
 
 One writer per output folder: ``block_lock(out_dir)`` holds ``out_dir/.flyvis-study.lock``
 (``flyvis_study.locks``) while a block runs; a second block on the same folder stops at once
@@ -43,7 +49,7 @@ from pydantic import Field, ValidationError, create_model, field_validator, mode
 from flyvis_study.config import ConfigError
 from flyvis_study.resources import project_path
 from flyvis_study.study.parameters import BlockParameterError, BlockParameters, format_validation_error
-from flyvis_study.study.spec import RunSpec, grid_specs
+from flyvis_study.study.spec import Cell, RunSpec, grid_specs
 
 
 @dataclass(frozen=True)
@@ -71,13 +77,25 @@ ARMS = {
 
 @dataclass(frozen=True)
 class BlockDefinition:
+    """A block: named arms (arm -> named config) crossed with its axes, on shared seed pairs.
+
+    ``baseline`` is the arm the block's others are compared with; "" means the block has no
+    control of its own and is compared with the study's baseline block (``BASELINE_BLOCK``).
+    ``controls`` are the arms every other arm is compared with inside the block (block 6).
+    ``arm_choice``: the block takes an ``arms`` parameter (a subset of ``arms``) and labels
+    every cell with its arm; ``replication``: block 5's one arm is the best config of earlier
+    blocks (``best_config`` / ``best_from``).
+    """
+
     number: int
     title: str
-    base_config: str
+    question: str
+    arms: dict[str, str]
     axes: tuple[Axis, ...] = ()
-    config_label: str = ""  # the one config's label of a block without axes
-    replication: bool = False  # block 5: best_config / best_from instead of axes
-    arms: bool = False  # block 6: an ``arms`` parameter (names of ``ARMS``) crossed with the axes
+    baseline: str = ""
+    controls: tuple[str, ...] = ()
+    arm_choice: bool = False
+    replication: bool = False
     parameters: type[BlockParameters] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -87,37 +105,42 @@ class BlockDefinition:
     def notebook(self) -> str:
         return f"block{self.number}.ipynb"
 
-    def configs(self, params: BlockParameters) -> dict[str, dict]:
-        """{config label: dotted overrides} of the block's grid under ``params``."""
+    @property
+    def base_config(self) -> str:
+        """The named config of the block's first arm (the parent of its analysis log)."""
+        return next(iter(self.arms.values()))
+
+    @property
+    def self_controlled(self) -> bool:
+        """True if the block is compared within itself (its own controls), not with the baseline block."""
+        return bool(self.controls)
+
+    def cells(self, params: BlockParameters) -> list[Cell]:
+        """Every cell of the block's factorial under ``params``, in grid order.
+
+        Labels: the arm alone without axes; ``name=value_...`` with axes and one arm;
+        ``{arm}_name=value_...`` when the block takes an ``arms`` parameter. An arm's levels of an
+        axis are ``params.arm_levels[arm][axis]`` where given (an incomplete factorial).
+        """
         if self.replication:
+            arm, base = next(iter(self.arms.items()))
             if params.best_config:
-                return {"best": dict(params.best_config)}
+                return [Cell("best", "best", base, dict(params.best_config))]
             if params.best_from:
                 label, overrides = best_config_from(params.best_from)
-                return {f"best({label})": overrides}
-            return {"two_stage_default": {}}
-        if not self.axes:
-            return {self.config_label: {}}
-        if not self.arms:
-            return self._grid(params)
-        return {label: over for arm in params.arms for label, over in self._grid(params, arm).items()}
-
-    def _grid(self, params: BlockParameters, arm: str = "") -> dict[str, dict]:
-        """{label: overrides} over the product of the axes; labels ``{arm}_name=value_...`` with an
-        arm, whose levels of an axis are ``params.arm_levels[arm][axis]`` where given."""
-        own = getattr(params, "arm_levels", {}).get(arm, {})
-        out = {}
-        for values in itertools.product(*(own.get(a.name, getattr(params, a.name)) for a in self.axes)):
-            label = "_".join([arm] * bool(arm) + [f"{a.label}={v:g}" for a, v in zip(self.axes, values)])
-            out[label] = {a.key: a.kind(v) for a, v in zip(self.axes, values)}
+                return [Cell(f"best({label})", "best", base, overrides)]
+            return [Cell(arm, arm, base)]
+        arms = params.arms if self.arm_choice else list(self.arms)
+        out = []
+        for arm in arms:
+            own = getattr(params, "arm_levels", {}).get(arm, {})
+            levels = [own.get(a.name, getattr(params, a.name)) for a in self.axes]
+            for values in itertools.product(*levels):
+                parts = [f"{a.label}={v:g}" for a, v in zip(self.axes, values)]
+                label = "_".join([arm] * (self.arm_choice or not parts) + parts)
+                out.append(Cell(label, arm, self.arms[arm], {a.key: a.kind(v) for a, v in zip(self.axes, values)},
+                                {a.name: a.kind(v) for a, v in zip(self.axes, values)}))
         return out
-
-    def base_configs(self, params: BlockParameters, configs: dict[str, dict]) -> dict[str, str]:
-        """{label: its base config file} of ``configs`` (``self.configs(params)``): in block 6 the
-        arm's named config, else ``base_config``."""
-        if not self.arms:
-            return {label: self.base_config for label in configs}
-        return {label: ARMS[arm] for arm in params.arms for label in self._grid(params, arm)}
 
 
 def _parameters_model(block: BlockDefinition) -> type[BlockParameters]:
@@ -137,14 +160,14 @@ def _parameters_model(block: BlockDefinition) -> type[BlockParameters]:
 
     if block.axes:
         validators["_axis_values"] = field_validator(*(a.name for a in block.axes), mode="before")(as_list)
-    if block.arms:
-        fields["arms"] = (list[str], Field(list(ARMS), description="training arms, names of study.blocks.ARMS"))
+    if block.arm_choice:
+        fields["arms"] = (list[str], Field(list(block.arms), description="training arms, names of the block's arms"))
 
         def known_arms(cls, arms):
-            unknown = [a for a in arms if a not in ARMS]
+            unknown = [a for a in arms if a not in block.arms]
             if unknown or not arms or len(set(arms)) != len(arms):
                 raise ValueError(f"unknown or repeated arm(s) {', '.join(unknown) or arms}; allowed: "
-                                 f"{', '.join(ARMS)}")
+                                 f"{', '.join(block.arms)}")
             return arms
 
         validators["_arms"] = field_validator("arms")(known_arms)
@@ -195,31 +218,44 @@ def _parameters_model(block: BlockDefinition) -> type[BlockParameters]:
 
 BLOCKS: dict[int, BlockDefinition] = {b.number: b for b in (
     BlockDefinition(0, "Block 0: standard training baseline (gold standard)",
-                    "gold_standard.yaml", config_label="standard"),
+                    "How well does standard training recover W, tau and V_rest, and how much do runs vary?",
+                    {"standard": "gold_standard.yaml"}, baseline="standard"),
     BlockDefinition(1, "Block 1: variance of the two-stage default",
-                    "two_stage.yaml", config_label="two_stage_default"),
+                    "Does two-stage training recover V_rest better than standard training, on the same seeds?",
+                    {"two_stage_default": "two_stage.yaml"}),
     BlockDefinition(2, "Block 2: joint-phase ratio",
-                    "two_stage.yaml",
+                    "Which fraction of each epoch in the joint phase recovers V_rest best?",
+                    {"two_stage": "two_stage.yaml"},
                     axes=(Axis("joint_ratio", "training.alternate_joint_ratio", (0.2, 0.3, 0.4, 0.5), float,
                                "joint_ratio", "fraction of each epoch in the joint phase, in (0, 1]"),)),
     BlockDefinition(3, "Block 3: V_rest-phase LR ratio",
-                    "two_stage.yaml",
+                    "Which LR multiplier of W and g_phi in the V_rest phase recovers V_rest best?",
+                    {"two_stage": "two_stage.yaml"},
                     axes=(Axis("lr_ratio", "training.alternate_lr_ratio", (0.01, 0.05, 0.1, 0.2), float,
                                "lr_ratio", "LR multiplier of W and g_phi in the V_rest phase, in (0, 1]"),)),
     BlockDefinition(4, "Block 4: training budget (epochs x augmentation)",
-                    "two_stage.yaml",
+                    "Does a larger training budget (epochs, augmentation loop) raise V_rest_R2?",
+                    {"two_stage": "two_stage.yaml"},
                     axes=(Axis("n_epochs", "training.n_epochs", (2, 3), int, "epochs", "epochs, >= 1"),
                           Axis("augmentation_loop", "training.data_augmentation_loop", (20, 25, 30), int, "aug",
                                "data augmentation loop, >= 1"))),
     BlockDefinition(5, "Block 5: best-config replication",
-                    "two_stage.yaml", replication=True),
+                    "Does the best-ranked config of the earlier blocks hold up on new seed pairs?",
+                    {"two_stage_default": "two_stage.yaml"}, replication=True),
     BlockDefinition(6, "Block 6: V_rest levers (training arm x blank fraction x noise level)",
-                    "gold_standard.yaml", arms=True,
+                    "Which lever raises V_rest_R2 at equal budget: the phase split, the schedule, blank stimuli "
+                    "or noise?",
+                    ARMS, baseline="standard_1_epoch", controls=("standard_1_epoch", "standard_2_epochs"),
+                    arm_choice=True,
                     axes=(Axis("blank_fraction", "simulation.stimulus.blank_fraction", (0.0, 0.5), float, "blank",
                                "fraction of each clip's first frames at zero luminance, in [0, 1)"),
                           Axis("noise_level", "simulation.noise_model_level", (0.05,), float, "noise",
                                "process noise level of the simulation, >= 0"))),
 )}
+
+# The study's baseline block: every block without a control of its own (``BlockDefinition.baseline``
+# empty) is compared with this block's baseline arm on shared seed pairs.
+BASELINE_BLOCK = 0
 
 
 LOCK_NAME = ".flyvis-study.lock"
@@ -275,9 +311,8 @@ def plan_block(number: int, params: BlockParameters | dict) -> list[RunSpec]:
     block = block_definition(number)
     params = params if isinstance(params, BlockParameters) else block_parameters(number, **params)
     try:
-        configs = block.configs(params)
-        return grid_specs(number, configs, params.replicates, base_config=block.base_configs(params, configs),
-                          preset=params.preset, seed_mode=params.seed_mode, seed_base=params.seed_base,
+        return grid_specs(number, block.cells(params), params.replicates, preset=params.preset,
+                          seed_mode=params.seed_mode, seed_base=params.seed_base,
                           sim_seeds=params.sim_seeds, train_seeds=params.train_seeds,
                           common_overrides=dict(params.overrides), device=params.device,
                           cache=params.cache_dir or None, ground_truth_models=params.ground_truth_models)
@@ -356,9 +391,9 @@ def _run_locked(number, block, params, specs, out_dir: Path, progress: bool) -> 
     attrs = {"title": block.title, "preset": params.preset, "base_config": block.base_config,
              "configs": json.dumps(configs), "parameters": params.model_dump_json(),
              **provenance(params.device)}
-    ds = block_dataset(paths, number, attrs)
+    ds = block_dataset(paths, number, attrs, specs)
     nc_path = out_dir / f"block{number}.nc"
     save_block(ds, nc_path)
-    append_analysis_logs(ds, out_dir)
+    append_analysis_logs(ds, out_dir, block)
     stats = config_statistics(ds)
     return BlockResult(number, params, ds, stats, ranking(stats), paths, nc_path, specs)

@@ -1,11 +1,10 @@
 """Block 6 analysis: which lever recovers V_rest, paired on shared seed pairs.
 
 A block 6 config is one cell (arm, blank_fraction, noise_level) of the factorial
-(``study.blocks``: the label is ``{arm}_blank={b}_noise={n}``, the levels are read back from
-each run's resolved config). Every comparison is ``study.comparison.paired_comparison``
-(treatment - control on the (ground_truth, sim_seed, train_seed) cells both have: mean
-difference, 95 % percentile-bootstrap CI, paired t, Wilcoxon signed-rank, d_z = mean / sd of
-the differences), of four kinds (``KINDS``):
+(``study.blocks``), read from the block file's factor coordinates. Every comparison is
+``study.comparison.paired_comparison`` (treatment - control on the (ground_truth, sim_seed,
+train_seed) cells both have: mean difference, 95 % percentile-bootstrap CI, paired t, Wilcoxon
+signed-rank, d_z = mean / sd of the differences), of four kinds (``KINDS``):
 
 - ``vs standard_1_epoch``, ``vs standard_2_epochs``: each arm against the control arm at the
   same blank fraction and noise level (standard_2_epochs is the control at equal budget for
@@ -21,7 +20,6 @@ learned = a * true + b; ``identity``, 1 - SS_res / SS_tot about learned = true o
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -30,6 +28,7 @@ import xarray as xr
 
 from flyvis_study.evaluation.names import R2_DEFINITION_OF
 from flyvis_study.study.comparison import paired_comparison
+from flyvis_study.study.record import SCHEMA_VERSION
 from flyvis_study.study.results import runs_table
 
 LEVER_METRICS = ("V_rest_R2", "V_rest_R2_identity", "connectivity_R2", "connectivity_R2_identity", "tau_R2",
@@ -42,17 +41,20 @@ COMPARISON_COLUMNS = ["kind", "arm", "blank_fraction", "noise_level", "control",
                       "effect_size_dz", "ttest_p", "wilcoxon_p", "n_positive"]
 
 
+LEVER_FACTORS = ("arm", "blank_fraction", "noise_level")
+
+
 def lever_factors(ds: xr.Dataset) -> pd.DataFrame:
-    """Per config label: arm, blank_fraction, noise_level (from the label and the resolved config)."""
-    df = runs_table(ds)
-    rows = []
-    for config, grp in df.groupby("config", sort=False):
-        cfg = json.loads(grp["config_json"].iloc[0])
-        sim = cfg["simulation"]
-        rows.append({"config": config, "arm": str(config).split("_blank=")[0],
-                     "blank_fraction": float(sim["stimulus"].get("blank_fraction", 0.0)),
-                     "noise_level": float(sim["noise_model_level"])})
-    return pd.DataFrame(rows).set_index("config")
+    """Per config label with runs: arm, blank_fraction, noise_level (the block file's factor
+    coordinates along ``config``)."""
+    missing = [name for name in LEVER_FACTORS if name not in ds.coords]
+    if missing:
+        raise ValueError(f"block file without the factor coordinate(s) {', '.join(missing)} (written before "
+                         f"schema {SCHEMA_VERSION}); run `flyvis-study migrate <its folder>`")
+    table = pd.DataFrame({name: ds[name].values for name in LEVER_FACTORS}, index=ds["config"].values)
+    table.index.name = "config"
+    table[["blank_fraction", "noise_level"]] = table[["blank_fraction", "noise_level"]].astype(float)
+    return table.loc[table.index.isin(set(runs_table(ds)["config"]))]
 
 
 def _t_interval(x: np.ndarray) -> tuple[float, float]:
@@ -68,7 +70,7 @@ def _t_interval(x: np.ndarray) -> tuple[float, float]:
 def lever_table(ds: xr.Dataset, metrics=LEVER_METRICS) -> pd.DataFrame:
     """One row per cell (arm, blank_fraction, noise_level): runs, and per metric the mean, SD and
     95 % t interval of the mean over its runs."""
-    df = runs_table(ds).join(lever_factors(ds), on="config")
+    df = runs_table(ds).drop(columns=list(LEVER_FACTORS), errors="ignore").join(lever_factors(ds), on="config")
     rows = []
     for (arm, blank, noise), grp in df.groupby(["arm", "blank_fraction", "noise_level"], sort=False):
         row = {"arm": arm, "blank_fraction": blank, "noise_level": noise, "runs": len(grp)}

@@ -4,8 +4,17 @@ A run file holds the run's record: every metric (NaN when not measured), its sta
 failure kind and reason, ``metric_failures`` (JSON {evaluation section: reason}), seeds,
 resolved config, trajectory summaries and, over a ``step`` dimension, the in-loop R2
 trajectory on the run's own iteration grid; its attributes carry the provenance
-(``provenance.provenance``), the failure kind and ``stacked_with`` (how many runs its stack
-started with, ``train.stacked``; 1 = trained alone).
+(``provenance.provenance``), the failure kind, ``stacked_with`` (how many runs its stack
+started with, ``train.stacked``; 1 = trained alone) and ``schema_version``.
+
+Factors are coordinates along ``config``: ``arm`` and one coordinate per axis of the cell
+(``cell_coords``), so a block file selects by factor (``study.access.factorial``). A run is
+keyed by content (``study.spec.run_id_of``) and may serve several blocks: a block assigns
+its own label and factors to the runs it combines (``study.results.combine_runs``).
+
+Schema versions: 1 (no ``schema_version`` attribute): run ids carried the block's label; 2:
+content-keyed run ids and factor coordinates (``flyvis-study migrate`` brings a folder of
+version 1 to 2).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from flyvis_study.study.spec import RunSpec
 
 RUN_METRICS = (*HEADLINE_METRICS, "training_time_min")
 RUN_DIMS = ("config", "ground_truth", "sim_seed", "train_seed")  # one cell per run
+SCHEMA_VERSION = 2
 RECORD_STRINGS = ("status", "failure_kind", "reason", "metric_failures", "seed_mode", "run_id", "config_json",
                   "overrides_json")
 
@@ -42,7 +52,7 @@ def run_dataset(spec: RunSpec, record: dict, log_rows: list[dict], n_iter: int) 
     """The one-run xarray Dataset: dims ``RUN_DIMS`` (config, ground_truth, sim_seed,
     train_seed), one cell, + (step) for the trajectory."""
     coords = {"config": [spec.label], "ground_truth": [spec.ground_truth], "sim_seed": [spec.sim_seed],
-              "train_seed": [spec.train_seed]}
+              "train_seed": [spec.train_seed], **cell_coords(spec)}
     dims = RUN_DIMS
     cell = (1,) * len(dims)
 
@@ -76,11 +86,20 @@ def run_dataset(spec: RunSpec, record: dict, log_rows: list[dict], n_iter: int) 
     ds = xr.Dataset(data, coords=coords)
     if steps.size:
         ds["traj_phase"].attrs["meaning"] = "0 = joint phase, 1 = V_rest-focus phase"
-    ds.attrs.update({"block": spec.block, "preset": spec.preset, "base_config": spec.base_config,
-                     "overrides": json.dumps(spec.overrides), "failure_kind": str(record.get("failure_kind", "")),
+    ds.attrs.update({"schema_version": SCHEMA_VERSION, "block": spec.block, "preset": spec.preset,
+                     "base_config": spec.base_config, "overrides": json.dumps(spec.overrides),
+                     "failure_kind": str(record.get("failure_kind", "")),
                      "stacked_with": int(record.get("stacked_with", 1)),
                      **{k: str(v) for k, v in record.get("provenance", {}).items()}})
     return ds
+
+
+def cell_coords(spec: RunSpec) -> dict[str, tuple[str, list]]:
+    """The cell's factor coordinates along ``config``: ``arm`` (the label when the spec names
+    none) and one per axis level in ``spec.factors``."""
+    out = {"arm": ("config", [spec.arm or spec.label])}
+    out.update({name: ("config", [level]) for name, level in spec.factors.items()})
+    return out
 
 
 def write_netcdf_atomic(ds: xr.Dataset, path: Path) -> None:

@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
+from xarray.indexes import PandasMultiIndex
 
 from flyvis_study.atomic import atomic_path
-from flyvis_study.study.record import RUN_DIMS
+from flyvis_study.study.record import RUN_DIMS, cell_coords
 
 
 def _stored_ground_truth(ds: xr.Dataset) -> str:
@@ -57,8 +58,14 @@ def with_ground_truth_axis(ds: xr.Dataset) -> xr.Dataset:
     return out
 
 
-def combine_runs(paths: list[str | Path]) -> xr.Dataset:
+def combine_runs(paths: list[str | Path], specs: list | None = None) -> xr.Dataset:
     """Combine one-run files into a block Dataset.
+
+    ``specs`` (the block's ``RunSpec`` of each path, in order): each run takes the block's own
+    label and factor coordinates (``record.cell_coords``), since a content-keyed run may have
+    been made by another block under another label; several cells may share one run file.
+    Without specs, each run keeps the label and factors stored in its file (``arm`` = the
+    label in files from before factor coordinates).
 
     Scalars (metrics, status, seeds, config) go on ``RUN_DIMS`` (config, ground_truth, sim_seed,
     train_seed), outer-joined: a cell without a run is NaN / "". Trajectories (``traj_*``) go on
@@ -69,8 +76,13 @@ def combine_runs(paths: list[str | Path]) -> xr.Dataset:
     if not paths:
         raise ValueError("no run files to combine")
     scalars, trajectories = [], []
-    for p in paths:
+    for k, p in enumerate(paths):
         part = with_ground_truth_axis(xr.load_dataset(p, engine="h5netcdf"))
+        if specs is not None:
+            part = part.drop_vars([c for c in part.coords if part[c].dims == ("config",)])
+            part = part.assign_coords(config=[specs[k].label], **cell_coords(specs[k]))
+        elif "arm" not in part.coords:
+            part = part.assign_coords(arm=("config", [str(c) for c in part["config"].values]))
         traj = [v for v in part.data_vars if "step" in part[v].dims]
         scalars.append(part.drop_vars(traj + (["step"] if "step" in part.coords else [])))
         if traj:
@@ -97,13 +109,25 @@ def runs_table(ds: xr.Dataset) -> pd.DataFrame:
     return df[df["run_id"] != ""].reset_index(drop=True)
 
 
+def factors_of(ds: xr.Dataset) -> list[str]:
+    """The factor coordinates of a block or run Dataset: ``arm`` and its axes, along ``config``."""
+    return [name for name in ds.coords if name != "config" and ds[name].dims == ("config",)]
+
+
+def factorial(ds: xr.Dataset) -> xr.Dataset:
+    """The block's runs with one dimension per factor instead of ``config``: dims (arm, *axes,
+    ground_truth, sim_seed, train_seed[, step]), the cell's label kept as the variable
+    ``label``; a cell the block did not run (an incomplete factorial) is NaN / "". Select by
+    factor: ``factorial(ds).sel(arm="two_stage", blank_fraction=0.5)``.
+    """
+    runs = [v for v in ds.data_vars if "config" in ds[v].dims and not {"metric", "statistic"} & set(ds[v].dims)]
+    factors = factors_of(ds)
+    out = ds[runs].assign(label=("config", [str(c) for c in ds["config"].values]))
+    return out.drop_indexes("config").drop_vars("config").set_xindex(factors, PandasMultiIndex).unstack("config")
+
+
 def save_block(ds: xr.Dataset, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf")
-
-
-def load_block(path: str | Path) -> xr.Dataset:
-    """A block file, its runs on ``RUN_DIMS`` (``with_ground_truth_axis``)."""
-    return with_ground_truth_axis(xr.load_dataset(path, engine="h5netcdf"))

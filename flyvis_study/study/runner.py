@@ -105,6 +105,9 @@ def run_many(specs: list[RunSpec], out_root: str | Path, client=None, progress: 
              stack: int = 1) -> list[str]:
     """Run every spec (skipping finished ones); returns the run-file paths in spec order.
 
+    Specs with the same run id (the same resolved config and seeds, ``study.spec.run_id_of``)
+    are one run, trained once; each gets its path.
+
     ``stack`` > 1: the unfinished specs train in stacks of up to that many runs
     (``stacks``, ``study.run.run_stack``), one process (one Dask task) per stack.
     """
@@ -113,17 +116,19 @@ def run_many(specs: list[RunSpec], out_root: str | Path, client=None, progress: 
     out_root = Path(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
     ids = [s.run_id for s in specs]
-    if len(set(ids)) != len(ids):
-        raise ValueError("duplicate runs in the grid (same config and seeds twice)")
+    first: dict[str, RunSpec] = {}
+    for spec in specs:
+        first.setdefault(spec.run_id, spec)  # one run per content key
+    unique = list(first.values())
     paths: dict[str, str] = {}
     todo = []
-    for spec, run_id in zip(specs, ids):
+    for spec in unique:
         if is_finished(spec, out_root):
-            paths[run_id] = str(out_root / "runs" / run_id / "run.nc")
+            paths[spec.run_id] = str(out_root / "runs" / spec.run_id / "run.nc")
         else:
             todo.append(spec)
     groups = stacks(todo, stack) if stack > 1 else [[s] for s in todo]
-    bar = tqdm(total=len(specs), initial=len(paths), desc="runs", unit="run", disable=not progress)
+    bar = tqdm(total=len(unique), initial=len(paths), desc="runs", unit="run", disable=not progress)
 
     def task(group: list[RunSpec]):
         return (run_one, group[0]) if len(group) == 1 else (run_stack, group)

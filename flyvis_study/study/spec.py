@@ -1,8 +1,11 @@
-"""Study runs: run specs over seed x config grids, one run file per run, resumable.
+"""Study runs: run specs over seed x cell grids, one run file per run, resumable.
 
-A ``RunSpec`` names a base config file, dotted overrides, a preset and both seeds; its
-``run_id`` is stable (label + seeds + a hash of everything that changes the numbers), so a
-rerun of a block finds the runs it already finished. ``run_one`` trains and evaluates one
+A ``Cell`` is one cell of a block's factorial (label, arm, factor levels, config); a
+``RunSpec`` is a cell on one seed pair: a base config file, dotted overrides, a preset and
+both seeds. Its ``run_id`` is keyed by content (``run_id_of``: the seeds and a digest of the
+resolved config, which holds the seeds and the ground truth), never by a label: any block
+that needs the same run (same resolved config, same seeds) finds it finished in its output
+folder, whatever block made it. ``run_one`` trains and evaluates one
 run into ``out_root/runs/<run_id>/`` and writes ``run.nc`` (netCDF, h5netcdf) last and
 atomically; it never raises for a failed run: the failure (exception or divergence) is
 recorded in the run file with its reason.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +28,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from flyvis_study.config import DEFAULT_PRESET, RunConfig, load_run_config
 
 SEED_MODES = ("generalisation", "robustness")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a block's factorial: an arm at one level of each axis.
+
+    ``label`` names the cell in its block (the ``config`` coordinate); ``arm`` and ``factors``
+    ({axis name: level}) are its coordinates in run and block files; ``base_config`` and
+    ``overrides`` (dotted keys) resolve it to a run config.
+    """
+
+    label: str
+    arm: str
+    base_config: str
+    overrides: dict = field(default_factory=dict)
+    factors: dict = field(default_factory=dict)
 
 
 class RunSpec(BaseModel):
@@ -44,6 +64,8 @@ class RunSpec(BaseModel):
     cache: str | None = None
     ground_truth_model: str | None = Field(None, description="a flyvis model id (the block's ground_truth_models "
                                                              "axis); None: the config's own ground truth")
+    arm: str = Field("", description="the cell's arm (a coordinate); '' = the label")
+    factors: dict[str, float | int] = Field(default_factory=dict, description="{axis name: level} of the cell")
 
     @functools.cached_property
     def config(self) -> RunConfig:
@@ -62,10 +84,18 @@ class RunSpec(BaseModel):
 
     @functools.cached_property
     def run_id(self) -> str:
-        digest = hashlib.sha256(self.config.to_json().encode()).hexdigest()[:8]
-        safe = safe_name(self.label)
-        model = f"__{safe_name(self.ground_truth_model)}" if self.ground_truth_model is not None else ""
-        return f"{safe}{model}__s{self.sim_seed}_t{self.train_seed}__{digest}"
+        """The run's content key (``run_id_of``): no label, so blocks share runs."""
+        return run_id_of(self.config)
+
+
+def run_id_of(config: RunConfig) -> str:
+    """``[<flyvis model>__]s<sim seed>_t<train seed>__<digest>``: the digest is the first 8 hex
+    digits of the sha256 of the resolved config's JSON (``RunConfig.to_json``, which holds the
+    seeds and the ground truth); the seeds and a flyvis ground truth are spelled out to be read."""
+    digest = hashlib.sha256(config.to_json().encode()).hexdigest()[:8]
+    truth = config.simulation.ground_truth
+    model = f"{safe_name(truth.model)}__" if truth.source == "flyvis" else ""
+    return f"{model}s{config.simulation.seed}_t{config.training.seed}__{digest}"
 
 
 def safe_name(text: str) -> str:
@@ -82,14 +112,14 @@ def suggest_seeds(replicate: int, mode: str, seed_base: int = 0) -> tuple[int, i
     raise ValueError(f"seed_mode {mode!r}: allowed: {', '.join(SEED_MODES)}")
 
 
-def grid_specs(block: int, configs: dict[str, dict], replicates: int, *,
-               base_config: str | dict[str, str] = "two_stage.yaml",
+def grid_specs(block: int, configs: list[Cell] | dict[str, dict], replicates: int, *,
+               base_config: str = "two_stage.yaml",
                preset: str = DEFAULT_PRESET, seed_mode: str = "generalisation", seed_base: int = 0,
                sim_seeds: list[int] | None = None, train_seeds: list[int] | None = None,
                common_overrides: dict | None = None, device: str = "cpu", cache: str | None = None,
                ground_truth_models: list[str] | None = None) -> list[RunSpec]:
-    """Specs for every (config, ground-truth model, replicate). ``configs`` maps a label to its
-    dotted overrides, ``base_config`` is one config file or one per label.
+    """Specs for every (cell, ground-truth model, replicate). ``configs``: the cells, or a
+    mapping {label: dotted overrides} of cells of one arm each on ``base_config``.
 
     Explicit ``sim_seeds``/``train_seeds`` (equal length) replace the suggested seeds.
     ``ground_truth_models`` (flyvis model ids) repeats every (config, seed pair) on each
@@ -109,15 +139,17 @@ def grid_specs(block: int, configs: dict[str, dict], replicates: int, *,
         else:
             raise ValueError(f"seed_mode {seed_mode!r}: allowed: generalisation, robustness, both")
         pairs = [suggest_seeds(r, m, seed_base) for r, m in enumerate(modes)]
+    if isinstance(configs, dict):
+        configs = [Cell(label, label, base_config, overrides) for label, overrides in configs.items()]
     specs = []
-    for label, overrides in configs.items():
-        merged = {**(common_overrides or {}), **overrides}
+    for cell in configs:
+        merged = {**(common_overrides or {}), **cell.overrides}
         for model in (ground_truth_models or [None]):
             for r, ((s, t), mode) in enumerate(zip(pairs, modes)):
-                base = base_config[label] if isinstance(base_config, dict) else base_config
-                spec = RunSpec(block=block, label=label, base_config=base, overrides=merged, preset=preset,
-                               sim_seed=int(s), train_seed=int(t), seed_mode=mode, replicate=r, device=device,
-                               cache=cache, ground_truth_model=model)
+                spec = RunSpec(block=block, label=cell.label, base_config=cell.base_config, overrides=merged,
+                               preset=preset, sim_seed=int(s), train_seed=int(t), seed_mode=mode, replicate=r,
+                               device=device, cache=cache, ground_truth_model=model, arm=cell.arm,
+                               factors=cell.factors)
                 _ = spec.config  # validate before any compute
                 specs.append(spec)
     return specs

@@ -13,6 +13,7 @@ import pandas as pd
 import xarray as xr
 
 from flyvis_study.evaluation.names import HEADLINE_METRICS
+from flyvis_study.study.record import SCHEMA_VERSION
 from flyvis_study.study.results import combine_runs, runs_table
 
 STATISTICS = ("n", "mean", "std", "cv", "min")
@@ -106,10 +107,13 @@ def statistics_dataset(stats: pd.DataFrame) -> xr.Dataset:
         coords={"config": list(stats.index), "metric": metrics, "statistic": list(STATISTICS)})
 
 
-def block_dataset(paths: list[str | Path], block: int, attrs: dict | None = None) -> xr.Dataset:
-    """Combined runs + statistics, ready for ``to_netcdf(engine='h5netcdf')``."""
-    runs = combine_runs(paths)
+def block_dataset(paths: list[str | Path], block: int, attrs: dict | None = None,
+                  specs: list | None = None) -> xr.Dataset:
+    """Combined runs (each under its spec's label and factors, ``combine_runs``) + statistics,
+    ready for ``to_netcdf(engine='h5netcdf')``."""
+    runs = combine_runs(paths, specs)
     stats = config_statistics(runs)
     ds = xr.merge([runs, statistics_dataset(stats)], join="outer")
-    ds.attrs = {"block": block, **{k: v for k, v in (attrs or {}).items() if isinstance(v, (str, int, float))}}
+    ds.attrs = {"schema_version": SCHEMA_VERSION, "block": block,
+                **{k: v for k, v in (attrs or {}).items() if isinstance(v, (str, int, float))}}
     return ds
