@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from flyvis_study.integrity import sidecar, sidecar_text
+
 
 @contextmanager
 def atomic_path(path: str | Path, checksum: bool = False) -> Iterator[Path]:
@@ -29,10 +31,8 @@ def atomic_path(path: str | Path, checksum: bool = False) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         yield tmp
-        if checksum:
-            from flyvis_study.integrity import write_sidecar
-
-            write_sidecar(tmp, path)
+        if checksum:  # the sidecar describes the bytes about to become ``path``
+            write_text_atomic(sidecar(path), sidecar_text(tmp))
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -42,11 +42,9 @@ def _digest(path: str, size: int, mtime_ns: int, inode: int) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def write_sidecar(content: str | Path, target: str | Path) -> None:
-    """Write ``target.sha256`` describing the bytes now in ``content`` (the file about to become ``target``)."""
-    from flyvis_study.atomic import write_text_atomic
-
-    write_text_atomic(sidecar(target), f"{file_digest(content)}  {os.path.getsize(content)}\n")
+def sidecar_text(content: str | Path) -> str:
+    """The sidecar line describing the bytes now in ``content``: ``<sha256 hex>  <size in bytes>``."""
+    return f"{file_digest(content)}  {os.path.getsize(content)}\n"
 
 
 def verify(path: str | Path) -> str | None:
