@@ -31,7 +31,7 @@ def test_default_grids_and_labels():
     cells = BLOCKS[4].cells(block_parameters(4, n_epochs=3, augmentation_loop=[25]))
     assert cells == [Cell("epochs=3_aug=25", "two_stage", "two_stage.yaml",
                           {"training.n_epochs": 3, "training.data_augmentation_loop": 25},
-                          {"n_epochs": 3, "augmentation_loop": 25})]
+                          {"epochs": 3, "augmentation_loop": 25})]
     assert BLOCKS[5].cells(block_parameters(5, best_config={"training.alternate_lr_ratio": 0.05})) == [
         Cell("best", "best", "two_stage.yaml", {"training.alternate_lr_ratio": 0.05})]
     six = BLOCKS[6].cells(block_parameters(6, arms=["two_stage"], blank_fraction=[0.5]))
@@ -69,3 +69,13 @@ def test_bad_config_values_fail_in_the_plan_with_the_key():
         plan_block(2, {"joint_ratio": [0.4, 1.5]})
     with pytest.raises(BlockParameterError, match="training.nope: unknown key"):
         plan_block(1, {"overrides": {"training.nope": 1}})
+
+
+def test_factor_coordinates_never_take_a_run_variables_name():
+    """A cell's factors become coordinates beside the run variables (study.record): a factor named
+    like a variable (block 4's n_epochs axis) would collide in the run file, so it is renamed."""
+    from flyvis_study.study.record import EXTRA_METRICS, RECORD_STRINGS, RUN_METRICS
+
+    factors = {a.factor for b in BLOCKS.values() for a in b.axes} | {"arm"}
+    assert not factors & {*RUN_METRICS, *EXTRA_METRICS, *RECORD_STRINGS, "replicate"}
+    assert BLOCKS[4].axes[0].factor == "epochs" and BLOCKS[6].axes[0].factor == "blank_fraction"

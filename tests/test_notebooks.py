@@ -1,6 +1,8 @@
 """Every notebook executed end to end at the tiny preset (papermill, HTML, netCDF); notebook sources."""
 
+import importlib.util
 import json
+import re
 from pathlib import Path
 
 import jupytext
@@ -15,6 +17,10 @@ from flyvis_study.report.html import report_problems
 from flyvis_study.report.notebooks import execute_block, execute_notebook, execute_summary
 from flyvis_study.study.blocks import BLOCKS
 
+_spec = importlib.util.spec_from_file_location("block_notebooks", REPO / "tools" / "block_notebooks.py")
+block_notebooks = importlib.util.module_from_spec(_spec)  # the generator of the block notebooks
+_spec.loader.exec_module(block_notebooks)
+
 NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 FAST = {"training.iterations_fraction": 0.004, "evaluation.gmm_components": 10, "evaluation.rollout_frames": 50,
@@ -28,7 +34,9 @@ def test_one_notebook_per_block_plus_summary_and_explore():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_committed_clean_and_paired_with_its_source(path):
+def test_notebook_committed_clean_and_equal_to_its_source(path):
+    """Every block notebook is what ``tools/block_notebooks.py`` writes from the one source
+    ``notebooks/sources/block.py``; the others are paired with their own jupytext source."""
     nb = nbformat.read(str(path), as_version=4)
     assert nb.metadata["kernelspec"]["name"] == "python3"
     code = [c for c in nb.cells if c.cell_type == "code"]
@@ -36,10 +44,29 @@ def test_notebook_committed_clean_and_paired_with_its_source(path):
     assert "widgets" not in nb.metadata
     assert "parameters" in code[0].metadata.get("tags", [])
     assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
+    blocks = {b.notebook: n for n, b in BLOCKS.items()}
+    if path.name in blocks:
+        expected = block_notebooks.block_notebook(blocks[path.name])
+        assert [(c.cell_type, c.source, c.metadata) for c in expected.cells] == [
+            (c.cell_type, c.source, c.metadata) for c in nb.cells], (
+            f"{path.name} differs from notebooks/sources/block.py: run `python tools/block_notebooks.py`")
+        return
     source = NOTEBOOK_DIR / "sources" / f"{path.stem}.py"
     paired = jupytext.read(source)
     assert [(c.cell_type, c.source) for c in paired.cells] == [(c.cell_type, c.source) for c in nb.cells], (
         f"{path.name} and {source.name} differ: run `jupytext --sync {path}`")
+
+
+def test_block_notebooks_share_every_cell_but_title_parameters_and_number():
+    """One source: the block notebooks differ only in the title cell, the parameters cell and ``BLOCK = N``."""
+    notebooks = [nbformat.read(str(NOTEBOOK_DIR / b.notebook), as_version=4) for b in BLOCKS.values()]
+    for nb in notebooks[1:]:
+        assert len(nb.cells) == len(notebooks[0].cells)
+        differ = [k for k, (a, b) in enumerate(zip(notebooks[0].cells, nb.cells)) if a.source != b.source]
+        assert {0, 2} <= set(differ) <= {0, 1, 2}  # blocks 0 and 1 have the same parameters
+    for number, nb in zip(BLOCKS, notebooks):
+        assert f"BLOCK = {number}\n" in nb.cells[2].source
+        assert nb.cells[0].source.startswith(f"# {BLOCKS[number].title}\n\n**Question.** {BLOCKS[number].question}")
 
 
 @pytest.mark.parametrize("number", sorted(BLOCKS))
@@ -188,7 +215,8 @@ def test_explore_notebook_tours_blocks_and_trains_a_live_run(tmp_path, dataset_r
     assert images == 8  # paired lines, 4 panels of the median run, the side-by-side, 2 of the live run
     text = json.dumps(nb)
     shown = json.dumps([c.get("outputs", []) for c in nb.cells])
-    assert "two_stage_default__s" in shown and "Wilcoxon p" in shown and "mean_difference" not in shown
+    assert re.search(r"s\d+_t\d+__[0-9a-f]{8}", shown)  # a run id
+    assert "Wilcoxon p" in shown and "mean_difference" not in shown
     assert "widget-view" not in text and "widgets" not in nb.metadata and "IProgress" not in text
     assert (run_dir / "metrics.json").is_file() and (run_dir / "recovered.npz").is_file()
 

@@ -81,7 +81,7 @@ def test_flag_reasons_name_the_rule_each_metric_misses():
     assert flag_reasons(_stats()) == "robust (every rule met); not fragile"
     line = flag_reasons(_stats(V_rest_R2_mean=0.2, V_rest_R2_cv=0.3, V_rest_R2_min=0.05, failed=1))
     assert line.startswith("not robust: V_rest_R2 CV 30.0 % (needs < 20 %), V_rest_R2 min 0.050 (needs > 0.40)")
-    assert "fragile: V_rest_R2 CV 30.0 % > 25 %, V_rest_R2 min 0.050 below half its mean, 1 failed run(s)" in line
+    assert "fragile: V_rest_R2 CV 30.0 % > 25 %, V_rest_R2 min 0.050 below 0.5 x its mean, 1 failed run(s)" in line
     assert flag_reasons(_stats(n_runs=1)) == "robust / fragile need >= 2 runs"
 
 

@@ -1,24 +1,40 @@
-"""What a block notebook shows, as functions: header, verdict, figures, tables, configuration.
+"""What a block notebook shows, as functions: parameters, header, verdict, figures, tables, configuration.
 
-The block notebooks (``notebooks/blockN.ipynb``) call these in order, so a notebook holds
-its parameters, its prose and one call per section, and every rule lives here, tested.
+The block notebooks (``notebooks/blockN.ipynb``, generated from one source by
+``tools/block_notebooks.py``) call these in order: ``parameter_table`` (the resolved
+parameters, first), ``header``, ``show_block_report`` (a block with its own controls shows
+``report.levers``' report, the others the comparison with the baseline block) and
+``how_to_read``, whose rules and numbers are read from the constants that apply them.
 """
 
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import yaml
+from IPython.display import HTML, Markdown, display
 
+from flyvis_study.evaluation.recovery import W_OUTLIER
+from flyvis_study.report import levers
 from flyvis_study.report.figures import distribution_figure, embedding_figure, paired_figure, trajectory_figure
-from flyvis_study.report.verdicts import block_verdict
+from flyvis_study.report.verdicts import KEEP_RULE, RAISE_RULE, block_verdict
 from flyvis_study.resources import project_path
-from flyvis_study.study.blocks import BASELINE_BLOCK, BlockResult
+from flyvis_study.study.blocks import BASELINE_BLOCK, BlockResult, block_definition
 from flyvis_study.study.comparison import COMPARED_METRICS, compare_with_baseline
+from flyvis_study.study.parameters import BlockParameters
 from flyvis_study.study.schema import load_block
-from flyvis_study.study.statistics import flag_reasons
+from flyvis_study.study.statistics import (
+    FRAGILE_CV,
+    FRAGILE_MIN_FRACTION,
+    RANK_MIN_RUNS,
+    RANK_V_REST_WEIGHT,
+    ROBUST_RULES,
+    flag_reasons,
+)
 from flyvis_study.study.statistics import variance_table as _variance_table
 
 __all__ = ["baseline_comparisons", "header", "verdict", "distribution_figure", "trajectory_figure",
@@ -44,6 +60,19 @@ def baseline_comparisons(result: BlockResult, metrics=COMPARED_METRICS) -> list[
     if path is None:
         return []
     return compare_with_baseline(load_block(path), result.dataset, list(result.statistics.index), metrics)
+
+
+def parameter_table(number: int, params: BlockParameters) -> pd.DataFrame:
+    """The block's resolved parameters: one row each, its value, whether it is the default, and
+    what it means (the parameter's description)."""
+    model = block_definition(number).parameters
+    defaults = model().model_dump(mode="json")
+    rows = []
+    for name, value in params.model_dump(mode="json").items():
+        text = json.dumps(value) if isinstance(value, (list, dict)) or value is None else str(value)
+        rows.append({"parameter": name, "value": text, "default": "yes" if value == defaults[name] else "no",
+                     "meaning": model.model_fields[name].description or ""})
+    return pd.DataFrame(rows).set_index("parameter")
 
 
 def header(result: BlockResult) -> str:
@@ -100,15 +129,81 @@ SECTIONS = ("Verdict", "Key figure", "Statistics per config and metric", "Rankin
             "Resolved configuration")
 
 
+def show_block_report(result: BlockResult) -> list[dict]:
+    """Display the block's report (in a notebook); returns its paired comparisons.
+
+    A block with its own controls (``BlockDefinition.self_controlled``) shows its levers report
+    (``report.levers.show_report``), its statistics per config and metric under both R2
+    definitions and its resolved configuration; any other block its comparison with the
+    baseline block (``baseline_comparisons``, ``show_report``).
+    """
+    if not block_definition(result.block).self_controlled:
+        comparisons = baseline_comparisons(result)
+        show_report(result, comparisons)
+        return comparisons
+    comparisons = levers.show_report(result.dataset)
+    display(Markdown("### Statistics per config, one dot per run, and the configuration"))
+    display(variance_table(result.statistics))
+    fig = distribution_figure(result.dataset, levers.LEVER_METRICS)
+    display(fig)
+    plt.close(fig)
+    display(HTML(collapsed("first run's configuration, resolved (seeds and arms differ per run); click to open",
+                           resolved_configuration(result))))
+    return comparisons
+
+
+def how_to_read(result: BlockResult) -> str:
+    """Markdown: how to read the block's report, its rules and numbers read from the constants
+    and the run configs that apply them."""
+    evaluation = result.specs[0].config.evaluation
+    pairs = len({(s.ground_truth, s.sim_seed, s.train_seed) for s in result.specs})
+    definitions = (f"- *R2 definitions*: **affine** = squared Pearson r of the fit learned = a * true + b "
+                   f"(`evaluation.recovery.r2_affine`; conn_R2 on the corrected weights W* of the edges with "
+                   f"|W* - W| <= {W_OUTLIER:g}; tau_R2, V_rest_R2 on every neuron); **identity** = 1 - SS_res / "
+                   f"SS_tot about learned = true on the inliers |learned - true| <= {W_OUTLIER:g} (W*), "
+                   f"{evaluation.tau_outlier_threshold:g} (tau), {evaluation.vrest_outlier_threshold:g} (V_rest) "
+                   f"(`evaluation.recovery.r2_identity`); it is negative when the learned values are further from "
+                   f"the truth than the truth's mean is.")
+    smallest_p = f"{2 / 2 ** pairs:.3g}" if pairs else "n/a"
+    paired = (f"- *Paired comparisons*: mean difference (treatment - control) on the same (ground truth, "
+              f"sim_seed, train_seed) pairs, 95 % percentile-bootstrap CI, d_z (mean / SD of the differences), "
+              f"paired t and Wilcoxon p. With {pairs} pairs the smallest two-sided Wilcoxon p is {smallest_p}: "
+              f"read the CI, not the p-value.")
+    definition = block_definition(result.block)
+    if definition.self_controlled:
+        epochs = {}
+        for spec in result.specs:
+            epochs.setdefault(spec.arm, spec.config.training.n_epochs)
+        control = next((c for c in definition.controls if c != definition.baseline), definition.baseline)
+        lines = [f"- *Answers*: (1) two_stage minus {control} on the same seed pairs, at each level of the other "
+                 f"factors; (2) every cell minus the gold standard ({definition.baseline} at the first levels), "
+                 f"ranked by the V_rest_R2 gain, with its conn_R2 and tau_R2 change. V_rest_R2 is *raised* when "
+                 f"{RAISE_RULE}; conn_R2 is *kept* when {KEEP_RULE}.",
+                 paired,
+                 "- *Budget*: " + ", ".join(f"{arm} trains {n} epoch{'s' * (n != 1)}" for arm, n in epochs.items())
+                 + f" of the same iterations each; {control} is the control at equal budget.",
+                 "- *Epoch 2*: the per-epoch regulariser schedule switches W L1 and f_theta L1 on at epoch 2; the "
+                 "epoch-2 table says how far conn_R2 and V_rest_R2 fall in its first tenth.",
+                 definitions]
+        return "### How to read this report\n" + "\n".join(lines)
+    robust = ", ".join(f"{m} with CV < {100 * cv:g} % and min > {lo:.2f}" for m, (cv, lo) in ROBUST_RULES.items())
+    lines = [f"- *Statistics*: per config and metric, the number of runs, mean, std (ddof 1), CV and min. "
+             f"**robust**: {robust}. **fragile**: any metric with CV > {100 * FRAGILE_CV:g} % or a run below "
+             f"{FRAGILE_MIN_FRACTION:g} x its mean, or a failed run. The line under the table says which rule each "
+             f"config meets or misses.",
+             f"- *Ranking* (configs with >= {RANK_MIN_RUNS} runs): score = mean(conn)(1 - CV(conn)) + "
+             f"{RANK_V_REST_WEIGHT:g} mean(V_rest)(1 - CV(V_rest)).",
+             paired.replace("(treatment - control)", "(this block's config - the baseline block's)"),
+             definitions]
+    return "### How to read this report\n" + "\n".join(lines)
+
+
 def show_report(result: BlockResult, comparisons: list[dict]) -> None:
     """Display every section of a block report in order, each under its heading (in a notebook).
 
     Verdict and key figure first; tables whole (no column or row elision); the other figures;
     the resolved configuration collapsed at the end.
     """
-    import matplotlib.pyplot as plt
-    from IPython.display import HTML, Markdown, display
-
     def figure(fig):
         if fig is not None:
             display(fig)

@@ -54,7 +54,9 @@ from flyvis_study.study.spec import Cell, RunSpec, grid_specs
 
 @dataclass(frozen=True)
 class Axis:
-    """A grid axis: block parameter ``name`` sets config key ``key``; labels read ``label=value``."""
+    """A grid axis: block parameter ``name`` sets config key ``key``; labels read ``label=value``;
+    its levels are the runs' coordinate ``coordinate`` (default: ``name``; block 4's epochs axis
+    is ``epochs``, since ``n_epochs`` is a variable of every run file)."""
 
     name: str
     key: str
@@ -62,6 +64,12 @@ class Axis:
     kind: type  # float or int
     label: str
     help: str
+    coordinate: str = ""
+
+    @property
+    def factor(self) -> str:
+        """The name of the runs' coordinate holding this axis's level."""
+        return self.coordinate or self.name
 
 
 # Block 6's training arms: arm name -> its named config (params/). Budgets: standard_1_epoch 1
@@ -79,8 +87,11 @@ ARMS = {
 class BlockDefinition:
     """A block: named arms (arm -> named config) crossed with its axes, on shared seed pairs.
 
-    ``baseline`` is the arm the block's others are compared with; "" means the block has no
-    control of its own and is compared with the study's baseline block (``BASELINE_BLOCK``).
+    ``question`` (one or two sentences) and ``about`` (markdown) head the block's notebook and
+    report; ``examples`` are the parameters of the notebook's usage line (papermill's ``-p``,
+    then the CLI's). ``baseline`` is the arm the block's others are compared with; "" means the
+    block has no control of its own and is compared with the study's baseline block
+    (``BASELINE_BLOCK``).
     ``controls`` are the arms every other arm is compared with inside the block (block 6).
     ``arm_choice``: the block takes an ``arms`` parameter (a subset of ``arms``) and labels
     every cell with its arm; ``replication``: block 5's one arm is the best config of earlier
@@ -92,6 +103,8 @@ class BlockDefinition:
     question: str
     arms: dict[str, str]
     axes: tuple[Axis, ...] = ()
+    about: str = ""
+    examples: tuple[str, str] = ("-p replicates 2", "-p replicates=4")
     baseline: str = ""
     controls: tuple[str, ...] = ()
     arm_choice: bool = False
@@ -139,7 +152,7 @@ class BlockDefinition:
                 parts = [f"{a.label}={v:g}" for a, v in zip(self.axes, values)]
                 label = "_".join([arm] * (self.arm_choice or not parts) + parts)
                 out.append(Cell(label, arm, self.arms[arm], {a.key: a.kind(v) for a, v in zip(self.axes, values)},
-                                {a.name: a.kind(v) for a, v in zip(self.axes, values)}))
+                                {a.factor: a.kind(v) for a, v in zip(self.axes, values)}))
         return out
 
 
@@ -148,7 +161,8 @@ def _parameters_model(block: BlockDefinition) -> type[BlockParameters]:
     fields: dict[str, Any] = {}
     validators = {}
     for axis in block.axes:
-        fields[axis.name] = (list[axis.kind], Field(list(axis.default), description=axis.help))
+        fields[axis.name] = (list[axis.kind], Field(list(axis.default), description=(
+            f"{axis.key} values: {axis.help} (a list, or one number)")))
 
     def as_list(cls, value):
         if isinstance(value, bool) or (isinstance(value, list) and any(isinstance(v, bool) for v in value)):
@@ -202,8 +216,10 @@ def _parameters_model(block: BlockDefinition) -> type[BlockParameters]:
         validators["_arm_levels"] = field_validator("arm_levels", mode="before")(levels_per_axis)
         validators["_arm_levels_arms"] = model_validator(mode="after")(levels_of_listed_arms)
     if block.replication:
-        fields["best_config"] = (dict[str, Any], {})
-        fields["best_from"] = (list[str], [])
+        fields["best_config"] = (dict[str, Any], Field(default_factory=dict, description=(
+            "dotted overrides of the config to replicate; empty: the best-ranked of best_from")))
+        fields["best_from"] = (list[str], Field(default_factory=list, description=(
+            'block files to rank, e.g. ["reports/block2.nc", "reports/block3.nc"]')))
 
         def files_exist(cls, paths):
             missing = [p for p in paths if not project_path(p).is_file()]
@@ -217,40 +233,80 @@ def _parameters_model(block: BlockDefinition) -> type[BlockParameters]:
 
 
 BLOCKS: dict[int, BlockDefinition] = {b.number: b for b in (
-    BlockDefinition(0, "Block 0: standard training baseline (gold standard)",
-                    "How well does standard training recover W, tau and V_rest, and how much do runs vary?",
-                    {"standard": "gold_standard.yaml"}, baseline="standard"),
-    BlockDefinition(1, "Block 1: variance of the two-stage default",
-                    "Does two-stage training recover V_rest better than standard training, on the same seeds?",
-                    {"two_stage_default": "two_stage.yaml"}),
-    BlockDefinition(2, "Block 2: joint-phase ratio",
-                    "Which fraction of each epoch in the joint phase recovers V_rest best?",
-                    {"two_stage": "two_stage.yaml"},
-                    axes=(Axis("joint_ratio", "training.alternate_joint_ratio", (0.2, 0.3, 0.4, 0.5), float,
-                               "joint_ratio", "fraction of each epoch in the joint phase, in (0, 1]"),)),
-    BlockDefinition(3, "Block 3: V_rest-phase LR ratio",
-                    "Which LR multiplier of W and g_phi in the V_rest phase recovers V_rest best?",
-                    {"two_stage": "two_stage.yaml"},
-                    axes=(Axis("lr_ratio", "training.alternate_lr_ratio", (0.01, 0.05, 0.1, 0.2), float,
-                               "lr_ratio", "LR multiplier of W and g_phi in the V_rest phase, in (0, 1]"),)),
-    BlockDefinition(4, "Block 4: training budget (epochs x augmentation)",
-                    "Does a larger training budget (epochs, augmentation loop) raise V_rest_R2?",
-                    {"two_stage": "two_stage.yaml"},
-                    axes=(Axis("n_epochs", "training.n_epochs", (2, 3), int, "epochs", "epochs, >= 1"),
-                          Axis("augmentation_loop", "training.data_augmentation_loop", (20, 25, 30), int, "aug",
-                               "data augmentation loop, >= 1"))),
-    BlockDefinition(5, "Block 5: best-config replication",
-                    "Does the best-ranked config of the earlier blocks hold up on new seed pairs?",
-                    {"two_stage_default": "two_stage.yaml"}, replication=True),
-    BlockDefinition(6, "Block 6: V_rest levers (training arm x blank fraction x noise level)",
-                    "Which lever raises V_rest_R2 at equal budget: the phase split, the schedule, blank stimuli "
-                    "or noise?",
-                    ARMS, baseline="standard_1_epoch", controls=("standard_1_epoch", "standard_2_epochs"),
-                    arm_choice=True,
-                    axes=(Axis("blank_fraction", "simulation.stimulus.blank_fraction", (0.0, 0.5), float, "blank",
-                               "fraction of each clip's first frames at zero luminance, in [0, 1)"),
-                          Axis("noise_level", "simulation.noise_model_level", (0.05,), float, "noise",
-                               "process noise level of the simulation, >= 0"))),
+    BlockDefinition(
+        0, "Block 0: standard training baseline (gold standard)",
+        "How well does standard training (one joint phase, 1 epoch, gold-standard settings) recover W, tau "
+        "and V_rest on the seed pairs the two-stage blocks share?",
+        {"standard": "gold_standard.yaml"}, baseline="standard",
+        about="It is the control: every two-stage config is compared with it pair by pair."),
+    BlockDefinition(
+        1, "Block 1: variance of the two-stage default",
+        "How much do the two-stage default's metrics vary from one seed pair to the next, and does it beat "
+        "standard training (block 0) on the same pairs?",
+        {"two_stage_default": "two_stage.yaml"},
+        about="The two-stage default: joint phase 40 % of each epoch, then W and g_phi at 0.1 x their LR; "
+              "2 epochs."),
+    BlockDefinition(
+        2, "Block 2: joint-phase ratio",
+        "How long a joint warm-up before the V_rest-focus phase?",
+        {"two_stage": "two_stage.yaml"},
+        axes=(Axis("joint_ratio", "training.alternate_joint_ratio", (0.2, 0.3, 0.4, 0.5), float,
+                   "joint_ratio", "fraction of each epoch in the joint phase, in (0, 1]"),),
+        about="Each config sets the fraction of every epoch spent in the joint phase "
+              "(`training.alternate_joint_ratio`).",
+        examples=("-p joint_ratio 0.3", "-p 'joint_ratio=[0.2, 0.4]'")),
+    BlockDefinition(
+        3, "Block 3: V_rest-phase LR ratio",
+        "How much must W and g_phi be slowed in the V_rest-focus phase for f_theta to settle V_rest?",
+        {"two_stage": "two_stage.yaml"},
+        axes=(Axis("lr_ratio", "training.alternate_lr_ratio", (0.01, 0.05, 0.1, 0.2), float,
+                   "lr_ratio", "LR multiplier of W and g_phi in the V_rest phase, in (0, 1]"),),
+        about="Each config sets their LR multiplier (`training.alternate_lr_ratio`).",
+        examples=("-p lr_ratio 0.05", "-p 'lr_ratio=[0.01, 0.05, 0.1, 0.2]'")),
+    BlockDefinition(
+        4, "Block 4: training budget (epochs x augmentation)",
+        "Does more training help V_rest, and at what cost in time?",
+        {"two_stage": "two_stage.yaml"},
+        axes=(Axis("n_epochs", "training.n_epochs", (2, 3), int, "epochs", "epochs, 1 or more", "epochs"),
+              Axis("augmentation_loop", "training.data_augmentation_loop", (20, 25, 30), int, "aug",
+                   "data augmentation loop, 1 or more")),
+        about="The grid crosses the number of epochs with the data augmentation loop (both set the iteration "
+              "budget). Configs here differ in budget: compare them with that in mind.",
+        examples=("-p n_epochs 2 -p augmentation_loop 25", "-p 'n_epochs=[2, 3]' -p 'augmentation_loop=[20]'")),
+    BlockDefinition(
+        5, "Block 5: best-config replication",
+        "Does the best-ranked config of blocks 1-4 keep its rank on the shared seed pairs (>= 4 runs), or was "
+        "its rank luck?",
+        {"two_stage_default": "two_stage.yaml"}, replication=True,
+        examples=("-p best_from '[\"reports/block3.nc\"]'", "-p 'best_from=[\"reports/block3.nc\"]'")),
+    BlockDefinition(
+        6, "Block 6: V_rest levers (training arm x blank fraction x noise level)",
+        "(1) Does two-stage training raise V_rest_R2 while keeping conn_R2 *at equal budget*, i.e. against "
+        "standard training for the same 2 epochs? (2) Which lever raises V_rest_R2 most over the gold standard, "
+        "and at what cost in conn_R2 and tau_R2?",
+        ARMS, baseline="standard_1_epoch", controls=("standard_1_epoch", "standard_2_epochs"), arm_choice=True,
+        axes=(Axis("blank_fraction", "simulation.stimulus.blank_fraction", (0.0, 0.5), float, "blank",
+                   "fraction of each clip's first frames at zero luminance, in [0, 1)"),
+              Axis("noise_level", "simulation.noise_model_level", (0.05,), float, "noise",
+                   "process noise level of the simulation, 0 or more")),
+        about="""The levers:
+- **training arms** (each a named config, `study.blocks.ARMS`): `standard_1_epoch` (the gold
+  standard), `standard_2_epochs` (the budget-matched control), `two_stage`, `lr_drop` (every
+  group's LR x 0.1 from epoch 2 on, `training.epoch_lr_ratio`) and `two_stage_constant_schedule`
+  (two-stage with the regulariser coefficients held at their epoch-1 values,
+  `training.regulariser_schedule: constant`, which separates the phase split from the switch of
+  W L1 and f_theta L1 at epoch 2);
+- **data**: `blank_fraction` (`simulation.stimulus.blank_fraction`: each clip's first frames at
+  zero luminance, train and test clips alike, so neurons relax toward rest) and the process noise
+  level (`simulation.noise_model_level`).
+
+Every arm runs at every blank fraction and noise level on the same seed pairs, so every
+comparison is paired; `arm_levels` narrows one arm's levels (an incomplete factorial, e.g. the
+extra arms at blank 0 only), and a comparison whose cells were not run is left out. Every R2 is
+named with its definition (**affine** and **identity**, see *How to read* at the end). Epochs
+are counted from 1 in prose (metrics.log counts from 0).""",
+        examples=("-p preset small", "-p 'arms=[standard_1_epoch, standard_2_epochs, two_stage]' "
+                                     "-p 'blank_fraction=[0, 0.5]'")),
 )}
 
 # The study's baseline block: every block without a control of its own (``BlockDefinition.baseline``

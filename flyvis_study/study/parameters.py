@@ -62,21 +62,30 @@ class BlockParameters(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    preset: Literal["tiny", "small", "full"] = DEFAULT_PRESET
-    replicates: StrictInt = Field(4, ge=1)
-    seed_mode: Literal["generalisation", "robustness", "both"] = "generalisation"
-    seed_base: StrictInt = Field(0, ge=0)
-    sim_seeds: list[StrictInt] | None = None
-    train_seeds: list[StrictInt] | None = None
-    workers: StrictInt = Field(0, ge=0)
-    scheduler: str = ""
-    device: Literal["cpu", "cuda"] = "cpu"
-    out_dir: str = "reports"
-    cache_dir: str = ""
-    overrides: dict[str, Any] = Field(default_factory=dict)
-    compare_with: str = ""
-    ground_truth_models: list[str] = Field(default_factory=list)
-    stack: StrictInt | None = Field(None, ge=1)
+    preset: Literal["tiny", "small", "full"] = Field(DEFAULT_PRESET, description=(
+        "tiny | small | full (sizes and budgets; full: the flyvis network flow/0000/000 as ground truth)"))
+    replicates: StrictInt = Field(4, ge=1, description="seed pairs: every cell of the block runs on each")
+    seed_mode: Literal["generalisation", "robustness", "both"] = Field("generalisation", description=(
+        "generalisation (both seeds vary) | robustness (fixed sim seed) | both"))
+    seed_base: StrictInt = Field(0, ge=0, description="first suggested seed; shared by all blocks, so they pair up")
+    sim_seeds: list[StrictInt] | None = Field(None, description=(
+        "explicit simulation seeds (list), overrides the suggestion"))
+    train_seeds: list[StrictInt] | None = Field(None, description=(
+        "explicit training seeds (list, same length as sim_seeds)"))
+    workers: StrictInt = Field(0, ge=0, description="positive: a Dask LocalCluster with this many workers")
+    scheduler: str = Field("", description="address of a running Dask scheduler (e.g. dask-jobqueue on SLURM)")
+    device: Literal["cpu", "cuda"] = Field("cpu", description="cpu | cuda")
+    out_dir: str = Field("reports", description="block outputs; a relative path is taken from the project folder")
+    cache_dir: str = Field("", description="dataset cache; empty: ~/.cache/flyvis_study/datasets")
+    overrides: dict[str, Any] = Field(default_factory=dict, description=(
+        'dotted config overrides for every run, e.g. {"training.n_epochs": 3}'))
+    compare_with: str = Field("", description=(
+        "a block file for the paired comparison; empty: the baseline block's file in out_dir, if any"))
+    ground_truth_models: list[str] = Field(default_factory=list, description=(
+        'flyvis model ids, e.g. ["flow/0000/000", "flow/0000/001"]: each run on each network; []: the '
+        "config's own"))
+    stack: StrictInt | None = Field(None, ge=1, description=(
+        "runs trained together per process (replicate stacking); None or 1: each run alone"))
 
     @property
     def runs_per_stack(self) -> int:

@@ -96,7 +96,8 @@ def run_dataset(spec: RunSpec, record: dict, log_rows: list[dict], n_iter: int) 
 
 def cell_coords(spec: RunSpec) -> dict[str, tuple[str, list]]:
     """The cell's factor coordinates along ``config``: ``arm`` (the label when the spec names
-    none) and one per axis level in ``spec.factors``."""
+    none) and one per axis level in ``spec.factors`` (named by ``Axis.factor``, never a run
+    variable's name)."""
     out = {"arm": ("config", [spec.arm or spec.label])}
     out.update({name: ("config", [level]) for name, level in spec.factors.items()})
     return out

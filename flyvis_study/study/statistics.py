@@ -20,7 +20,11 @@ STATISTICS = ("n", "mean", "std", "cv", "min")
 
 
 ROBUST_RULES = {"connectivity_R2": (0.05, 0.90), "tau_R2": (0.05, 0.90), "V_rest_R2": (0.20, 0.40),
-                "cluster_accuracy": (0.10, 0.80)}
+                "cluster_accuracy": (0.10, 0.80)}  # metric: (CV below, min above)
+FRAGILE_CV = 0.25  # fragile: a headline metric's CV above this ...
+FRAGILE_MIN_FRACTION = 0.5  # ... or a run below this fraction of its mean (or a failed run)
+RANK_MIN_RUNS = 3  # configs with at least this many runs are ranked
+RANK_V_REST_WEIGHT = 0.5  # score = mean(conn)(1 - CV(conn)) + weight * mean(V_rest)(1 - CV(V_rest))
 
 
 def config_statistics(ds: xr.Dataset) -> pd.DataFrame:
@@ -43,18 +47,20 @@ def config_statistics(ds: xr.Dataset) -> pd.DataFrame:
         row["robust"] = bool(all(
             row[f"{m}_cv"] < cv and row[f"{m}_min"] > lo for m, (cv, lo) in ROBUST_RULES.items()))
         row["fragile"] = bool(any(
-            (row[f"{m}_cv"] > 0.25) or (row[f"{m}_min"] < 0.5 * row[f"{m}_mean"]) for m in HEADLINE_METRICS
+            (row[f"{m}_cv"] > FRAGILE_CV) or (row[f"{m}_min"] < FRAGILE_MIN_FRACTION * row[f"{m}_mean"])
+            for m in HEADLINE_METRICS
             if np.isfinite(row[f"{m}_mean"])) or row["failed"] > 0)
         c_m, c_cv = row["connectivity_R2_mean"], row["connectivity_R2_cv"]
         v_m, v_cv = row["V_rest_R2_mean"], row["V_rest_R2_cv"]
-        row["score"] = (c_m * (1 - c_cv) + 0.5 * v_m * (1 - v_cv)) if row["n_runs"] >= 3 else math.nan
+        row["score"] = ((c_m * (1 - c_cv) + RANK_V_REST_WEIGHT * v_m * (1 - v_cv)) if row["n_runs"] >= RANK_MIN_RUNS
+                        else math.nan)
         rows.append(row)
     return pd.DataFrame(rows).set_index("config")
 
 
 def ranking(stats: pd.DataFrame) -> pd.DataFrame:
-    """Configs with >= 3 runs by score (desc), ties by lower CV(V_rest)."""
-    ranked = stats[stats["n_runs"] >= 3].copy()
+    """Configs with >= ``RANK_MIN_RUNS`` runs by score (desc), ties by lower CV(V_rest)."""
+    ranked = stats[stats["n_runs"] >= RANK_MIN_RUNS].copy()
     ranked = ranked.sort_values(["score", "V_rest_R2_cv"], ascending=[False, True])
     ranked["rank"] = np.arange(1, len(ranked) + 1)
     return ranked[["rank", "score", "n_runs", "connectivity_R2_mean", "connectivity_R2_cv", "V_rest_R2_mean",
@@ -82,10 +88,10 @@ def flag_reasons(row: pd.Series) -> str:
         if not row[f"{m}_min"] > lo:
             missed.append(f"{m} min {row[f'{m}_min']:.3f} (needs > {lo:.2f})")
     text = "robust (every rule met)" if not missed else "not robust: " + ", ".join(missed)
-    fragile = [f"{m} CV {100 * row[f'{m}_cv']:.1f} % > 25 %" for m in HEADLINE_METRICS
-               if np.isfinite(row[f"{m}_mean"]) and row[f"{m}_cv"] > 0.25]
-    fragile += [f"{m} min {row[f'{m}_min']:.3f} below half its mean" for m in HEADLINE_METRICS
-                if np.isfinite(row[f"{m}_mean"]) and row[f"{m}_min"] < 0.5 * row[f"{m}_mean"]]
+    fragile = [f"{m} CV {100 * row[f'{m}_cv']:.1f} % > {100 * FRAGILE_CV:.0f} %" for m in HEADLINE_METRICS
+               if np.isfinite(row[f"{m}_mean"]) and row[f"{m}_cv"] > FRAGILE_CV]
+    fragile += [f"{m} min {row[f'{m}_min']:.3f} below {FRAGILE_MIN_FRACTION:g} x its mean" for m in HEADLINE_METRICS
+                if np.isfinite(row[f"{m}_mean"]) and row[f"{m}_min"] < FRAGILE_MIN_FRACTION * row[f"{m}_mean"]]
     if row["failed"]:
         fragile.append(f"{int(row['failed'])} failed run(s)")
     return text + ("; fragile: " + ", ".join(fragile) if fragile else "; not fragile")
