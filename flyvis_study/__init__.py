@@ -3,7 +3,7 @@ fly optic lobe better than standard training, and what does?
 
 The results API is importable from here (loaded on first use, so ``import flyvis_study``
 stays light): ``open_block(path)``, ``open_run(path)``, ``compare(block_a, block_b, metric)``
-(``flyvis_study.study.access``).
+(``flyvis_study.access``).
 """
 
 _RESULTS_API = ("open_block", "open_run", "compare", "Block", "Run")
@@ -12,7 +12,7 @@ __all__ = list(_RESULTS_API)
 
 def __getattr__(name: str):
     if name in _RESULTS_API:
-        from flyvis_study.study import access
+        from flyvis_study import access
 
         return getattr(access, name)
     raise AttributeError(f"module 'flyvis_study' has no attribute {name!r}")

@@ -76,7 +76,7 @@ class GroundTruthConfig(_Strict):
     @model_validator(mode="after")
     def _source_exists(self) -> GroundTruthConfig:
         if self.source == "flyvis":
-            from flyvis_study.world.flyvis_models import resolvable
+            from flyvis_study.flyvis_ids import resolvable
 
             try:
                 resolvable(self.model)

@@ -9,8 +9,9 @@ import pytest
 from conftest import REFERENCE, fake_flyvis_root, reference_file
 
 from flyvis_study.config import ConfigError, load_run_config
+from flyvis_study.flyvis_ids import BUILTIN_MODELS, builtin_model_file
 from flyvis_study.world.connectome import cached_connectome
-from flyvis_study.world.flyvis_models import BUILTIN_MODELS, builtin_model_file, flyvis_model_params
+from flyvis_study.world.flyvis_models import flyvis_model_params
 from flyvis_study.world.ground_truth import instantiate, load_flyvis_checkpoint, w_statistics
 
 # W statistics of flow/0000/000 on the extent-8 connectome, as in the reference counts file

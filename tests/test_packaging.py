@@ -39,7 +39,7 @@ def test_wheel_contains_package_data_and_every_subpackage(tmp_path):
              "assert load_run_config('two_stage.yaml', preset='tiny').training.alternate_training; "
              "assert r.notebook_file('block3.ipynb').is_file(); "
              "from flyvis_study.report.html import TEMPLATES; assert (TEMPLATES / 'offline' / 'conf.json').is_file(); "
-             "from flyvis_study.world.flyvis_models import builtin_model_file; "
+             "from flyvis_study.flyvis_ids import builtin_model_file; "
              "assert builtin_model_file('flow/0000/000').is_file(); "
              "print('ok')")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120,

@@ -95,7 +95,7 @@ class BlockParameters(BaseModel):
     @field_validator("ground_truth_models", mode="before")
     @classmethod
     def _models(cls, models):
-        from flyvis_study.world.flyvis_models import resolvable
+        from flyvis_study.flyvis_ids import resolvable
 
         models = [models] if isinstance(models, str) else models
         if not isinstance(models, list) or not all(isinstance(m, str) for m in models):

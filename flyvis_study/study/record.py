@@ -8,7 +8,7 @@ trajectory on the run's own iteration grid; its attributes carry the provenance
 started with, ``train.stacked``; 1 = trained alone) and ``schema_version``.
 
 Factors are coordinates along ``config``: ``arm`` and one coordinate per axis of the cell
-(``cell_coords``), so a block file selects by factor (``study.access.factorial``). A run is
+(``cell_coords``), so a block file selects by factor (``study.results.factorial``). A run is
 keyed by content (``study.spec.run_id_of``) and may serve several blocks: a block assigns
 its own label and factors to the runs it combines (``study.results.combine_runs``).
 
