@@ -4,7 +4,9 @@ Every run file, block file and report header carries ``provenance(device)``:
 
     package_version  flyvis_study's installed version (importlib.metadata)
     git_commit       HEAD of the checkout the package was imported from, "+dirty" when it has
-                     uncommitted changes to tracked files; "" for an installed wheel
+                     uncommitted changes to tracked files outside ``reports/`` (results, not
+                     what makes them: a block written into the committed examples does not
+                     make the next block dirty); "" for an installed wheel
     torch_version    torch.__version__
     device           "cpu" or "cuda"
     device_name      the CPU model and torch's thread count, or the CUDA device name
@@ -19,6 +21,7 @@ import subprocess
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
+RESULTS_FOLDER = "reports"  # tracked results (reports/examples): their changes do not make a commit dirty
 
 
 @functools.lru_cache(maxsize=1)
@@ -38,7 +41,8 @@ def git_commit() -> str:
     try:
         head = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(checkout), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(checkout), "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", f":(exclude){RESULTS_FOLDER}"],
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""

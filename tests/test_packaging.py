@@ -1,6 +1,7 @@
 """The wheel ships the configs, presets and notebooks; provenance names the package, commit, torch, device."""
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -71,3 +72,27 @@ def test_shipped_configs_are_overlays_on_the_defaults():
     assert gold == default.model_copy(update={"n_epochs": 1, "alternate_training": False})
     assert two == default.model_copy(update={"n_epochs": 2, "alternate_training": True})
     assert (two.alternate_joint_ratio, two.alternate_lr_ratio) == (0.4, 0.1)
+
+
+def test_provenance_is_dirty_for_code_changes_not_for_results(tmp_path):
+    """A checkout whose tracked results (reports/) changed is not dirty; one whose code changed is."""
+    checkout = tmp_path / "checkout"
+    for part in ("flyvis_study/provenance.py", "reports/README.md"):
+        (checkout / part).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / part, checkout / part)
+    git = ["git", "-C", str(checkout), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git[:3], "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    probe = [sys.executable, "-c", "import sys; sys.path.insert(0, 'flyvis_study'); import provenance; "
+             "provenance.PACKAGE_ROOT = provenance.Path('flyvis_study').resolve(); print(provenance.git_commit())"]
+
+    def commit() -> str:
+        return subprocess.run(probe, cwd=checkout, capture_output=True, text=True, check=True).stdout.strip()
+
+    assert not commit().endswith("+dirty")
+    (checkout / "reports" / "README.md").write_text("a block was written here")
+    assert not commit().endswith("+dirty") and len(commit()) == 40
+    (checkout / "flyvis_study" / "provenance.py").write_text((checkout / "flyvis_study" / "provenance.py")
+                                                              .read_text() + "\n# edited\n")
+    assert commit().endswith("+dirty")
