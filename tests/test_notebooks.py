@@ -16,6 +16,7 @@ from conftest import REPO
 from flyvis_study.report.html import report_problems
 from flyvis_study.report.notebooks import execute_block, execute_notebook, execute_summary
 from flyvis_study.study.blocks import BLOCKS
+from flyvis_study.study.statistics import FRAGILE_CV, FRAGILE_MIN_FRACTION
 
 _spec = importlib.util.spec_from_file_location("block_notebooks", REPO / "tools" / "block_notebooks.py")
 block_notebooks = importlib.util.module_from_spec(_spec)  # the generator of the block notebooks
@@ -81,9 +82,12 @@ def _check_block_outputs(out, number, configs, n_runs):
     # key figure, distributions (with a baseline), trajectories, embeddings; no traceback, warning, URL
     paired = number != 0 and (out["nc"].parent / "block0.nc").is_file()  # the key figure is then extra
     assert report_problems(html, min_figures=4 if paired else 3) == []
-    order = [html.index(h) for h in ("Verdict", "Key figure", "Statistics per config and metric",
-                                     "Resolved configuration", "How to read this report")]
-    assert order == sorted(order)  # verdict and key figure first, the configuration and the guide last
+    order = [html.index(h) for h in ("Parameters (resolved)", "Verdict", "Key figure",
+                                     "Statistics per config and metric", "Resolved configuration",
+                                     "How to read this report")]
+    assert order == sorted(order)  # parameters, then verdict and key figure, the configuration and the guide last
+    assert f"CV &gt; {100 * FRAGILE_CV:g} % or a run below {FRAGILE_MIN_FRACTION:g} x its mean" in html  # rendered
+    assert "seed pairs: every cell of the block runs on each" in html  # parameter meanings shown whole
     assert "<details><summary>first run's configuration" in html and "rows ×" not in html  # tables whole
     assert "run_block(" not in html  # rendered without code
     ds = xr.load_dataset(out["nc"], engine="h5netcdf")
@@ -161,7 +165,8 @@ def test_block_6_levers_report_and_its_comparisons(tmp_path, dataset_root):
                             "cache_dir": str(dataset_root), "out_dir": str(tmp_path)})
     html = out["html"].read_text()
     assert report_problems(html, min_figures=5) == []
-    order = [html.index(h) for h in ("1. Does two-stage raise V_rest_R2", "2. Which lever raises V_rest_R2 most",
+    order = [html.index(h) for h in ("Parameters (resolved)", "1. Does two-stage raise V_rest_R2",
+                                     "2. Which lever raises V_rest_R2 most",
                                      "Arm x blank x noise", "Forest plot", "Paired plot", "At the start of epoch 2",
                                      "V_rest_R2 during training", "How to read this report")]
     assert order == sorted(order)

@@ -1,8 +1,8 @@
 """What a block notebook shows, as functions: parameters, header, verdict, figures, tables, configuration.
 
 The block notebooks (``notebooks/blockN.ipynb``, generated from one source by
-``tools/block_notebooks.py``) call these in order: ``parameter_table`` (the resolved
-parameters, first), ``header``, ``show_block_report`` (a block with its own controls shows
+``tools/block_notebooks.py``) call these in order: ``show_parameters`` (the resolved
+parameters, ``parameter_table``, first), ``header``, ``show_block_report`` (a block with its own controls shows
 ``report.levers``' report, the others the comparison with the baseline block) and
 ``how_to_read``, whose rules and numbers are read from the constants that apply them.
 """
@@ -73,6 +73,13 @@ def parameter_table(number: int, params: BlockParameters) -> pd.DataFrame:
         rows.append({"parameter": name, "value": text, "default": "yes" if value == defaults[name] else "no",
                      "meaning": model.model_fields[name].description or ""})
     return pd.DataFrame(rows).set_index("parameter")
+
+
+def show_parameters(number: int, params: BlockParameters) -> None:
+    """Display the resolved parameters (``parameter_table``) under a heading, every column whole."""
+    display(Markdown("### Parameters (resolved)"))
+    with pd.option_context("display.max_rows", None, "display.max_colwidth", None, "display.width", None):
+        display(parameter_table(number, params))
 
 
 def header(result: BlockResult) -> str:

@@ -20,8 +20,7 @@ from flyvis_study.study.blocks import BLOCKS, block_parameters, run_block
 
 BLOCK = 0
 params = block_parameters(BLOCK, **{name: globals()[name] for name in BLOCKS[BLOCK].parameters.model_fields})
-display(Markdown("### Parameters (resolved)"))
-display(R.parameter_table(BLOCK, params))
+R.show_parameters(BLOCK, params)
 result = run_block(BLOCK, params, progress=False)
 display(Markdown(R.header(result)))
 
