@@ -8,7 +8,7 @@ generation time is not part of any number below):
 - naive_ms_per_iter: the reference-style step (g_phi on every edge row), same data and model;
   on CPU the two are timed in alternating blocks (medians per iteration), on CUDA in blocks;
 - with ``replicates`` R: single_ms_per_iter (one run's step) and stacked_ms_per_iter (one step of
-  R stacked replicas, ``train.stacked``; replicas with training seeds 0 .. R-1 on the same
+  R stacked replicas, ``stacking.train``; replicas with training seeds 0 .. R-1 on the same
   dataset), timed in alternating blocks of 10 steps (medians), stacked_ms_per_run_iter =
   stacked / R and
   stacked_vs_single = stacked_ms_per_run_iter / single_ms_per_iter;
@@ -104,7 +104,7 @@ def _interleaved_cpu_ms(fast, naive, batches, fast_iters: int, naive_iters: int)
 
 @dataclass
 class BenchReplica:
-    """What ``train.stacked.StackedStep`` reads of a replica (``train.loop.RunTrainer`` has the same)."""
+    """What ``stacking.train.StackedStep`` reads of a replica (``train.loop.RunTrainer`` has the same)."""
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -142,7 +142,7 @@ def stacked_vs_single_ms(cfg, dataset, data: TrainingData, replicates: int, coef
     """Median ms per step of one run alone and of ``replicates`` stacked replicas, timed in
     alternating blocks on CPU (``_alternating_blocks_ms``); on CUDA both are the CUDA-graph steps
     when ``training.cuda_graph`` is on, timed in blocks."""
-    from flyvis_study.train.stacked import make_stacked_step
+    from flyvis_study.stacking.train import make_stacked_step
 
     replicas = []
     for r in range(replicates):
@@ -255,7 +255,7 @@ def format_benchmark(r: dict) -> str:
     if "replicates" in r:
         R = r["replicates"]
         lines += [f"{'stack of ' + str(R):21s}{r['stacked_ms_per_iter']:.2f} ms/iter for {R} runs = "
-                  f"{r['stacked_ms_per_run_iter']:.2f} ms per run-iteration (train.stacked)",
+                  f"{r['stacked_ms_per_run_iter']:.2f} ms per run-iteration (stacking.train)",
                   f"one run alone        {r['single_ms_per_iter']:.2f} ms/iter (same process, alternating)",
                   f"stacked / single     {r['stacked_vs_single']:.2f}x per run"]
     if "eval_s" in r:

@@ -80,8 +80,8 @@ def test_stacked_training_on_cuda_equals_training_alone_float64(dataset_root, tm
     to 1e-9 through epoch 1, and to 1e-5 to the end. Epoch 2 switches the L1 terms on, which
     amplify rounding chaotically (on an H200: 1e-16 at the end of epoch 1, 1e-7 at the last step)."""
     from flyvis_study.config import load_run_config
+    from flyvis_study.stacking.train import train_stack
     from flyvis_study.train.loop import train
-    from flyvis_study.train.stacked import train_stack
     from flyvis_study.world.dataset import get_dataset
 
     params = __import__("conftest").REPO / "params"
@@ -106,7 +106,7 @@ def test_stacked_graph_step_matches_stacked_eager(dataset_root, tmp_path):
     of 10 per epoch). Later steps are not compared: float32 atomics in the synaptic sum make each
     step's rounding differ, and Adam amplifies it (on an H200, 1e-3 apart after 20 steps)."""
     from flyvis_study.config import load_run_config
-    from flyvis_study.train.stacked import train_stack
+    from flyvis_study.stacking.train import train_stack
     from flyvis_study.world.dataset import get_dataset
 
     params = __import__("conftest").REPO / "params"

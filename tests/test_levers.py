@@ -113,8 +113,8 @@ def test_training_applies_the_lr_drop_and_the_held_schedule(tiny_dataset, tmp_pa
     constant schedule logs epoch 0's coefficients in both epochs; alone and in a stack."""
     import json
 
+    from flyvis_study.stacking.train import train_stack
     from flyvis_study.train.loop import train
-    from flyvis_study.train.stacked import train_stack
 
     over = {"training.iterations_fraction": 0.003}
     cfgs = [load_run_config(PARAMS / "lr_drop.yaml", preset="tiny", overrides=over),

@@ -9,10 +9,10 @@ import torch
 import xarray as xr
 
 from flyvis_study.config import load_run_config
+from flyvis_study.stacking.adam import adam_step
+from flyvis_study.stacking.train import StackedStep, stack_key, train_stack
 from flyvis_study.train.loop import RunTrainer, train
 from flyvis_study.train.loss import training_loss
-from flyvis_study.train.stacked import StackedStep, stack_key, train_stack
-from flyvis_study.train.stacked_adam import adam_step
 from flyvis_study.world.dataset import get_dataset
 
 PARAMS = __import__("conftest").REPO / "params"

@@ -23,7 +23,7 @@ Common parameters (every block):
 | overrides | mapping of dotted config keys | applied to every run |
 | compare_with | "" or a block file | the baseline of the paired comparison |
 | ground_truth_models | flyvis model ids, or [] | each run repeated on each network (seed-like) |
-| stack | integer >= 1, or None | runs trained together (``train.stacked``); None: ``DEFAULT_STACK`` (1) |
+| stack | integer >= 1, or None | runs trained together (``stacking.train``); None: ``DEFAULT_STACK`` (1) |
 
 ``ground_truth_models`` (e.g. ``["flow/0000/000", "flow/0000/001"]``) is a third seed-like
 axis, the runs' ``ground_truth`` coordinate; [] keeps the config's own ground truth.

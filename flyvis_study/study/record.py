@@ -5,7 +5,7 @@ failure kind and reason, ``metric_failures`` (JSON {evaluation section: reason})
 resolved config, trajectory summaries and, over a ``step`` dimension, the in-loop R2
 trajectory on the run's own iteration grid; its attributes carry the provenance
 (``provenance.provenance``), the failure kind, ``stacked_with`` (how many runs its stack
-started with, ``train.stacked``; 1 = trained alone) and ``schema_version``.
+started with, ``stacking.train``; 1 = trained alone) and ``schema_version``.
 
 Factors are coordinates along ``config``: ``arm`` and one coordinate per axis of the cell
 (``cell_coords``), so a block file selects by factor (``study.results.factorial``). A run is

@@ -6,7 +6,7 @@ atomically), and returns the run record in memory (metrics, status, failure kind
 metrics.log rows, provenance).
 
 ``run_stack(specs, out_root)`` does the same for several specs trained as one stack
-(``train.stacked``), writing each run's file as that run finishes.
+(``stacking.train``), writing each run's file as that run finishes.
 
 ``run_one(spec, out_root)`` is a study task: it runs a ``RunSpec`` into
 ``out_root/runs/<run_id>/`` and writes ``run.nc`` last and atomically. It never raises for a
@@ -140,17 +140,17 @@ def run_one(spec: RunSpec, out_root: str | Path, progress: bool = False) -> str:
 
 
 def run_stack(specs: list[RunSpec], out_root: str | Path, progress: bool = False) -> list[str]:
-    """Run (or skip, if finished) several specs as one stack (``train.stacked``); returns their
+    """Run (or skip, if finished) several specs as one stack (``stacking.train``); returns their
     ``run.nc`` paths in spec order. Never raises for run errors.
 
-    The specs must share ``train.stacked.stack_key`` and a device (``study.runner`` groups
+    The specs must share ``stacking.train.stack_key`` and a device (``study.runner`` groups
     them). Each run is evaluated and its run file written as soon as it finishes, so a killed
     stack loses at most each unfinished run's epoch in progress (the runs resume from their
     checkpoints). An error in one run's evaluation is that run's failure only; an error
     while training fails every run not yet written (recomputed by the next run, as in ``run_one``).
     """
     from flyvis_study.fast.allocator import keep_freed_memory, release_freed_memory
-    from flyvis_study.train.stacked import train_stack
+    from flyvis_study.stacking.train import train_stack
 
     out_root = Path(out_root)
     paths: dict[int, str] = {}

@@ -4,7 +4,7 @@
 process (the embedded default). With a ``dask.distributed.Client`` each spec becomes one task
 ``client.submit(run_one, spec, out_root, key=run_id, pure=False)`` (GPU runs ask for the
 ``GPU`` resource); each task writes its own run file and returns its path. With ``stack`` > 1,
-runs that share a graph train together in stacks of up to ``stack`` runs (``train.stacked``,
+runs that share a graph train together in stacks of up to ``stack`` runs (``stacking.train``,
 ``study.run.run_stack``): one in-process call, or one Dask task, per stack, each run's file
 written as that run finishes. A task that dies with its worker (``KilledWorker`` after Dask's
 ``allowed-failures`` retries) or raises is recorded here as a failed run (failure kind
@@ -82,8 +82,8 @@ def check_scheduler(address: str, timeout: float = 5.0) -> None:
 
 def stacks(specs: list[RunSpec], size: int) -> list[list[RunSpec]]:
     """The specs in groups of at most ``size`` that can train as one stack (same
-    ``train.stacked.stack_key`` and device), in spec order within and across groups."""
-    from flyvis_study.train.stacked import stack_key
+    ``stacking.train.stack_key`` and device), in spec order within and across groups."""
+    from flyvis_study.stacking.train import stack_key
 
     groups: dict[tuple, list[RunSpec]] = {}
     for spec in specs:

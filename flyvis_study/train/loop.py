@@ -112,7 +112,7 @@ def _write_log(path: Path, rows: list[dict]) -> None:
 class RunTrainer:
     """One run's training state, advanced one optimiser step at a time by whoever computes the step.
 
-    ``train`` drives one ``RunTrainer`` with a single-run step; ``train.stacked.train_stack``
+    ``train`` drives one ``RunTrainer`` with a single-run step; ``stacking.train.train_stack``
     drives several with one stacked step. Per step the driver reads ``batch()`` (the frame
     indices of the current iteration; ``phase_changed`` says whether ``coeffs`` / ``phase``
     must be applied first), computes the step, and hands its loss to ``record``, which keeps

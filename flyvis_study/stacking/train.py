@@ -4,9 +4,9 @@
 model shape and batch size; their ground truth, simulation seed, i.e. dataset, training seed
 and every training hyperparameter may differ) as one stack: per step, every active replica
 draws its own batch from its own dataset with its own sampler (a ``train.loop.RunTrainer``
-per run, the same object a single run uses), the stacked loss (``train.stacked_loss``, one
+per run, the same object a single run uses), the stacked loss (``stacking.loss``, one
 value per replica) is differentiated once, and one multi-tensor Adam step
-(``train.stacked_adam``) updates every replica with its own learning rates and moments. Each
+(``stacking.adam``) updates every replica with its own learning rates and moments. Each
 replica follows its own phase schedule and per-epoch coefficients, writes its own
 metrics.log rows, checkpoints and outputs as it goes, and drops out of the stack when it
 finishes or diverges; the others go on. A replica's numbers are those of the same run
@@ -28,11 +28,11 @@ import numpy as np
 import torch
 
 from flyvis_study.config import RunConfig
-from flyvis_study.model.stacked import StackedGNN
+from flyvis_study.stacking.adam import adam_step
+from flyvis_study.stacking.loss import COEFFICIENTS, coefficient_tensors, stacked_training_loss
+from flyvis_study.stacking.model import StackedGNN
 from flyvis_study.train.loop import RunTrainer, TrainResult
 from flyvis_study.train.optimizer import set_phase
-from flyvis_study.train.stacked_adam import adam_step
-from flyvis_study.train.stacked_loss import COEFFICIENTS, coefficient_tensors, stacked_training_loss
 from flyvis_study.world.dataset import Dataset
 
 

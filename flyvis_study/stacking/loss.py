@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from flyvis_study.model.stacked import StackedGNN
+from flyvis_study.stacking.model import StackedGNN
 
 COEFFICIENTS = ("W_L1", "W_L2", "g_phi_L1", "g_phi_L2", "f_theta_L1", "f_theta_L2", "g_phi_diff", "g_phi_norm")
 
