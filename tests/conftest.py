@@ -9,6 +9,10 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+# config overrides that make a tiny run take seconds: a sliver of the iterations, a small GMM,
+# short rollout and test windows (every test that trains a run uses them)
+FAST = {"training.iterations_fraction": 0.004, "evaluation.gmm_components": 10, "evaluation.rollout_frames": 50,
+        "evaluation.test_frames": 200}
 SHARED = REPO.parent / "shared"
 REFERENCE = SHARED / "reference"
 

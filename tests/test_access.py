@@ -6,6 +6,7 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
+from conftest import FAST
 
 import flyvis_study as fs
 from flyvis_study.study.blocks import run_block
@@ -14,9 +15,6 @@ from flyvis_study.study.statistics import config_statistics
 from flyvis_study.world.dataset import get_dataset
 
 matplotlib.use("Agg")
-
-FAST = {"training.iterations_fraction": 0.004, "evaluation.gmm_components": 10, "evaluation.rollout_frames": 50,
-        "evaluation.test_frames": 200}
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
-
-FAST = {"training.iterations_fraction": 0.004, "evaluation.gmm_components": 10, "evaluation.rollout_frames": 50,
-        "evaluation.test_frames": 200}
+from conftest import FAST, REPO
 
 
 def cli(*args, cwd=REPO):

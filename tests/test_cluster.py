@@ -17,11 +17,9 @@ import time
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import FAST
 
 from flyvis_study.study.results import runs_table
-
-FAST = {"training.iterations_fraction": 0.004, "evaluation.gmm_components": 10, "evaluation.rollout_frames": 50,
-        "evaluation.test_frames": 200}
 
 
 def _free_port() -> int:

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from conftest import FAST
 
 from flyvis_study.config import load_run_config
 from flyvis_study.integrity import IntegrityWarning, sidecar
@@ -42,8 +43,6 @@ from flyvis_study.train.loop import train
 from flyvis_study.world.connectome import cached_connectome
 from flyvis_study.world.dataset import dataset_key, get_dataset, resolve_ground_truth
 
-FAST = {"training.iterations_fraction": 0.004, "evaluation.gmm_components": 10, "evaluation.rollout_frames": 50,
-        "evaluation.test_frames": 200}
 DIVERGES = {**FAST, "training.lr": 1e6, "training.lr_W": 1e6, "training.lr_embedding": 1e6}
 
 

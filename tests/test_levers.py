@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import FAST, REPO
 
 from flyvis_study.config import ConfigError, load_run_config
 from flyvis_study.evaluation.recovery import r2_affine, r2_identity, tau_metrics, vrest_metrics
@@ -15,8 +15,6 @@ from flyvis_study.world.connectome import hex_columns
 from flyvis_study.world.stimuli import build_clip_library, build_streams
 
 PARAMS = REPO / "params"
-FAST = {"training.iterations_fraction": 0.004, "evaluation.gmm_components": 10, "evaluation.rollout_frames": 50,
-        "evaluation.test_frames": 200}
 
 
 # ----------------------------------------------------------------------------- identity of earlier runs

@@ -11,7 +11,7 @@ import numpy as np
 import papermill
 import pytest
 import xarray as xr
-from conftest import REPO
+from conftest import FAST, REPO
 
 from flyvis_study.report.html import report_problems
 from flyvis_study.report.notebooks import execute_block, execute_notebook, execute_summary
@@ -24,8 +24,6 @@ _spec.loader.exec_module(block_notebooks)
 
 NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-FAST = {"training.iterations_fraction": 0.004, "evaluation.gmm_components": 10, "evaluation.rollout_frames": 50,
-        "evaluation.test_frames": 200}
 PROVENANCE = ("package_version", "git_commit", "torch_version", "device", "device_name")
 
 

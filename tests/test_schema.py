@@ -5,15 +5,13 @@ import shutil
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import FAST
 
 import flyvis_study as fs
 from flyvis_study.study.blocks import run_block
 from flyvis_study.study.record import SCHEMA_VERSION, write_netcdf_atomic
 from flyvis_study.study.results import save_block
 from flyvis_study.study.schema import load_block, migrate_folder
-
-FAST = {"training.iterations_fraction": 0.004, "evaluation.gmm_components": 10, "evaluation.rollout_frames": 50,
-        "evaluation.test_frames": 200}
 
 
 def _downgrade_run(run_dir, old_id: str, drop: tuple = ()) -> None:

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import FAST
 
 from flyvis_study.config import ConfigError
 from flyvis_study.study import run as study_run
@@ -10,9 +11,6 @@ from flyvis_study.study.run import run_one
 from flyvis_study.study.runner import SchedulerError, make_client, run_many
 from flyvis_study.study.spec import RunSpec, grid_specs, suggest_seeds
 from flyvis_study.train.schedule import log_iterations
-
-FAST = {"training.iterations_fraction": 0.004, "evaluation.gmm_components": 10, "evaluation.rollout_frames": 50,
-        "evaluation.test_frames": 200}
 
 
 def test_seed_modes_are_deterministic_and_shared_across_blocks():
