@@ -139,7 +139,7 @@ def train(config: Path = typer.Option(..., help="YAML run config: a file, or a s
 
 
 @app.command()
-def block(number: int = typer.Argument(..., help="block number 0-6"),
+def block(number: int = typer.Argument(..., help="block number (flyvis-study blocks lists them)"),
           preset: str | None = typer.Option(None, help=f"tiny | small | full (default {DEFAULT_PRESET})"),
           out: Path = typer.Option(Path("reports"), help="output folder"),
           param: list[str] | None = typer.Option(None, "-p", "--param",
@@ -208,6 +208,22 @@ def migrate(folder: Path = typer.Argument(..., help="a results folder with block
     if not folder.is_dir() or not ((folder / "runs").is_dir() or any(folder.glob("block[0-9].nc"))):
         _fail(f"{folder}: not a results folder (no blockN.nc and no runs/)")
     done = migrate_folder(folder)
+    typer.echo(done.summary())
+
+
+@app.command()
+def reevaluate(folder: Path = typer.Argument(..., help="a results folder with runs/"),
+               cache: Path | None = typer.Option(None, help="dataset cache folder"),
+               all_runs: bool = typer.Option(False, "--all", help="also runs that already hold every metric")) -> None:
+    """Measure every metric of the finished runs again from their final checkpoints, without
+    retraining (e.g. a readout added after they were trained); block files are then rebuilt by
+    running the block again (it trains nothing)."""
+    from flyvis_study.study.reevaluate import reevaluate_folder
+
+    folder = Path.cwd() / folder
+    if not (folder / "runs").is_dir():
+        _fail(f"{folder}: not a results folder (no runs/)")
+    done = reevaluate_folder(folder, cache, only_missing=None if all_runs else "V_rest_R2_corrected")
     typer.echo(done.summary())
 
 

@@ -177,10 +177,24 @@ class TrainingConfig(_Strict):
     regulariser_schedule: Literal["per_epoch", "constant"] = Field(
         "per_epoch", description="per_epoch: the coefficients' per-epoch schedule (train.schedule); "
                                  "constant: every epoch keeps epoch 0's coefficients")
+    derivative_target: Literal["clean", "observed"] = Field(
+        "clean", description="training target: clean = the simulator's derivative f(v_t) at the stored noisy "
+                             "state (privileged); observed = (v_{t+1} - v_t) / dt of the stored voltages")
+    coeff_g_phi_silent: float = Field(
+        0.0, ge=0, description="silent-input anchor: c * ||g_phi(v_s, a)^2||_2 with one v_s per neuron drawn "
+                               "uniformly in [g_phi_silent_low, g_phi_silent_high] every step (0 = off)")
+    g_phi_silent_low: float = Field(-2.0, description="lower end of the silent-input anchor's voltages")
+    g_phi_silent_high: float = Field(0.0, description="upper end of the silent-input anchor's voltages")
     checkpoint_every_epoch: bool = True
     cuda_graph: bool = Field(True, description="capture the training step in a CUDA graph (GPU only)")
     mlp_backward: Literal["chunked", "autograd"] = Field(
         "chunked", description="how training differentiates the MLPs (same gradients; model.mlp)")
+
+    @model_validator(mode="after")
+    def _silent_range(self) -> TrainingConfig:
+        if self.g_phi_silent_high <= self.g_phi_silent_low:
+            raise ValueError("g_phi_silent_high: must be > g_phi_silent_low")
+        return self
 
 
 class EvaluationConfig(_Strict):
@@ -190,6 +204,9 @@ class EvaluationConfig(_Strict):
     gmm_components: int = Field(100, ge=2)
     vrest_outlier_threshold: float = Field(0.5, gt=0, description="V_rest inliers: |V_rest_hat - V_rest| <= this")
     tau_outlier_threshold: float = Field(0.1, gt=0, description="tau inliers (identity R2): |tau_hat - tau| <= this")
+    field_V_rest_threshold: float = Field(0.2, gt=0, description="the field's V_rest inliers: |error| <= this")
+    field_tau_threshold: float = Field(0.1, gt=0, description="the field's tau inliers: |error| <= this")
+    field_W_threshold: float = Field(1.0, gt=0, description="the field's W* inliers: |error| <= this")
     rollout_frames: int = Field(2000, ge=0)
     test_frames: int | None = Field(None, ge=1, description="cap on test frames (None = all)")
 
@@ -244,6 +261,13 @@ LATER_KEYS: dict[tuple[str, ...], Any] = {
     ("training", "epoch_lr_ratio"): 1.0,
     ("training", "regulariser_schedule"): "per_epoch",
     ("evaluation", "tau_outlier_threshold"): 0.1,
+    ("training", "derivative_target"): "clean",
+    ("training", "coeff_g_phi_silent"): 0.0,
+    ("training", "g_phi_silent_low"): -2.0,
+    ("training", "g_phi_silent_high"): 0.0,
+    ("evaluation", "field_V_rest_threshold"): 0.2,
+    ("evaluation", "field_tau_threshold"): 0.1,
+    ("evaluation", "field_W_threshold"): 1.0,
 }
 
 

@@ -15,23 +15,30 @@ pytestmark = pytest.mark.gpu
 
 def _run(step_cls, cfg, dataset, n=12):
     dev = torch.device("cuda")
-    data = TrainingData(dataset, dev)
+    data = TrainingData(dataset, dev, derivative_target=cfg.training.derivative_target, dt=cfg.simulation.dt)
     model = build_model(cfg, dataset, dev)
     opt = build_optimizer(model, cfg, dev)
     step = step_cls(model, opt, data, cfg, data.stats.xnorm)
     draws = torch.randint(0, data.frames.shape[0], (n, 2), generator=torch.Generator().manual_seed(0))
     idx = data.frames[draws.to(dev)]
+    t = cfg.training
+    silent = t.g_phi_silent_low + (t.g_phi_silent_high - t.g_phi_silent_low) * torch.rand(
+        (n, model.n_neurons), generator=torch.Generator().manual_seed(1))
     losses = []
     for k, phase in enumerate(["joint"] * (n // 2) + ["V_rest"] * (n - n // 2)):
         if k in (0, n // 2):
             step.configure(coefficients(cfg.training, 1), phase)
-        losses.append(float(step(idx[k])))
+        losses.append(float(step(idx[k], silent[k].to(dev) if t.coeff_g_phi_silent > 0 else None)))
     return np.array(losses), model
 
 
-def test_graph_step_matches_eager(tiny_config, tiny_dataset):
-    eager, m1 = _run(EagerStep, tiny_config, tiny_dataset)
-    graph, m2 = _run(CudaGraphStep, tiny_config, tiny_dataset)
+@pytest.mark.parametrize("levers", [{}, {"coeff_g_phi_silent": 5.0, "derivative_target": "observed"}])
+def test_graph_step_matches_eager(tiny_config, tiny_dataset, levers):
+    """The captured step equals the eager one, with the V_rest levers (the anchor's voltages
+    copied into the graph's static tensor, the observed target read from resident voltages)."""
+    cfg = tiny_config.model_copy(update={"training": tiny_config.training.model_copy(update=levers)})
+    eager, m1 = _run(EagerStep, cfg, tiny_dataset)
+    graph, m2 = _run(CudaGraphStep, cfg, tiny_dataset)
     np.testing.assert_allclose(graph, eager, rtol=1e-4)
     for (k, a), b in zip(m1.state_dict().items(), m2.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)

@@ -58,12 +58,14 @@ def test_fused_loss_equals_data_loss_plus_regulariser(tiny_config, tiny_dataset)
         model.embedding.normal_(generator=torch.Generator().manual_seed(0))
     v, I, y = (t.double() for t in data.rows(np.array([3, 700])))
     plain_h = lambda v, a: naive_edge_activation(model, v, a)  # noqa: E731
-    for epoch in (0, 1):
-        c = coefficients(tiny_config.training, epoch)
-        fused = training_loss(model, v, I, y, c, data.stats.xnorm)
-        split = torch.linalg.vector_norm(model(v, I) - y) + regulariser(model, v[0], c, data.stats.xnorm)
+    silent = -2 * torch.rand(model.n_neurons, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    anchored = tiny_config.training.model_copy(update={"coeff_g_phi_silent": 3.0})
+    for c in (coefficients(tiny_config.training, 0), coefficients(tiny_config.training, 1), coefficients(anchored, 1)):
+        fused = training_loss(model, v, I, y, c, data.stats.xnorm, silent)
+        split = torch.linalg.vector_norm(model(v, I) - y) + regulariser(model, v[0], c, data.stats.xnorm,
+                                                                         silent=silent)
         naive = torch.linalg.vector_norm(naive_forward(model, v, I) - y) + regulariser(
-            model, v[0], c, data.stats.xnorm, edge_activation=plain_h)
+            model, v[0], c, data.stats.xnorm, edge_activation=plain_h, silent=silent)
         torch.testing.assert_close(fused, split)
         torch.testing.assert_close(fused, naive)
         names = [k for k, _ in model.named_parameters()]
@@ -87,6 +89,33 @@ def test_regulariser_terms():
     assert regulariser(m, v, {**zero, "W_L2": 2.0}, 1.0).item() == pytest.approx(10.0)  # unsquared norm
     l1 = sum(p.abs().sum() for p in m.f_theta.parameters()).item()
     assert regulariser(m, v, {**zero, "f_theta_L1": 1.0}, 1.0).item() == pytest.approx(l1, rel=1e-5)
+    silent = torch.tensor([-2.0, -1.0, -0.5, 0.0])
+    h = m.edge_activation(silent, m.embedding).detach()
+    anchor = regulariser(m, v, {**zero, "g_phi_silent": 2.0}, 1.0, silent=silent).item()
+    assert anchor == pytest.approx(2.0 * torch.linalg.vector_norm(h).item(), rel=1e-6) and anchor > 0
+    with pytest.raises(ValueError, match="silent: the anchor's voltages are required"):
+        regulariser(m, v, {**zero, "g_phi_silent": 2.0}, 1.0)
+
+
+def test_silent_anchor_pulls_g_phi_to_zero_below_threshold(tiny_dataset, tmp_path):
+    """Trained with the anchor, g_phi^2 over [-2, 0] is far smaller than trained without it
+    (same seeds and batches); the anchor's draws resume bitwise from a checkpoint."""
+    over = {"training.iterations_fraction": 0.01}
+    plain = train(cfg_for("gold_standard.yaml", **over), tiny_dataset, tmp_path / "plain", progress=False)
+    anchor_over = {**over, "training.coeff_g_phi_silent": 10.0, "training.n_epochs": 2}
+    anchored = train(cfg_for("gold_standard.yaml", **anchor_over), tiny_dataset, tmp_path / "anchored",
+                     progress=False)
+    grid = torch.linspace(-2, 0, 21)[:, None].expand(21, plain.model.n_neurons)
+
+    def silent_level(model):
+        with torch.no_grad():
+            return model.edge_activation(grid, model.embedding).mean().item()
+
+    assert silent_level(anchored.model) < 0.2 * silent_level(plain.model)
+    train(cfg_for("gold_standard.yaml", **{**anchor_over, "training.n_epochs": 1}), tiny_dataset,
+          tmp_path / "cut", progress=False)
+    resumed = train(cfg_for("gold_standard.yaml", **anchor_over), tiny_dataset, tmp_path / "cut", progress=False)
+    np.testing.assert_array_equal(anchored.loss, resumed.loss)
 
 
 def test_loss_falls_and_connectivity_rises(tiny_dataset, tmp_path):
@@ -103,6 +132,23 @@ def test_loss_falls_and_connectivity_rises(tiny_dataset, tmp_path):
     assert [int(r[1]) for r in rows[1:]] == log_iterations(cfg.n_iterations(tiny_dataset.n_train))
     coeffs = json.loads((tmp_path / "coefficients.json").read_text())
     assert coeffs[0]["epoch"] == 0 and coeffs[0]["W_L2"] == 3.5e-6
+
+
+def test_observed_target_trains_on_the_noisy_difference(tiny_dataset, tmp_path):
+    """Same seeds and batches: the observed target carries the noise sigma xi / dt, whose norm
+    over a batch is about sigma / dt sqrt(B N) and adds in quadrature to the clean loss (at
+    least half of that rise is required); the run still learns (loss falls)."""
+    over = {"training.iterations_fraction": 0.01}
+    cfg = cfg_for("gold_standard.yaml", **over)
+    clean = train(cfg, tiny_dataset, tmp_path / "clean", progress=False)
+    observed = train(cfg_for("gold_standard.yaml", **over, **{"training.derivative_target": "observed"}),
+                     tiny_dataset, tmp_path / "observed", progress=False)
+    noise = (cfg.simulation.noise_model_level / cfg.simulation.dt
+             * np.sqrt(cfg.training.batch_size * tiny_dataset.connectome.n_neurons))
+    rise = np.sqrt(clean.loss.mean() ** 2 + noise ** 2) - clean.loss.mean()
+    assert observed.status == "ok" and observed.loss.mean() > clean.loss.mean() + 0.5 * rise
+    n = len(observed.loss)
+    assert observed.loss[-n // 5:].mean() < observed.loss[: n // 20].mean()
 
 
 def test_divergence_is_recorded_as_failed(tiny_dataset, tmp_path):

@@ -16,10 +16,12 @@ import numpy as np
 
 from flyvis_study.config import RunConfig
 from flyvis_study.evaluation.clustering import cluster_metrics, node_features
+from flyvis_study.evaluation.names import EVALUATION_SECTIONS, READOUT_SUFFIX
 from flyvis_study.evaluation.prediction import one_step_test, rollout_test
 from flyvis_study.evaluation.recovery import (
     RecoveredParameters,
     connectivity_metrics,
+    field_metrics,
     gain_frame_indices,
     recover_parameters,
     tau_metrics,
@@ -38,17 +40,17 @@ def test_inputs(dataset: Dataset, stop: int) -> np.ndarray:
     return photoreceptor_input(hexals, con.input_nodes, con.node_column[con.input_nodes], con.n_neurons)
 
 
-EVALUATION_SECTIONS: dict[str, tuple[str, ...]] = {
-    "connectivity": ("connectivity_R2", "connectivity_slope", "connectivity_R2_raw", "connectivity_slope_raw",
-                     "connectivity_n_edges", "connectivity_R2_identity", "connectivity_outlier_share",
-                     "connectivity_outlier_threshold"),
-    "tau": ("tau_R2", "tau_slope", "tau_R2_identity", "tau_outlier_share", "tau_outlier_threshold"),
-    "V_rest": ("V_rest_R2", "V_rest_slope", "V_rest_R2_inliers", "V_rest_R2_type_median", "V_rest_n_inliers",
-               "V_rest_inlier_threshold", "V_rest_R2_identity", "V_rest_outlier_share"),
-    "clustering": ("cluster_accuracy", "cluster_ARI", "cluster_NMI"),
-    "one_step_test": ("test_pearson", "test_R2"),
-    "rollout": ("rollout_pearson", "rollout_pearson_std", "rollout_rmse", "rollout_rmse_std", "rollout_frames"),
-}
+
+
+def readout_metrics(readout: str, rec: RecoveredParameters, gt, node_type: np.ndarray, ev) -> tuple[dict, dict]:
+    """(tau metrics, V_rest metrics) of one readout, named with its suffix (``names.READOUT_SUFFIX``)."""
+    tau_hat, V_hat = rec.readout(readout)
+    suffix = READOUT_SUFFIX[readout]
+    tau = {**tau_metrics(gt.tau, tau_hat, ev.tau_outlier_threshold),
+           **field_metrics("tau", gt.tau, tau_hat, ev.field_tau_threshold)}
+    rest = {**vrest_metrics(gt.V_rest, V_hat, node_type, ev.vrest_outlier_threshold),
+            **field_metrics("V_rest", gt.V_rest, V_hat, ev.field_V_rest_threshold)}
+    return {k + suffix: v for k, v in tau.items()}, {k + suffix: v for k, v in rest.items()}
 
 
 def evaluate(model: FlyVisGNN, dataset: Dataset, cfg: RunConfig,
@@ -89,10 +91,12 @@ def evaluate(model: FlyVisGNN, dataset: Dataset, cfg: RunConfig,
         failures.update({s: reason for s in ("connectivity", "tau", "V_rest", "clustering")})
     if rec is not None:
         W_hat = model.W.detach().cpu().numpy()
-        measure("connectivity", lambda: connectivity_metrics(gt.W, rec.W_corrected, W_hat))
-        measure("tau", lambda: tau_metrics(gt.tau, rec.tau_hat, ev.tau_outlier_threshold))
-        measure("V_rest", lambda: vrest_metrics(gt.V_rest, rec.V_rest_hat, con.node_type,
-                                                ev.vrest_outlier_threshold))
+        measure("connectivity", lambda: {**connectivity_metrics(gt.W, rec.W_corrected, W_hat),
+                                         **field_metrics("connectivity", gt.W, rec.W_corrected,
+                                                         ev.field_W_threshold)})
+        readouts = [readout_metrics(r, rec, gt, con.node_type, ev) for r in READOUT_SUFFIX]
+        measure("tau", lambda: {k: v for tau, _ in readouts for k, v in tau.items()})
+        measure("V_rest", lambda: {k: v for _, rest in readouts for k, v in rest.items()})
         measure("clustering", lambda: cluster_metrics(
             node_features(model.embedding.detach().cpu().numpy(), rec, con.edge_src, con.edge_tgt, con.n_neurons),
             con.node_type, ev.gmm_components))

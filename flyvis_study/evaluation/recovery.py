@@ -17,6 +17,23 @@ F_i(v) = f_theta(v, a_i, 0, 0) over [mu_i - 2 sd_i, mu_i + 2 sd_i]; message gain
 gamma_i = median over 8 training frames of dF/dM at the actual input; corrected weight
 W*_e = -W_hat_e gamma_i r_j / s_i (non-finite -> 0); edges with |W* - W| > 5 are dropped.
 tau_hat = clip(-1 / s, 0, 1); V_rest_hat = -c / s (s = 0 -> 1).
+
+Readouts of tau and V_rest (``READOUTS``), the line F_i(v) = f_theta(v, a_i, M, 0) taken at:
+- ``plain`` (the seed's, metric names without a readout suffix): M = 0;
+- ``corrected`` (suffix ``_corrected``): M = m0_i, the learned *silent message* of neuron i,
+
+      m0_i = sum_{e: j -> i} W_hat_e g_phi(v_silent, a_j)^2,  v_silent = 0,
+
+  the message the model sends when every presynaptic neuron sits at the threshold below
+  which the true synapse W_e ReLU(v_j) transmits nothing. V_rest is the fixed point of a
+  neuron with no synaptic drive; in the true model that is "every presynaptic v_j <= 0",
+  which the model's message reaches at m0_i, not at 0. The message is identified only up
+  to a gauge: h_j -> h_j / c + d_j with f_theta(v, a, M, I) -> f_theta(v, a, c (M - o_i), I),
+  o_i = sum_e W_hat_e d_j, predicts exactly the same derivatives; the data barely pin
+  g_phi at v_j <= 0, so a trained model carries such offsets. The plain readout moves
+  with the gauge (it reads F at M = 0, i.e. at the old message -c o_i); the corrected
+  readout does not (m0 moves with it). Shapes: m0 (N,); the line fit as for the plain readout.
+The connectivity readout W* uses the plain f_theta slope (the seed's definition).
 """
 
 from __future__ import annotations
@@ -30,6 +47,7 @@ from flyvis_study.model.gnn import FlyVisGNN
 from flyvis_study.world.training_data import ActivityStats
 
 W_OUTLIER = 5.0
+READOUTS = ("plain", "corrected")
 
 
 def r2_affine(true: np.ndarray, learned: np.ndarray) -> tuple[float, float]:
@@ -83,6 +101,15 @@ def r2_identity(true: np.ndarray, learned: np.ndarray, threshold: float) -> tupl
     return float(1.0 - ((y - t) ** 2).sum() / ss_tot), float(share)
 
 
+def field_metrics(name: str, true: np.ndarray, learned: np.ndarray, threshold: float) -> dict:
+    """The field's convention for one parameter: identity R2 on the inliers |learned - true| <=
+    threshold (``{name}_R2_field``), identity R2 on all (``{name}_R2_field_all``), and the share
+    dropped (``{name}_field_dropped``); printed as ``inliers [all] (% dropped)``."""
+    inliers, dropped = r2_identity(true, learned, threshold)
+    every, _ = r2_identity(true, learned, np.inf)
+    return {f"{name}_R2_field": inliers, f"{name}_R2_field_all": every, f"{name}_field_dropped": dropped}
+
+
 def _rows_per_call(device: torch.device, cpu: int, cuda: int) -> int:
     """Work size per MLP call: small on CPU (activations stay in cache), large on a GPU (few launches)."""
     return cuda if device.type == "cuda" else cpu
@@ -102,9 +129,9 @@ def g_phi_slopes(model: FlyVisGNN, stats: ActivityStats, n_points: int = 1000, c
     """r_j: slope of g_phi(v, a_j)^2 over [max(mu - 2 sd, 0), mu + 2 sd]; 1 where mu + sd <= 0."""
     dev = model.W.device
     chunk = chunk or _rows_per_call(dev, 32, 2048)  # neurons per call (x n_points rows)
-    mu = torch.tensor(stats.mean, device=dev, dtype=torch.float32)
-    sd = torch.tensor(stats.std, device=dev, dtype=torch.float32)
-    grid = torch.linspace(0, 1, n_points, device=dev)
+    mu = torch.tensor(stats.mean, device=dev, dtype=model.W.dtype)
+    sd = torch.tensor(stats.std, device=dev, dtype=model.W.dtype)
+    grid = torch.linspace(0, 1, n_points, device=dev, dtype=model.W.dtype)
     out = torch.ones(mu.shape[0], device=dev)
     for s in range(0, mu.shape[0], chunk):
         lo = torch.clamp(mu[s:s + chunk] - 2 * sd[s:s + chunk], min=0)
@@ -118,18 +145,27 @@ def g_phi_slopes(model: FlyVisGNN, stats: ActivityStats, n_points: int = 1000, c
 
 
 @torch.no_grad()
+def silent_message(model: FlyVisGNN, v_silent: float = 0.0) -> torch.Tensor:
+    """m0 (N,): each neuron's learned message with every presynaptic neuron at ``v_silent``."""
+    v = torch.full((1, model.n_neurons), v_silent, device=model.W.device, dtype=model.W.dtype)
+    return model.aggregate(model.edge_activation(v, model.embedding))[0]
+
+
+@torch.no_grad()
 def f_theta_lines(model: FlyVisGNN, stats: ActivityStats, n_points: int = 1000,
-                  chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(s_i, c_i): slope and intercept of f_theta(v, a_i, M=0, I=0) over mu_i +- 2 sd_i."""
+                  chunk: int | None = None, message: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(s_i, c_i): slope and intercept of f_theta(v, a_i, M, I=0) over mu_i +- 2 sd_i, with
+    M = 0 (``message`` None: the plain readout) or M = message_i (N,) (the corrected one)."""
     dev = model.W.device
     chunk = chunk or _rows_per_call(dev, 32, 2048)
-    mu = torch.tensor(stats.mean, device=dev, dtype=torch.float32)
-    sd = torch.tensor(stats.std, device=dev, dtype=torch.float32)
-    grid = torch.linspace(-1, 1, n_points, device=dev)
+    mu = torch.tensor(stats.mean, device=dev, dtype=model.W.dtype)
+    sd = torch.tensor(stats.std, device=dev, dtype=model.W.dtype)
+    grid = torch.linspace(-1, 1, n_points, device=dev, dtype=model.W.dtype)
     slopes, intercepts = torch.empty_like(mu), torch.empty_like(mu)  # preallocated (no heap fragments)
     for s in range(0, mu.shape[0], chunk):
         v = mu[s:s + chunk] + 2 * sd[s:s + chunk] * grid[:, None]  # (P, n)
-        f = model.update(v, model.embedding[s:s + chunk], None, None)
+        M = None if message is None else message[s:s + chunk].to(v.dtype).expand_as(v)
+        f = model.update(v, model.embedding[s:s + chunk], M, None)
         slopes[s:s + chunk], intercepts[s:s + chunk] = _line_fit(v.t(), f.t())
     return slopes.cpu().numpy(), intercepts.cpu().numpy()
 
@@ -151,8 +187,18 @@ def gain_frame_indices(n_frames: int, n_gain_frames: int = 8) -> np.ndarray:
     return np.linspace(lo, hi, n_gain_frames).astype(np.int64)
 
 
+def tau_and_rest(slope: np.ndarray, intercept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(tau_hat, V_rest_hat) = (clip(-1 / s, 0, 1), -c / s) of the lines F(v) = s v + c (s = 0 -> 1)."""
+    s_safe = np.where(slope == 0, 1.0, slope)
+    return np.clip(-1.0 / s_safe, 0.0, 1.0), -intercept / s_safe
+
+
 @dataclass
 class RecoveredParameters:
+    """What a trained model says the network is: W* (E,); tau_hat, V_rest_hat (N,) by the
+    plain readout and by the corrected one (``*_corrected``, at the silent message m0 (N,));
+    the fitted lines (f_slope, f_intercept: plain) and slopes (g_slope r_j), the gain gamma_i."""
+
     W_corrected: np.ndarray  # (E,)
     tau_hat: np.ndarray  # (N,)
     V_rest_hat: np.ndarray  # (N,)
@@ -160,11 +206,23 @@ class RecoveredParameters:
     f_intercept: np.ndarray
     g_slope: np.ndarray
     gain: np.ndarray
+    silent_message: np.ndarray | None = None  # (N,) m0; None when the corrected readout was not taken
+    tau_hat_corrected: np.ndarray | None = None
+    V_rest_hat_corrected: np.ndarray | None = None
+
+    def readout(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(tau_hat, V_rest_hat) of a readout in ``READOUTS``."""
+        if name == "plain":
+            return self.tau_hat, self.V_rest_hat
+        if name == "corrected" and self.V_rest_hat_corrected is not None:
+            return self.tau_hat_corrected, self.V_rest_hat_corrected
+        raise ValueError(f"readout {name!r}: not taken; allowed: {', '.join(READOUTS)}")
 
 
 def recover_parameters(model: FlyVisGNN, stats: ActivityStats, v_frames: torch.Tensor,
-                       I_frames: torch.Tensor, n_points: int = 1000) -> RecoveredParameters:
-    """Read W*, tau_hat and V_rest_hat back from a trained model."""
+                       I_frames: torch.Tensor, n_points: int = 1000, corrected: bool = True) -> RecoveredParameters:
+    """Read W*, tau_hat and V_rest_hat back from a trained model (both readouts, or the plain
+    one alone when ``corrected`` is off: the cheap in-loop evaluation)."""
     r = g_phi_slopes(model, stats, n_points)
     s, c = f_theta_lines(model, stats, n_points)
     gamma = message_gain(model, v_frames, I_frames)
@@ -173,11 +231,15 @@ def recover_parameters(model: FlyVisGNN, stats: ActivityStats, v_frames: torch.T
     W_hat = model.W.detach().cpu().numpy().astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         W_star = -W_hat * gamma[tgt] * r[src] / s[tgt]
-        s_safe = np.where(s == 0, 1.0, s)
-        tau_hat = np.clip(-1.0 / s_safe, 0.0, 1.0)
-        V_hat = -c / s_safe
     W_star[~np.isfinite(W_star)] = 0.0
-    return RecoveredParameters(W_star, tau_hat, V_hat, s, c, r, gamma)
+    tau_hat, V_hat = tau_and_rest(s, c)
+    rec = RecoveredParameters(W_star, tau_hat, V_hat, s, c, r, gamma)
+    if corrected:
+        m0 = silent_message(model)
+        rec.silent_message = m0.cpu().numpy()
+        rec.tau_hat_corrected, rec.V_rest_hat_corrected = tau_and_rest(*f_theta_lines(model, stats, n_points,
+                                                                                       message=m0))
+    return rec
 
 
 def connectivity_metrics(W_true: np.ndarray, W_star: np.ndarray, W_hat: np.ndarray) -> dict:

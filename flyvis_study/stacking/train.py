@@ -36,6 +36,11 @@ from flyvis_study.train.optimizer import set_phase
 from flyvis_study.world.dataset import Dataset
 
 
+def stackable(cfg: RunConfig) -> bool:
+    """Whether a run can train in a stack: the stacked loss has no silent-input anchor."""
+    return cfg.training.coeff_g_phi_silent == 0
+
+
 def stack_key(cfg: RunConfig) -> tuple:
     """Runs with equal keys can share a stack: same graph (extent), model shape and batch size."""
     m = cfg.model

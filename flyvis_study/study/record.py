@@ -26,7 +26,7 @@ import numpy as np
 import xarray as xr
 
 from flyvis_study.atomic import atomic_path
-from flyvis_study.evaluation.names import HEADLINE_METRICS, IDENTITY_METRICS
+from flyvis_study.evaluation.names import HEADLINE_METRICS, METRIC_NAMES
 from flyvis_study.study.spec import RunSpec
 
 RUN_METRICS = (*HEADLINE_METRICS, "training_time_min")
@@ -36,12 +36,10 @@ RECORD_STRINGS = ("status", "failure_kind", "reason", "metric_failures", "seed_m
                   "overrides_json")
 
 
-EXTRA_METRICS = ("connectivity_slope", "connectivity_R2_raw", "connectivity_n_edges", "V_rest_R2_type_median",
-                 "V_rest_R2_inliers", "tau_slope", "V_rest_slope", "cluster_ARI", "cluster_NMI",
-                 "rollout_pearson", "rollout_rmse", "data_generation_time_s", "eval_time_s",
-                 "n_iterations_per_epoch", "joint_iterations", "n_epochs",
-                 *IDENTITY_METRICS, "connectivity_outlier_share", "tau_outlier_share", "V_rest_outlier_share",
-                 "connectivity_outlier_threshold", "tau_outlier_threshold", "V_rest_inlier_threshold")
+# every metric the evaluation measures (``evaluation.names.EVALUATION_SECTIONS``: a new metric is
+# added there alone), then the run's sizes and timings
+EXTRA_METRICS = (*(m for m in METRIC_NAMES if m not in RUN_METRICS), "data_generation_time_s", "eval_time_s",
+                 "n_iterations_per_epoch", "joint_iterations", "n_epochs")
 
 
 TRAJ_KEYS = (("connectivity_r2", "traj_conn"), ("vrest_r2", "traj_vrest"), ("tau_r2", "traj_tau"))

@@ -81,7 +81,8 @@ class InLoopEvaluator:
 
     def __call__(self, model: FlyVisGNN) -> dict:
         gt = self.dataset.ground_truth
-        rec = recover_parameters(model, self.data.stats, self.v_gain, self.I_gain, self.n_points)
+        rec = recover_parameters(model, self.data.stats, self.v_gain, self.I_gain, self.n_points,
+                                 corrected=False)
         conn = connectivity_metrics(gt.W, rec.W_corrected, model.W.detach().cpu().numpy())
         return {"connectivity_r2": conn["connectivity_R2"],
                 "vrest_r2": vrest_metrics(gt.V_rest, rec.V_rest_hat, self.dataset.connectome.node_type)["V_rest_R2"],
@@ -134,10 +135,11 @@ class RunTrainer:
         self.n_iter = cfg.n_iterations(dataset.n_train)
         self.joint_iters = cfg.joint_iterations(dataset.n_train)
         self.log_at = set(log_iterations(self.n_iter))
-        self.data = TrainingData(dataset, dev, dtype)
+        self.data = TrainingData(dataset, dev, dtype, cfg.training.derivative_target, cfg.simulation.dt)
         self.model = build_model(cfg, dataset, dev).to(dtype)
         self.optimizer = build_optimizer(self.model, cfg, dev)
         self.sampler = seeded_generator(cfg.training.seed, 2)
+        self.silent_sampler = seeded_generator(cfg.training.seed, 3)  # the silent-input anchor's voltages
         self.evaluator = InLoopEvaluator(self.data, dataset, cfg.evaluation.in_loop_points,
                                          cfg.evaluation.n_gain_frames)
         self.xnorm = self.data.stats.xnorm
@@ -150,6 +152,8 @@ class RunTrainer:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.sampler.set_state(state["sampler"])
+            if "silent_sampler" in state:
+                self.silent_sampler.set_state(state["silent_sampler"])
             self.rows, self.coeff_log = state["log_rows"], state["coefficients"]
             self.losses = [np.asarray(state["loss"], dtype=np.float32)]
             self.epoch, self.elapsed = state["epoch"] + 1, state["training_time_s"]
@@ -190,6 +194,16 @@ class RunTrainer:
         self.phase = new_phase
         return self.batches[self.iteration]
 
+    def silent_voltages(self) -> torch.Tensor | None:
+        """The silent-input anchor's voltages (N,) of the current iteration, drawn uniformly in
+        [g_phi_silent_low, g_phi_silent_high] from the run's own stream (None when the anchor is off)."""
+        t = self.cfg.training
+        if t.coeff_g_phi_silent == 0:
+            return None
+        u = torch.rand(self.data.n_neurons, generator=self.silent_sampler, dtype=torch.float64)
+        v = t.g_phi_silent_low + (t.g_phi_silent_high - t.g_phi_silent_low) * u
+        return v.to(self.device, self.dtype)
+
     def record(self, loss: torch.Tensor) -> None:
         """Keep the current iteration's loss (0-d, detached) and move on (see the class docstring)."""
         it = self.iteration
@@ -222,7 +236,8 @@ class RunTrainer:
         if self.cfg.training.checkpoint_every_epoch:
             save_checkpoint(self.run_dir, self.epoch, {
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "sampler": self.sampler.get_state(), "config": json.loads(self.cfg.to_json()),
+                "sampler": self.sampler.get_state(), "silent_sampler": self.silent_sampler.get_state(),
+                "config": json.loads(self.cfg.to_json()),
                 "log_rows": self.rows, "coefficients": self.coeff_log,
                 "loss": np.concatenate(self.losses), "training_time_s": self.training_time_s})
         self.epoch += 1
@@ -272,6 +287,6 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: str | Path, device: str = "
         idx = run.batch()
         if run.phase_changed:
             step.configure(run.coeffs, run.phase, run.epoch)
-        run.record(step(idx))
+        run.record(step(idx, run.silent_voltages()))
     run.bar.close()
     return run.finish()

@@ -18,7 +18,7 @@ Coefficients with epoch index e (0-based), reference-compatible:
     f_theta L1 c * (1 - exp(-rate * e))
     g_phi L1   c * (1 - exp(-rate ** e))      (a power, as in the reference: 0.632, 0.393, ...)
     W L2       active only when the effective W L1 coefficient is 0
-    others     constant
+    others     constant (g_phi diff, g_phi norm, the silent-input anchor g_phi_silent)
 With ``regulariser_schedule: constant`` every epoch takes epoch 0's coefficients (W L1 and
 f_theta L1 off, W L2 on, g_phi L1 at c * (1 - 1/e)).
 """
@@ -63,6 +63,7 @@ def coefficients(t: TrainingConfig, epoch: int) -> dict[str, float]:
         "f_theta_L2": t.coeff_f_theta_weight_L2,
         "g_phi_diff": t.coeff_g_phi_diff,
         "g_phi_norm": t.coeff_g_phi_norm,
+        "g_phi_silent": t.coeff_g_phi_silent,
     }
 
 

@@ -12,7 +12,10 @@ from flyvis_study.world.training_data import TrainingData
 
 
 class EagerStep:
-    """One optimiser step: loss (data + regularisers), backward, Adam. Returns the detached loss."""
+    """One optimiser step: loss (data + regularisers), backward, Adam. Returns the detached loss.
+
+    Called with the batch's frame indices (B,) and, when the silent-input anchor is on, the
+    step's anchor voltages (N,) (``train.loss``)."""
 
     def __init__(self, model: FlyVisGNN, optimizer: torch.optim.Optimizer, data: TrainingData,
                  cfg: RunConfig, xnorm: float):
@@ -24,9 +27,9 @@ class EagerStep:
         self.coeffs = coeffs
         set_phase(self.optimizer, self.cfg, phase, epoch)
 
-    def eager(self, idx) -> torch.Tensor:
+    def eager(self, idx, silent: torch.Tensor | None = None) -> torch.Tensor:
         v, I, y = self.data.rows(idx)
-        loss = training_loss(self.model, v, I, y, self.coeffs, self.xnorm)
+        loss = training_loss(self.model, v, I, y, self.coeffs, self.xnorm, silent)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -40,14 +43,16 @@ class CudaGraphStep(EagerStep):
 
     The first ``warmup`` steps run eagerly on a side stream (real iterations, as PyTorch
     requires before capture); the step is then captured and replayed with the batch indices
-    copied into a static tensor. A new graph is captured whenever the phase or epoch changes
-    (learning rates and coefficients are baked into the graph). Same maths as ``EagerStep``.
+    copied into a static tensor (and the silent-input anchor's voltages into another). A new
+    graph is captured whenever the phase or epoch changes (learning rates and coefficients
+    are baked into the graph). Same maths as ``EagerStep``.
     """
 
     def __init__(self, *args, warmup: int = 3, **kwargs):
         super().__init__(*args, **kwargs)
         dev = self.model.W.device
         self.static_idx = torch.zeros(self.cfg.training.batch_size, dtype=torch.long, device=dev)
+        self.static_silent = torch.zeros(self.model.n_neurons, dtype=self.model.W.dtype, device=dev)
         self.static_loss = None
         self.graph = None
         self.warmup_left = warmup
@@ -70,22 +75,24 @@ class CudaGraphStep(EagerStep):
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, stream=self.side):
             v, I, y = self.data.rows(self.static_idx)
-            self.static_loss = training_loss(self.model, v, I, y, self.coeffs, self.xnorm)
+            self.static_loss = training_loss(self.model, v, I, y, self.coeffs, self.xnorm, self.static_silent)
             self.static_loss.backward()
             self.optimizer.step()
         torch.cuda.current_stream().wait_stream(self.side)
         self.graph = graph
 
-    def __call__(self, idx) -> torch.Tensor:
+    def __call__(self, idx, silent: torch.Tensor | None = None) -> torch.Tensor:
         if self.warmup_left > 0:
             self.warmup_left -= 1
             self.side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(self.side):
-                loss = self.eager(idx)
+                loss = self.eager(idx, silent)
                 self.optimizer.zero_grad(set_to_none=True)
             torch.cuda.current_stream().wait_stream(self.side)
             return loss
         self.static_idx.copy_(idx, non_blocking=True)
+        if silent is not None:
+            self.static_silent.copy_(silent)
         if self.graph is None:
             self._capture()
         self.graph.replay()

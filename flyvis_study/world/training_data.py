@@ -16,18 +16,42 @@ class TrainingData:
 
     ``rows(idx)`` returns (v, I, y), each (B, N) on the device in ``dtype`` (float32; float64
     for equivalence tests), where I is the photoreceptor input built from the stored hexal
-    stimulus.
+    stimulus and y the training target (``derivative_target``):
+
+    - ``clean``: the simulator's derivative f(v_t, e_t) at the stored noisy state (privileged:
+      no real recording gives it);
+    - ``observed``: the forward finite difference (v_{t+1} - v_t) / dt of the stored voltages,
+      = f(v_t, e_t) + sigma xi_t / dt (``world.simulator``). The simulator integrates each
+      split in one stream (a clip boundary changes the stimulus, not the state), so the
+      difference is valid at clip boundaries; frames whose successor is not finite are not
+      drawn.
+
+    Args:
+        dataset: the simulated dataset.
+        device: where the rows are returned (resident there on a GPU).
+        dtype: the rows' dtype.
+        derivative_target: "clean" or "observed" (``training.derivative_target``).
+        dt: the Euler step (``simulation.dt``); required for the observed target.
     """
 
-    def __init__(self, dataset: Dataset, device: torch.device, dtype: torch.dtype = torch.float32):
+    def __init__(self, dataset: Dataset, device: torch.device, dtype: torch.dtype = torch.float32,
+                 derivative_target: str = "clean", dt: float | None = None):
+        if derivative_target not in ("clean", "observed"):
+            raise ValueError(f"derivative_target: 'clean' or 'observed' (got {derivative_target!r})")
+        if derivative_target == "observed" and not dt:
+            raise ValueError("dt: required for derivative_target 'observed'")
         self.device, self.dtype = device, dtype
+        self.derivative_target, self.dt = derivative_target, dt
         con = dataset.connectome
         self.v = dataset.array("train_v")
         self.y = dataset.array("train_y")
         self.hexals = dataset.array("train_stimulus")
         finite = np.asarray(dataset.array("train_finite"))
         n = self.v.shape[0]
-        usable = np.flatnonzero(finite[: max(n - 5, 1)])
+        drawable = finite[: max(n - 5, 1)]
+        if derivative_target == "observed":  # the successor frame enters the target
+            drawable = drawable & finite[1: drawable.size + 1]
+        usable = np.flatnonzero(drawable)
         if usable.size == 0:
             raise ValueError(f"dataset {dataset.path}: no finite training frames")
         self.frames = torch.from_numpy(usable)
@@ -49,16 +73,24 @@ class TrainingData:
 
     def rows(self, idx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(v, I, y) at frame indices ``idx`` (a tensor on the data's device or a numpy array)."""
+        observed = self.derivative_target == "observed"
         if self.resident:
             idx = torch.as_tensor(idx, device=self.device)
-            return self.v[idx], self.inputs(self.hexals[idx]), self.y[idx]
+            v = self.v[idx]
+            y = (self.v[idx + 1] - v) / self.dt if observed else self.y[idx]
+            return v, self.inputs(self.hexals[idx]), y
         idx = np.asarray(idx)
         order = np.argsort(idx)  # sorted reads from the memory map
         inv = np.empty_like(order)
         inv[order] = np.arange(order.size)
         sidx = idx[order]
-        take = lambda a: torch.from_numpy(np.ascontiguousarray(a[sidx])[inv]).to(self.device, self.dtype)  # noqa: E731
-        return take(self.v), self.inputs(take(self.hexals)), take(self.y)
+
+        def take(a, shift: int = 0) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a[sidx + shift])[inv]).to(self.device, self.dtype)
+
+        v = take(self.v)
+        y = (take(self.v, 1) - v) / self.dt if observed else take(self.y)
+        return v, self.inputs(take(self.hexals)), y
 
 
 @dataclass
