@@ -8,17 +8,43 @@ from flyvis_study.study.spec import Cell
 
 
 def test_registry_defines_every_block_once():
-    assert sorted(BLOCKS) == [0, 1, 2, 3, 4, 5, 6]
+    assert sorted(BLOCKS) == [0, 1, 2, 3, 4, 5, 6, 7]
     assert [b.base_config for b in BLOCKS.values()] == ["gold_standard.yaml"] + ["two_stage.yaml"] * 5 + [
-        "gold_standard.yaml"]  # block 6: its first arm's config (each arm has its own, study.blocks.ARMS)
-    assert [b.baseline for b in BLOCKS.values()] == ["standard", "", "", "", "", "", "standard_1_epoch"]
-    assert [n for n, b in BLOCKS.items() if b.self_controlled] == [6]
+        "gold_standard.yaml"] * 2  # blocks 6, 7: their first arm's config (each arm has its own)
+    assert [b.baseline for b in BLOCKS.values()] == ["standard", "", "", "", "", "", "standard_1_epoch",
+                                                     "gold_standard"]
+    assert [n for n, b in BLOCKS.items() if b.self_controlled] == [6, 7]
     assert all(b.question.endswith("?") for b in BLOCKS.values())
     assert {a.name: a.key for b in BLOCKS.values() for a in b.axes} == {
         "joint_ratio": "training.alternate_joint_ratio", "lr_ratio": "training.alternate_lr_ratio",
         "n_epochs": "training.n_epochs", "augmentation_loop": "training.data_augmentation_loop",
         "blank_fraction": "simulation.stimulus.blank_fraction", "noise_level": "simulation.noise_model_level"}
     assert BLOCKS[3].notebook == "block3.ipynb"
+
+
+def test_block7_design_is_an_incomplete_factorial_with_fewer_pairs_where_asked():
+    """Block 7's defaults are the design of the V_rest issue: 8 pairs for the four core arms at
+    blank 0, 4 for the observed-target arms and for every cell at blank 0.5, nothing else."""
+    specs = plan_block(7, {"preset": "small"})
+    count: dict = {}
+    for s in specs:
+        count[(s.arm, s.factors["blank_fraction"])] = count.get((s.arm, s.factors["blank_fraction"]), 0) + 1
+    assert count == {("gold_standard", 0.0): 8, ("two_stage_constant_schedule", 0.0): 8,
+                     ("standard_2_epochs_constant_schedule", 0.0): 8, ("silent_anchor", 0.0): 8,
+                     ("observed_target", 0.0): 4, ("silent_anchor_observed_target", 0.0): 4,
+                     ("gold_standard", 0.5): 4, ("silent_anchor", 0.5): 4, ("observed_target", 0.5): 4}
+    pairs = {s.replicate: (s.sim_seed, s.train_seed) for s in specs}
+    assert all(pairs[s.replicate] == (s.sim_seed, s.train_seed) for s in specs)  # shared pairs: paired cells
+    assert {s.replicate for s in specs if s.arm == "observed_target"} == {0, 1, 2, 3}  # the first pairs
+    assert len({s.run_id for s in specs}) == 52
+    small = plan_block(7, {"arms": ["gold_standard"], "replicates": 2,
+                           "level_replicates": {"blank_fraction": {0.5: 1}}})
+    assert [(s.factors["blank_fraction"], s.replicate) for s in small] == [(0.0, 0), (0.0, 1), (0.5, 0)]
+    for bad, message in (({"arm_replicates": {"lr_drop": 2}}, "arm_replicates: lr_drop not among the arms"),
+                         ({"level_replicates": {"noise": {0.5: 2}}}, "level_replicates: unknown axis noise"),
+                         ({"arm_replicates": {"gold_standard": 0}}, "must be >= 1")):
+        with pytest.raises(BlockParameterError, match=message):
+            block_parameters(7, **bad)
 
 
 def test_default_grids_and_labels():
@@ -56,7 +82,7 @@ def test_plan_resolves_every_config_with_the_axis_value():
     (3, {"lr_ratio": [True]}, "numbers required"),
     (2, {"joint_ratio": []}, "give at least one value"),
     (1, {"seed_mode": "both", "sim_seeds": [1]}, "give both or neither"),
-    (7, {}, "block 7: unknown"),
+    (8, {}, "block 8: unknown"),
 ])
 def test_bad_parameters_raise_one_line(number, values, needle):
     with pytest.raises(BlockParameterError, match=None) as err:

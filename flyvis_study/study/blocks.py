@@ -36,6 +36,7 @@ with ``BlockInUse``, one line naming the holder (host, PID, since when). A kerne
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from typing import Any
 import pandas as pd
 import xarray as xr
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from flyvis_study.config import ConfigError
 from flyvis_study.resources import project_path
@@ -82,6 +84,17 @@ ARMS = {
     "two_stage_constant_schedule": "two_stage_constant_schedule.yaml",  # epoch-0 coefficients throughout
 }
 
+# Block 7's training arms: what limits V_rest. Budgets: 1 epoch, except the two constant-schedule
+# arms (2 epochs: the phase split against its own standard-training control).
+VREST_ARMS = {
+    "gold_standard": "gold_standard.yaml",
+    "two_stage_constant_schedule": "two_stage_constant_schedule.yaml",
+    "standard_2_epochs_constant_schedule": "standard_2_epochs_constant_schedule.yaml",  # its control
+    "silent_anchor": "silent_anchor.yaml",  # g_phi pinned to 0 below the transmission threshold
+    "observed_target": "observed_target.yaml",  # the finite difference of the noisy voltages as target
+    "silent_anchor_observed_target": "silent_anchor_observed_target.yaml",
+}
+
 
 @dataclass(frozen=True)
 class BlockDefinition:
@@ -94,8 +107,10 @@ class BlockDefinition:
     (``BASELINE_BLOCK``).
     ``controls`` are the arms every other arm is compared with inside the block (block 6).
     ``arm_choice``: the block takes an ``arms`` parameter (a subset of ``arms``) and labels
-    every cell with its arm; ``replication``: block 5's one arm is the best config of earlier
-    blocks (``best_config`` / ``best_from``).
+    every cell with its arm, and the parameters ``arm_levels``, ``arm_replicates`` and
+    ``level_replicates`` that make its factorial incomplete; ``replication``: block 5's one arm
+    is the best config of earlier blocks (``best_config`` / ``best_from``). ``defaults``: the
+    block's own defaults of its parameters (e.g. block 7's design), over the common ones.
     """
 
     number: int
@@ -109,6 +124,7 @@ class BlockDefinition:
     controls: tuple[str, ...] = ()
     arm_choice: bool = False
     replication: bool = False
+    defaults: dict[str, Any] = field(default_factory=dict)
     parameters: type[BlockParameters] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -133,7 +149,9 @@ class BlockDefinition:
 
         Labels: the arm alone without axes; ``name=value_...`` with axes and one arm;
         ``{arm}_name=value_...`` when the block takes an ``arms`` parameter. An arm's levels of an
-        axis are ``params.arm_levels[arm][axis]`` where given (an incomplete factorial).
+        axis are ``params.arm_levels[arm][axis]`` where given (an incomplete factorial); a cell
+        runs on the first min(replicates, arm_replicates[arm], level_replicates[axis][level]
+        over its levels) seed pairs.
         """
         if self.replication:
             arm, base = next(iter(self.arms.items()))
@@ -151,8 +169,13 @@ class BlockDefinition:
             for values in itertools.product(*levels):
                 parts = [f"{a.label}={v:g}" for a, v in zip(self.axes, values)]
                 label = "_".join([arm] * (self.arm_choice or not parts) + parts)
+                caps = [getattr(params, "arm_replicates", {}).get(arm)]
+                caps += [getattr(params, "level_replicates", {}).get(a.name, {}).get(a.kind(v))
+                         for a, v in zip(self.axes, values)]
+                caps = [c for c in caps if c is not None]
                 out.append(Cell(label, arm, self.arms[arm], {a.key: a.kind(v) for a, v in zip(self.axes, values)},
-                                {a.factor: a.kind(v) for a, v in zip(self.axes, values)}))
+                                {a.factor: a.kind(v) for a, v in zip(self.axes, values)},
+                                min(caps) if caps else None))
         return out
 
 
@@ -207,6 +230,8 @@ def _parameters_model(block: BlockDefinition) -> type[BlockParameters]:
             return out
 
         def levels_of_listed_arms(self):
+            if "arm_levels" not in self.model_fields_set:  # the block's defaults: for the arms chosen
+                self.__dict__["arm_levels"] = {a: v for a, v in self.arm_levels.items() if a in self.arms}
             stray = [arm for arm in self.arm_levels if arm not in self.arms]
             if stray:
                 raise ValueError(f"arm_levels: {', '.join(map(str, stray))} not among the arms "
@@ -215,6 +240,30 @@ def _parameters_model(block: BlockDefinition) -> type[BlockParameters]:
 
         validators["_arm_levels"] = field_validator("arm_levels", mode="before")(levels_per_axis)
         validators["_arm_levels_arms"] = model_validator(mode="after")(levels_of_listed_arms)
+        fields["arm_replicates"] = (dict[str, int], Field(
+            default_factory=dict, description="per arm, how many of the seed pairs it runs on (its first ones), "
+                                              "e.g. {observed_target: 4}"))
+        fields["level_replicates"] = (dict[str, dict[float, int]], Field(
+            default_factory=dict, description="per axis level, how many of the seed pairs its cells run on, "
+                                              "e.g. {blank_fraction: {0.5: 4}}"))
+
+        def replicate_caps(self):
+            if "arm_replicates" not in self.model_fields_set:  # the block's defaults: for the arms chosen
+                self.__dict__["arm_replicates"] = {a: n for a, n in self.arm_replicates.items() if a in self.arms}
+            stray = [arm for arm in self.arm_replicates if arm not in self.arms]
+            if stray:
+                raise ValueError(f"arm_replicates: {', '.join(map(str, stray))} not among the arms "
+                                 f"({', '.join(self.arms)})")
+            for name in self.level_replicates:
+                if name not in axes:
+                    raise ValueError(f"level_replicates: unknown axis {name}; allowed: {', '.join(axes)}")
+            counts = [*self.arm_replicates.values(), *(n for caps in self.level_replicates.values()
+                                                       for n in caps.values())]
+            if any(n < 1 for n in counts):
+                raise ValueError("arm_replicates, level_replicates: seed-pair counts must be >= 1")
+            return self
+
+        validators["_replicate_caps"] = model_validator(mode="after")(replicate_caps)
     if block.replication:
         fields["best_config"] = (dict[str, Any], Field(default_factory=dict, description=(
             "dotted overrides of the config to replicate; empty: the best-ranked of best_from")))
@@ -228,6 +277,11 @@ def _parameters_model(block: BlockDefinition) -> type[BlockParameters]:
             return paths
 
         validators["_best_from"] = field_validator("best_from")(files_exist)
+    for name, value in block.defaults.items():  # the block's own defaults
+        annotation, info = fields.get(name) or (BlockParameters.model_fields[name].annotation,
+                                                BlockParameters.model_fields[name])
+        fields[name] = (annotation, FieldInfo.merge_field_infos(info, default=copy.deepcopy(value),
+                                                                default_factory=None))
     return create_model(f"Block{block.number}Parameters", __base__=BlockParameters, __validators__=validators,
                         **fields)
 
@@ -307,6 +361,46 @@ named with its definition (**affine** and **identity**, see *How to read* at the
 are counted from 1 in prose (metrics.log counts from 0).""",
         examples=("-p preset small", "-p 'arms=[standard_1_epoch, standard_2_epochs, two_stage]' "
                                      "-p 'blank_fraction=[0, 0.5]'")),
+    BlockDefinition(
+        7, "Block 7: what limits V_rest (message offset, training target, silent anchor, phase split)",
+        "What limits V_rest recovery: the offset of the learned message (read through by the corrected "
+        "readout, or removed in training by the silent-input anchor), the privileged clean training target, "
+        "or the regulariser schedule and phase split of two-stage training?",
+        VREST_ARMS, baseline="gold_standard", controls=("gold_standard", "standard_2_epochs_constant_schedule"),
+        arm_choice=True,
+        axes=(Axis("blank_fraction", "simulation.stimulus.blank_fraction", (0.0, 0.5), float, "blank",
+                   "fraction of each clip's first frames at zero luminance, in [0, 1)"),),
+        defaults={
+            "replicates": 8,
+            "arm_levels": {arm: {"blank_fraction": [0.0]} for arm in (
+                "two_stage_constant_schedule", "standard_2_epochs_constant_schedule",
+                "silent_anchor_observed_target")},
+            "arm_replicates": {"observed_target": 4, "silent_anchor_observed_target": 4},
+            "level_replicates": {"blank_fraction": {0.5: 4}},
+        },
+        about="""The arms (`study.blocks.VREST_ARMS`, each a named config):
+- `gold_standard`: standard training, 1 epoch, the clean derivative as target;
+- `two_stage_constant_schedule` and its control `standard_2_epochs_constant_schedule`: 2 epochs
+  each with the regulariser coefficients held at their epoch-1 values; they differ only by the
+  phase split, so their paired difference is the phase split's own effect;
+- `silent_anchor`: the gold standard plus the silent-input anchor (`training.coeff_g_phi_silent`),
+  which drives g_phi^2 to 0 for presynaptic voltages in [-2, 0], where the true synapse transmits
+  nothing and the data barely constrain g_phi;
+- `observed_target`: the gold standard trained on the observed derivative (v_{t+1} - v_t) / dt
+  (`training.derivative_target: observed`), the target a recording gives, instead of the
+  simulator's clean derivative; `silent_anchor_observed_target`: both.
+
+Every run is read out twice (a readout is not a training arm): **plain** (f_theta at message 0,
+the seed's) and **corrected** (f_theta at each neuron's learned silent message, which the gauge
+msg -> msg / c + d does not move; `evaluation.recovery`). Every recovery is given as the seed's
+affine R2 and in the field's convention `inliers [all] (% dropped)` (identity line; thresholds
+0.2 for V_rest, 0.1 for tau, 1.0 for W).
+
+The design: at blank 0, 8 seed pairs for the first four arms, 4 for the observed-target arms; at
+blank 0.5 the gold standard, the anchor and the observed target on 4 pairs (`arm_levels`,
+`arm_replicates`, `level_replicates`). A "raised" verdict needs at least 8 pairs and the paired
+t interval above 0.""",
+        examples=("-p preset small", "-p 'arms=[gold_standard, silent_anchor]' -p replicates=2")),
 )}
 
 # The study's baseline block: every block without a control of its own (``BlockDefinition.baseline``

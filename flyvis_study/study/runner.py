@@ -82,12 +82,14 @@ def check_scheduler(address: str, timeout: float = 5.0) -> None:
 
 def stacks(specs: list[RunSpec], size: int) -> list[list[RunSpec]]:
     """The specs in groups of at most ``size`` that can train as one stack (same
-    ``stacking.train.stack_key`` and device), in spec order within and across groups."""
-    from flyvis_study.stacking.train import stack_key
+    ``stacking.train.stack_key`` and device), in spec order within and across groups; a run
+    that cannot be stacked (``stacking.train.stackable``) trains alone."""
+    from flyvis_study.stacking.train import stack_key, stackable
 
     groups: dict[tuple, list[RunSpec]] = {}
     for spec in specs:
-        groups.setdefault((stack_key(spec.config), spec.device), []).append(spec)
+        key = (stack_key(spec.config), spec.device) if stackable(spec.config) else ("alone", spec.run_id)
+        groups.setdefault(key, []).append(spec)
     out = [g[k:k + size] for g in groups.values() for k in range(0, len(g), max(1, size))]
     order = {s.run_id: i for i, s in enumerate(specs)}
     return sorted(out, key=lambda g: order[g[0].run_id])
@@ -106,7 +108,9 @@ def run_many(specs: list[RunSpec], out_root: str | Path, client=None, progress: 
     """Run every spec (skipping finished ones); returns the run-file paths in spec order.
 
     Specs with the same run id (the same resolved config and seeds, ``study.spec.run_id_of``)
-    are one run, trained once; each gets its path.
+    are one run, trained once; each gets its path. Unfinished runs train replicate by
+    replicate (every cell's first seed pair, then every cell's second, ...), so that a block
+    stopped part-way holds paired runs of every cell.
 
     ``stack`` > 1: the unfinished specs train in stacks of up to that many runs
     (``stacks``, ``study.run.run_stack``), one process (one Dask task) per stack.
@@ -127,6 +131,7 @@ def run_many(specs: list[RunSpec], out_root: str | Path, client=None, progress: 
             paths[spec.run_id] = str(out_root / "runs" / spec.run_id / "run.nc")
         else:
             todo.append(spec)
+    todo.sort(key=lambda s: s.replicate)  # stable: cell order within a replicate
     groups = stacks(todo, stack) if stack > 1 else [[s] for s in todo]
     bar = tqdm(total=len(unique), initial=len(paths), desc="runs", unit="run", disable=not progress)
 

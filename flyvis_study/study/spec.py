@@ -36,7 +36,8 @@ class Cell:
 
     ``label`` names the cell in its block (the ``config`` coordinate); ``arm`` and ``factors``
     ({axis name: level}) are its coordinates in run and block files; ``base_config`` and
-    ``overrides`` (dotted keys) resolve it to a run config.
+    ``overrides`` (dotted keys) resolve it to a run config. ``replicates``: how many of the
+    block's seed pairs the cell runs on (the first ones; None: all).
     """
 
     label: str
@@ -44,6 +45,7 @@ class Cell:
     base_config: str
     overrides: dict = field(default_factory=dict)
     factors: dict = field(default_factory=dict)
+    replicates: int | None = None
 
 
 class RunSpec(BaseModel):
@@ -145,7 +147,7 @@ def grid_specs(block: int, configs: list[Cell] | dict[str, dict], replicates: in
     for cell in configs:
         merged = {**(common_overrides or {}), **cell.overrides}
         for model in (ground_truth_models or [None]):
-            for r, ((s, t), mode) in enumerate(zip(pairs, modes)):
+            for r, ((s, t), mode) in enumerate(zip(pairs[:cell.replicates], modes)):
                 spec = RunSpec(block=block, label=cell.label, base_config=cell.base_config, overrides=merged,
                                preset=preset, sim_seed=int(s), train_seed=int(t), seed_mode=mode, replicate=r,
                                device=device, cache=cache, ground_truth_model=model, arm=cell.arm,
