@@ -15,7 +15,9 @@ against, the trained model (loaded from its last checkpoint on request), and one
 method per panel of the per-run figure.
 
 ``compare(block_a, block_b, metric)`` is the paired comparison (treatment ``block_b`` minus
-baseline ``block_a`` on shared seed pairs; ``study.comparison.paired_comparison``).
+baseline ``block_a`` on shared seed pairs; a ``study.comparison.PairedComparison``).
+``Block.type_errors()`` is the signed V_rest error per run, readout and cell type
+(``study.type_errors``), ``Block.plot_type_errors()`` its figure.
 
 Example::
 
@@ -23,7 +25,8 @@ Example::
     standard = fs.open_block("reports/examples/small/block0.nc")
     two_stage = fs.open_block("reports/examples/small/block1.nc")
     two_stage.statistics[["connectivity_R2_mean", "V_rest_R2_mean"]]
-    fs.compare(standard, two_stage, "V_rest_R2")["mean_difference"]
+    fs.compare(standard, two_stage, "V_rest_R2").mean_difference
+    two_stage.type_errors().groupby(["readout", "cell_type"]).signed_error.mean()
     run = two_stage.median_run()
     run.trajectory.tail()
     run.plot_recovered()
@@ -42,6 +45,7 @@ import pandas as pd
 import xarray as xr
 
 from flyvis_study.config import RunConfig
+from flyvis_study.study.comparison import PairedComparison
 
 
 # ----------------------------------------------------------------------------- blocks
@@ -129,6 +133,19 @@ class Block:
         ax.set(ylabel=metric, title=f"{self.path.name}: {metric} per seed pair")
         fig.tight_layout()
         return fig
+
+    def type_errors(self) -> pd.DataFrame:
+        """Signed V_rest error per (run, readout, cell type) of the runs beside the file (``study.type_errors``)."""
+        from flyvis_study.study.type_errors import type_errors
+
+        return type_errors(self.ds, self.path.parent)
+
+    def plot_type_errors(self):
+        """The per-type signed V_rest error, both readouts, per arm (``report.levers.type_error_figure``;
+        blocks with factor coordinates)."""
+        from flyvis_study.report.levers import type_error_figure
+
+        return type_error_figure(self.ds, self.path.parent)
 
     def plot_trajectories(self):
         """Mean and per-run R2 trajectories per config, phases shaded (the block report's figure)."""
@@ -308,11 +325,12 @@ def open_run(path: str | Path) -> Run:
 
 
 def compare(block_a: str | Path | Block | xr.Dataset, block_b: str | Path | Block | xr.Dataset, metric: str,
-            config_a: str | None = None, config_b: str | None = None) -> dict:
+            config_a: str | None = None, config_b: str | None = None) -> PairedComparison:
     """Paired comparison of ``metric``, block_b (treatment) minus block_a (baseline), on shared seed pairs.
 
-    Returns the per-pair values and differences, the mean difference with its 95 % bootstrap
-    CI, Wilcoxon and paired-t p values and d_z (``study.comparison.paired_comparison``).
+    Returns a ``study.comparison.PairedComparison``: the per-pair values and differences, the
+    mean difference with its 95 % t and bootstrap intervals, the exact sign-flip, Wilcoxon and
+    paired-t p values and d_z.
     """
     from flyvis_study.study.comparison import paired_comparison
 

@@ -78,8 +78,9 @@ def test_compare_is_the_paired_comparison(blocks):
     b0, b1 = blocks
     c = fs.compare(b0.nc_path, fs.open_block(b1.nc_path), "V_rest_R2")
     expected = paired_comparison(b0.dataset, b1.dataset, "V_rest_R2")
-    assert c["n_pairs"] == 2 and c["pairs"] == [[0, 0], [1, 1]]
-    assert json.dumps(c, sort_keys=True) == json.dumps(expected, sort_keys=True)
+    assert c.n_pairs == 2 and c.pairs == [(0, 0), (1, 1)]
+    assert json.dumps(c.row(), sort_keys=True) == json.dumps(expected.row(), sort_keys=True)
+    assert c.baseline == expected.baseline and c.treatment == expected.treatment
 
 
 def test_blocks_0_1_and_6_in_one_folder_train_shared_runs_once(blocks, tmp_path, dataset_root):
@@ -146,6 +147,6 @@ def test_committed_small_examples_open_with_their_median_runs():
         model = run.model()
         assert model.embedding.shape == (1203, 2)
     comparison = fs.compare(standard, two_stage, "V_rest_R2")
-    assert comparison["n_pairs"] == 4
+    assert comparison.n_pairs == 4
     for page in ("block0.html", "block1.html", "study_summary.html", "index.html"):
         assert report_problems((folder / page).read_text()) == [], page

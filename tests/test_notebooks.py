@@ -163,20 +163,22 @@ def test_block_6_levers_report_and_its_comparisons(tmp_path, dataset_root):
                             "cache_dir": str(dataset_root), "out_dir": str(tmp_path)})
     html = out["html"].read_text()
     assert report_problems(html, min_figures=5) == []
-    order = [html.index(h) for h in ("Parameters (resolved)", "1. Does two-stage raise V_rest_R2",
-                                     "2. Which lever raises V_rest_R2 most",
-                                     "Arm x blank x noise", "Forest plot", "Paired plot", "At the start of epoch 2",
-                                     "V_rest_R2 during training", "How to read this report")]
+    order = [html.index(h) for h in ("Parameters (resolved)", "1. Does two_stage raise V_rest_R2",
+                                     "2. Which cell raises V_rest_R2 most", "in the field convention",
+                                     "Effect of the corrected readout", "Cells: means and 95 % t intervals",
+                                     "Forest plot", "Paired plot", "Signed V_rest error per cell type",
+                                     "At the start of epoch 2", "V_rest_R2 during training", "How to read this report")]
     assert order == sorted(order)
     assert "V_rest_R2 (affine)" in html and "(identity)" in html and "V_rest_R2_identity" in html
+    assert "V_rest_R2_corrected" in html and "inliers [all] (% dropped)" in html
     ds = xr.load_dataset(out["nc"], engine="h5netcdf")
     labels = [f"{a}_blank={b}_noise=0.05" for a in arms for b in ("0", "0.5")] + ["lr_drop_blank=0_noise=0.05"]
     assert sorted(ds["config"].values) == sorted(labels) and int((ds["run_id"] != "").sum()) == 14
     comparisons = lever_comparisons(ds, n_resamples=999)
-    kinds = [c["kind"] for c in comparisons if c["metric"] == "V_rest_R2"]
+    kinds = [c.kind for c in comparisons if c.metric == "V_rest_R2"]
     assert {k: kinds.count(k) for k in set(kinds)} == {"vs standard_1_epoch": 5, "vs standard_2_epochs": 5,
-                                                       "blank": 3, "vs gold standard": 6}
-    assert not any(c["arm"] == "lr_drop" and c["blank_fraction"] == 0.5 for c in comparisons)
+                                                       "blank_fraction": 3, "vs gold standard": 6}
+    assert not any(c.arm == "lr_drop" and c.levels["blank_fraction"] == 0.5 for c in comparisons)
     log = (tmp_path / "two_stage_blank=0.5_noise=0.05_analysis.md").read_text()
     mutation = next(line for line in log.splitlines() if line.startswith("Mutation: ")).removeprefix("Mutation: ")
     assert sorted(mutation.split("; ")) == ["simulation.stimulus.blank_fraction 0.0 -> 0.5",
@@ -184,18 +186,40 @@ def test_block_6_levers_report_and_its_comparisons(tmp_path, dataset_root):
     assert "Parent rule: block 6 grid over the arm two_stage (two_stage.yaml) x " in log
     assert "identity (1 - SS_res / SS_tot about learned = true, on inliers): connectivity_R2_identity=" in log
     # at the tiny preset fewer than two tau_hat lie within 0.1 of their tau, so tau_R2_identity is NaN
-    assert all(c["n_pairs"] == 2 for c in comparisons if c["metric"] != "tau_R2_identity")
-    c = next(c for c in comparisons if c["kind"] == "vs standard_2_epochs" and c["arm"] == "two_stage"
-             and c["blank_fraction"] == 0.5 and c["metric"] == "V_rest_R2_identity")
+    assert all(c.n_pairs == 2 for c in comparisons if "tau_R2_identity" not in c.metric and "field" not in c.metric)
+    c = next(c for c in comparisons if c.kind == "vs standard_2_epochs" and c.arm == "two_stage"
+             and c.levels["blank_fraction"] == 0.5 and c.metric == "V_rest_R2_identity")
     two, std = (ds["V_rest_R2_identity"].sel(config=f"{a}_blank=0.5_noise=0.05").values.ravel()
                 for a in ("two_stage", "standard_2_epochs"))
     ok = np.isfinite(two) & np.isfinite(std)
-    assert c["mean_difference"] == pytest.approx(float(np.mean(two[ok] - std[ok])))
+    assert c.mean_difference == pytest.approx(float(np.mean(two[ok] - std[ok])))
     table = lever_table(ds)
     assert table.loc[("two_stage", 0.5, 0.05), "V_rest_R2_identity_mean"] == pytest.approx(float(np.mean(two[ok])))
     one, two_epochs = (ds.sel(config=f"{a}_blank=0_noise=0.05") for a in ("standard_1_epoch", "standard_2_epochs"))
     first = np.isfinite(one["traj_conn"].values)
     np.testing.assert_array_equal(one["traj_conn"].values[first], two_epochs["traj_conn"].values[first])
+
+
+def test_block_7_what_limits_v_rest_report(tmp_path, dataset_root):
+    """Block 7 at the tiny preset (the gold standard, the silent anchor and the observed target at
+    blank 0, 2 pairs): the levers train through the notebook, every run holds both readouts and
+    the field's convention, and the report shows them, with the per-type error figure."""
+    arms = ["gold_standard", "silent_anchor", "observed_target"]
+    out = execute_block(7, {"replicates": 2, "arms": arms, "blank_fraction": [0], "overrides": FAST,
+                            "cache_dir": str(dataset_root), "out_dir": str(tmp_path)})
+    html = out["html"].read_text()
+    assert report_problems(html, min_figures=5) == []
+    assert "2. Which cell raises V_rest_R2 most over the gold standard (gold_standard" in html
+    assert "field R2, corrected readout" in html and "Signed V_rest error per cell type" in html
+    ds = xr.load_dataset(out["nc"], engine="h5netcdf")
+    assert int((ds["run_id"] != "").sum()) == 6 and sorted(set(ds["arm"].values)) == sorted(arms)
+    for name in ("V_rest_R2_corrected", "V_rest_R2_field", "V_rest_R2_field_all_corrected", "tau_R2_corrected",
+                 "connectivity_R2_field", "V_rest_field_dropped"):
+        assert np.isfinite(ds[name].values[ds["run_id"].values != ""]).all(), name
+    configs = {a: json.loads(ds["config_json"].sel(config=f"{a}_blank=0").values.ravel()[0])["training"]
+               for a in arms}
+    assert configs["silent_anchor"]["coeff_g_phi_silent"] > 0 and "coeff_g_phi_silent" not in configs["gold_standard"]
+    assert configs["observed_target"]["derivative_target"] == "observed"
 
 
 def test_explore_notebook_tours_blocks_and_trains_a_live_run(tmp_path, dataset_root):
@@ -219,7 +243,7 @@ def test_explore_notebook_tours_blocks_and_trains_a_live_run(tmp_path, dataset_r
     text = json.dumps(nb)
     shown = json.dumps([c.get("outputs", []) for c in nb.cells])
     assert re.search(r"s\d+_t\d+__[0-9a-f]{8}", shown)  # a run id
-    assert "Wilcoxon p" in shown and "mean_difference" not in shown
+    assert "sign-flip p" in shown and "mean_difference" not in shown
     assert "widget-view" not in text and "widgets" not in nb.metadata and "IProgress" not in text
     assert (run_dir / "metrics.json").is_file() and (run_dir / "recovered.npz").is_file()
 

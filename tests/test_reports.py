@@ -18,6 +18,7 @@ from flyvis_study.evaluation.trajectory import trajectory_observations
 from flyvis_study.report.figures import paired_figure
 from flyvis_study.report.html import render_html, report_problems
 from flyvis_study.report.verdicts import block_headline
+from flyvis_study.study.comparison import PairedComparison
 from flyvis_study.study.progress import BlockMonitor, describe, snapshot, write_block_status
 from flyvis_study.study.statistics import flag_reasons
 from flyvis_study.train.progress import write_run_progress
@@ -87,16 +88,16 @@ def test_flag_reasons_name_the_rule_each_metric_misses():
 
 def _comparison(metric, baseline, treatment, config="two_stage_default"):
     diff = np.subtract(treatment, baseline)
-    return {"metric": metric, "baseline_config": "standard", "treatment_config": config, "n_pairs": len(diff),
-            "baseline": baseline, "treatment": treatment, "mean_difference": float(diff.mean()),
-            "ci95_low": float(diff.min()), "ci95_high": float(diff.max())}
+    return PairedComparison(metric, "standard", config, pairs=[(k, k) for k in range(len(diff))],
+                            baseline=list(baseline), treatment=list(treatment),
+                            t_low=float(diff.min()), t_high=float(diff.max()))
 
 
 def test_headline_and_paired_figure():
     comps = [_comparison("V_rest_R2", [0.2, 0.3], [0.1, 0.2]), _comparison("connectivity_R2", [0.9, 0.9], [0.8, 0.9]),
              _comparison("tau_R2", [0.9, 0.9], [0.9, 0.9])]
     line = block_headline(pd.DataFrame(), comps)
-    assert line == ("vs standard on 2 seed pairs (mean paired difference, 95 % CI): two_stage_default: "
+    assert line == ("vs standard on 2 seed pairs (mean paired difference, 95 % t interval): two_stage_default: "
                     "V_rest_R2 -0.100 [-0.100, -0.100], connectivity_R2 -0.050 [-0.100, +0.000]")
     fig = paired_figure(comps)
     paired_axes, forest = fig.axes[:3], fig.axes[3]
@@ -104,7 +105,7 @@ def test_headline_and_paired_figure():
     assert [t.get_text() for t in forest.get_yticklabels()] == [
         "two_stage_default: V_rest_R2", "two_stage_default: connectivity_R2", "two_stage_default: tau_R2"]
     plt.close(fig)
-    assert paired_figure([{**comps[0], "n_pairs": 0}]) is None
+    assert paired_figure([PairedComparison("V_rest_R2", "standard", "two_stage_default")]) is None
 
 
 def _rows(conn, vrest, phases, epochs):

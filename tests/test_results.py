@@ -113,15 +113,32 @@ def test_paired_comparison(tmp_path):
     two = block_dataset([fake_run(tmp_path, "two_stage", r, r, 0.93, v)
                          for r, v in enumerate([0.5, 0.6, 0.55, 0.7])], 1)
     c = paired_comparison(base, two, "V_rest_R2")
-    assert c["n_pairs"] == 4 and c["n_positive"] == 4
-    assert c["mean_difference"] == pytest.approx(np.mean([0.3, 0.2, 0.25, 0.2]))
-    assert c["ci95_low"] > 0 and c["ci95_high"] <= 0.3 + 1e-9
-    assert c["wilcoxon_p"] == pytest.approx(0.125)  # the smallest two-sided p with 4 pairs
+    assert c.n_pairs == 4 and c.n_positive == 4
     d = np.array([0.3, 0.2, 0.25, 0.2])
-    assert c["effect_size_dz"] == pytest.approx(d.mean() / d.std(ddof=1))
+    np.testing.assert_allclose(c.differences, d)
+    assert c.mean_difference == pytest.approx(d.mean())
+    assert c.ci95_low > 0 and c.ci95_high <= 0.3 + 1e-9
+    assert c.wilcoxon_p == pytest.approx(0.125)  # the smallest two-sided p with 4 pairs
+    assert c.sign_flip_p == pytest.approx(2 / 16)  # all positive: only the all-+ and all-- patterns reach it
+    half = 3.182446305284263 * d.std(ddof=1) / 2  # t_{0.975, 3} (tables) x sd / sqrt(4)
+    assert (c.t_low, c.t_high) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert c.effect_size_dz == pytest.approx(d.mean() / d.std(ddof=1))
+    assert not c.raised  # 4 pairs: no claim, however clear
     # only shared seed pairs count
     other = block_dataset([fake_run(tmp_path, "two_stage_x", r + 10, r, 0.9, 0.5) for r in range(2)], 1)
-    assert paired_comparison(base, other, "V_rest_R2")["n_pairs"] == 0
+    assert paired_comparison(base, other, "V_rest_R2").n_pairs == 0
+
+
+def test_sign_flip_p_is_exact():
+    from flyvis_study.study.comparison import sign_flip_p
+
+    # d = (1, 2, 3): the 8 sign patterns give |mean| 2, 4/3, 2/3, 0, 0, 2/3, 4/3, 2 (times 1/1): 2 reach 2
+    assert sign_flip_p(np.array([1.0, 2.0, 3.0])) == pytest.approx(2 / 8)
+    # d = (1, -1, 3, 0.5): |mean| >= 0.875 for 4 of 16 patterns (+-(1,-1,3,.5), +-(-1,-1,3,.5)... counted)
+    d = np.array([1.0, -1.0, 3.0, 0.5])
+    signs = np.array(np.meshgrid(*[[1, -1]] * 4)).reshape(4, -1).T
+    assert sign_flip_p(d) == pytest.approx(np.mean(np.abs(signs @ d) >= abs(d.sum()) - 1e-12))
+    assert np.isnan(sign_flip_p(np.array([])))
 
 
 def test_analysis_log_in_seed_format(block, tmp_path):

@@ -27,6 +27,19 @@ R2_DEFINITION_OF = {"connectivity_R2": "affine", "tau_R2": "affine", "V_rest_R2"
                     **{name: "identity" for name in IDENTITY_METRICS}}
 
 
+def definition_of(metric: str) -> str:
+    """The R2 definition a metric name carries: affine, identity or field (any readout)."""
+    name = metric.removesuffix(READOUT_SUFFIX["corrected"])
+    if name.endswith(("_R2_field", "_R2_field_all")):
+        return "field"
+    return R2_DEFINITION_OF.get(name, "")
+
+
+def readout_of(metric: str) -> str:
+    """The readout a metric name carries (``READOUT_SUFFIX``): corrected or plain."""
+    return "corrected" if metric.endswith(READOUT_SUFFIX["corrected"]) else "plain"
+
+
 def _readouts(*names: str) -> tuple[str, ...]:
     """Each name under every readout (``names.READOUT_SUFFIX``)."""
     return tuple(n + suffix for suffix in READOUT_SUFFIX.values() for n in names)

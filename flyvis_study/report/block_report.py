@@ -24,7 +24,7 @@ from flyvis_study.report.figures import distribution_figure, embedding_figure, p
 from flyvis_study.report.verdicts import KEEP_RULE, RAISE_RULE, block_verdict
 from flyvis_study.resources import project_path
 from flyvis_study.study.blocks import BASELINE_BLOCK, BlockResult, block_definition
-from flyvis_study.study.comparison import COMPARED_METRICS, compare_with_baseline
+from flyvis_study.study.comparison import CLAIM_MIN_PAIRS, COMPARED_METRICS, PairedComparison, compare_with_baseline
 from flyvis_study.study.parameters import BlockParameters
 from flyvis_study.study.schema import load_block
 from flyvis_study.study.statistics import (
@@ -42,7 +42,10 @@ __all__ = ["baseline_comparisons", "header", "verdict", "distribution_figure", "
            "resolved_configuration", "show_report"]
 
 COMPARISON_COLUMNS = ["treatment_config", "metric", "n_pairs", "mean_baseline", "mean_treatment", "mean_difference",
-                      "ci95_low", "ci95_high", "effect_size_dz", "wilcoxon_p", "ttest_p"]
+                      "t_low", "t_high", "ci95_low", "ci95_high", "sign_flip_p", "effect_size_dz", "wilcoxon_p",
+                      "ttest_p"]
+LEVER_DISTRIBUTION_METRICS = ("V_rest_R2", "V_rest_R2_corrected", "V_rest_R2_field", "V_rest_R2_field_corrected",
+                              "connectivity_R2", "tau_R2")
 
 
 def baseline_path(result: BlockResult) -> Path | None:
@@ -54,7 +57,7 @@ def baseline_path(result: BlockResult) -> Path | None:
     return default if result.block != BASELINE_BLOCK and default.is_file() else None
 
 
-def baseline_comparisons(result: BlockResult, metrics=COMPARED_METRICS) -> list[dict]:
+def baseline_comparisons(result: BlockResult, metrics=COMPARED_METRICS) -> list[PairedComparison]:
     """Paired comparisons of every config of the block with the baseline (empty without one)."""
     path = baseline_path(result)
     if path is None:
@@ -95,7 +98,7 @@ def header(result: BlockResult) -> str:
             f"Block file: `{result.nc_path}`.")
 
 
-def verdict(result: BlockResult, comparisons: list[dict]) -> str:
+def verdict(result: BlockResult, comparisons: list[PairedComparison]) -> str:
     return block_verdict(result.statistics, result.ranking, comparisons, result.parameters.preset)
 
 
@@ -107,11 +110,11 @@ def ranking_table(ranked: pd.DataFrame) -> pd.DataFrame | str:
     return ranked.round(4) if len(ranked) else "no config has >= 3 runs yet (ranking needs 3)"
 
 
-def comparison_table(comparisons: list[dict]) -> pd.DataFrame | str:
+def comparison_table(comparisons: list[PairedComparison]) -> pd.DataFrame | str:
     """Rows (config, metric): means, paired difference, its CI, d_z and p-values."""
     if not comparisons:
         return "no baseline block (parameter compare_with, or block0.nc in out_dir)"
-    table = pd.DataFrame(comparisons)[COMPARISON_COLUMNS].set_index(["treatment_config", "metric"])
+    table = pd.DataFrame([c.row() for c in comparisons])[COMPARISON_COLUMNS].set_index(["treatment_config", "metric"])
     return table.round(4)
 
 
@@ -136,7 +139,7 @@ SECTIONS = ("Verdict", "Key figure", "Statistics per config and metric", "Rankin
             "Resolved configuration")
 
 
-def show_block_report(result: BlockResult) -> list[dict]:
+def show_block_report(result: BlockResult) -> list[PairedComparison]:
     """Display the block's report (in a notebook); returns its paired comparisons.
 
     A block with its own controls (``BlockDefinition.self_controlled``) shows its levers report
@@ -148,10 +151,10 @@ def show_block_report(result: BlockResult) -> list[dict]:
         comparisons = baseline_comparisons(result)
         show_report(result, comparisons)
         return comparisons
-    comparisons = levers.show_report(result.dataset)
+    comparisons = levers.show_report(result.dataset, out_dir=result.out_dir)
     display(Markdown("### Statistics per config, one dot per run, and the configuration"))
     display(variance_table(result.statistics))
-    fig = distribution_figure(result.dataset, levers.LEVER_METRICS)
+    fig = distribution_figure(result.dataset, LEVER_DISTRIBUTION_METRICS)
     display(fig)
     plt.close(fig)
     display(HTML(collapsed("first run's configuration, resolved (seeds and arms differ per run); click to open",
@@ -173,25 +176,35 @@ def how_to_read(result: BlockResult) -> str:
                    f"the truth than the truth's mean is.")
     smallest_p = f"{2 / 2 ** pairs:.3g}" if pairs else "n/a"
     paired = (f"- *Paired comparisons*: mean difference (treatment - control) on the same (ground truth, "
-              f"sim_seed, train_seed) pairs, 95 % percentile-bootstrap CI, d_z (mean / SD of the differences), "
-              f"paired t and Wilcoxon p. With {pairs} pairs the smallest two-sided Wilcoxon p is {smallest_p}: "
-              f"read the CI, not the p-value.")
+              f"sim_seed, train_seed) pairs, its 95 % t interval, the 95 % percentile-bootstrap interval, the "
+              f"exact sign-flip p, d_z (mean / SD of the differences), paired t and Wilcoxon p. With {pairs} pairs "
+              f"the smallest two-sided sign-flip p is {smallest_p}, and a bootstrap interval above 0 only says "
+              f"that every pair is positive; a claim needs {CLAIM_MIN_PAIRS} pairs (`study.comparison`).")
+    field = (f"- *The field's convention*: `inliers [all] (% dropped)` = identity R2 on the inliers "
+             f"|learned - true| <= {evaluation.field_V_rest_threshold:g} (V_rest), "
+             f"{evaluation.field_tau_threshold:g} (tau), {evaluation.field_W_threshold:g} (W*), identity R2 on "
+             f"every neuron or edge, and the share dropped (`evaluation.recovery.field_metrics`).")
+    readouts = ("- *Readouts* of tau and V_rest: **plain** (f_theta at message 0, the seed's; names without "
+                "a suffix) and **corrected** (f_theta at each neuron's learned silent message, the message with "
+                "every presynaptic neuron at 0, where the true synapse transmits nothing; `_corrected`). A "
+                "message offset that f_theta absorbs moves the plain readout and not the corrected one "
+                "(`evaluation.recovery`).")
     definition = block_definition(result.block)
     if definition.self_controlled:
         epochs = {}
         for spec in result.specs:
             epochs.setdefault(spec.arm, spec.config.training.n_epochs)
-        control = next((c for c in definition.controls if c != definition.baseline), definition.baseline)
-        lines = [f"- *Answers*: (1) two_stage minus {control} on the same seed pairs, at each level of the other "
-                 f"factors; (2) every cell minus the gold standard ({definition.baseline} at the first levels), "
-                 f"ranked by the V_rest_R2 gain, with its conn_R2 and tau_R2 change. V_rest_R2 is *raised* when "
-                 f"{RAISE_RULE}; conn_R2 is *kept* when {KEEP_RULE}.",
+        arm, control = definition.focus or ("(no focus arm)", definition.baseline)
+        lines = [f"- *Answers*: (1) {arm} minus {control} on the same seed pairs, at each level of the axes; "
+                 f"(2) every cell minus the gold standard ({definition.baseline} at the first levels), "
+                 f"ranked by the V_rest_R2 gain, with its conn_R2 and tau_R2 change, per R2 definition and readout. "
+                 f"V_rest_R2 is *raised* when {RAISE_RULE}; conn_R2 is *kept* when {KEEP_RULE}.",
                  paired,
-                 "- *Budget*: " + ", ".join(f"{arm} trains {n} epoch{'s' * (n != 1)}" for arm, n in epochs.items())
-                 + f" of the same iterations each; {control} is the control at equal budget.",
+                 "- *Budget*: " + ", ".join(f"{a} trains {n} epoch{'s' * (n != 1)}" for a, n in epochs.items())
+                 + f" of the same iterations each; {control} is the control of {arm} at equal budget.",
                  "- *Epoch 2*: the per-epoch regulariser schedule switches W L1 and f_theta L1 on at epoch 2; the "
                  "epoch-2 table says how far conn_R2 and V_rest_R2 fall in its first tenth.",
-                 definitions]
+                 definitions, field, readouts]
         return "### How to read this report\n" + "\n".join(lines)
     robust = ", ".join(f"{m} with CV < {100 * cv:g} % and min > {lo:.2f}" for m, (cv, lo) in ROBUST_RULES.items())
     lines = [f"- *Statistics*: per config and metric, the number of runs, mean, std (ddof 1), CV and min. "
@@ -205,7 +218,7 @@ def how_to_read(result: BlockResult) -> str:
     return "### How to read this report\n" + "\n".join(lines)
 
 
-def show_report(result: BlockResult, comparisons: list[dict]) -> None:
+def show_report(result: BlockResult, comparisons: list[PairedComparison]) -> None:
     """Display every section of a block report in order, each under its heading (in a notebook).
 
     Verdict and key figure first; tables whole (no column or row elision); the other figures;

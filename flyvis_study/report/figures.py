@@ -12,6 +12,7 @@ import xarray as xr
 
 from flyvis_study.evaluation.figure import PHASE_COLOURS, embedding_plot
 from flyvis_study.evaluation.names import HEADLINE_METRICS
+from flyvis_study.study.comparison import PairedComparison
 from flyvis_study.study.results import runs_table
 
 
@@ -101,47 +102,47 @@ def embedding_figure(ds: xr.Dataset, out_dir: str | Path) -> plt.Figure | None:
     return fig
 
 
-def paired_figure(comparisons: list[dict], title_of=lambda c: c["treatment_config"]) -> plt.Figure | None:
+def paired_figure(comparisons: list[PairedComparison], title_of=lambda c: c.treatment_config) -> plt.Figure | None:
     """Per metric, one line per seed pair from the baseline to the treatment; then a forest plot.
 
-    ``comparisons``: ``study.comparison.paired_comparison`` results (any configs and metrics).
+    ``comparisons``: ``study.comparison.PairedComparison`` (any configs and metrics).
     Left panels: metric value under the baseline (left end) and the treatment (right end) of
     each shared (sim_seed, train_seed) pair, one pair of columns per treatment. Right panel:
-    the mean paired difference (treatment - baseline) with its 95 % bootstrap CI, per
+    the mean paired difference (treatment - baseline) with its 95 % t interval, per
     treatment and metric, and the zero line.
     """
-    shown = [c for c in comparisons if c["n_pairs"] > 0]
+    shown = [c for c in comparisons if c.n_pairs > 0]
     if not shown:
         return None
-    metrics = list(dict.fromkeys(c["metric"] for c in shown))
+    metrics = list(dict.fromkeys(c.metric for c in shown))
     treatments = list(dict.fromkeys(title_of(c) for c in shown))
     fig, axes = plt.subplots(1, len(metrics) + 1, figsize=(3.3 * len(metrics) + 5.0, 3.8),
                              gridspec_kw={"width_ratios": [1] * len(metrics) + [1.6]})
     for ax, metric in zip(axes[:-1], metrics):
         for k, name in enumerate(treatments):
-            c = next((c for c in shown if c["metric"] == metric and title_of(c) == name), None)
+            c = next((c for c in shown if c.metric == metric and title_of(c) == name), None)
             if c is None:
                 continue
             x = (2.5 * k, 2.5 * k + 1)
-            for b, t in zip(c["baseline"], c["treatment"]):
+            for b, t in zip(c.baseline, c.treatment):
                 ax.plot(x, (b, t), color="tab:red" if t < b else "tab:blue", lw=1, marker="o", ms=3, alpha=0.8)
         ticks = [x for k in range(len(treatments)) for x in (2.5 * k, 2.5 * k + 1)]
-        labels = [lab for name in treatments for lab in (next(c["baseline_config"] for c in shown
+        labels = [lab for name in treatments for lab in (next(c.baseline_config for c in shown
                                                                if title_of(c) == name), name)]
         ax.set_xticks(ticks, labels, rotation=30, ha="right", fontsize=7)
         ax.set_title(f"{metric} per seed pair", fontsize=9)
     forest = axes[-1]
-    rows = [c for name in treatments for m in metrics for c in shown if title_of(c) == name and c["metric"] == m]
+    rows = [c for name in treatments for m in metrics for c in shown if title_of(c) == name and c.metric == m]
     y = np.arange(len(rows))[::-1]
     colours = {m: f"C{i}" for i, m in enumerate(metrics)}
     for yy, c in zip(y, rows):
-        lo, hi = c["ci95_low"], c["ci95_high"]
+        lo, hi = c.t_low, c.t_high
         if np.isfinite(lo) and np.isfinite(hi):
-            forest.plot((lo, hi), (yy, yy), color=colours[c["metric"]], lw=2)
-        forest.plot(c["mean_difference"], yy, "o", color=colours[c["metric"]])
+            forest.plot((lo, hi), (yy, yy), color=colours[c.metric], lw=2)
+        forest.plot(c.mean_difference, yy, "o", color=colours[c.metric])
     forest.axvline(0, color="k", lw=0.8)
-    forest.set_yticks(y, [f"{title_of(c)}: {c['metric']}" for c in rows], fontsize=7)
-    forest.set_xlabel("paired difference, treatment - baseline (95 % CI)", fontsize=8)
+    forest.set_yticks(y, [f"{title_of(c)}: {c.metric}" for c in rows], fontsize=7)
+    forest.set_xlabel("paired difference, treatment - baseline (95 % t interval)", fontsize=8)
     forest.set_title("mean paired difference", fontsize=9)
     fig.tight_layout()
     return fig

@@ -63,7 +63,7 @@ def index_html(reports_dir: str | Path, baseline_block: int = BASELINE_BLOCK) ->
     rows = []
     for number, ds in blocks.items():
         a = ds.attrs
-        own = [c for c in comparisons if c["block"] == number]
+        own = [c for c in comparisons if c.block == number]
         headline = (lever_headline(lever_comparisons(ds)) if self_controlled(number)
                     else block_headline(config_statistics(ds), own))
         n_runs = int((ds["run_id"] != "").sum())

@@ -2,9 +2,9 @@
 
 A block without controls of its own (``BlockDefinition.self_controlled`` false) is compared
 with the baseline block (``study.blocks.BASELINE_BLOCK``: standard training, 1 epoch). A block
-with its own controls (block 6: ``study.levers``, every arm against standard_1_epoch and
-standard_2_epochs at equal blank fraction, and the blank effect) is summarised by its own two
-answers (``report.levers.answers``) instead.
+with its own controls (blocks 6 and 7: ``study.levers``, every arm against its controls at equal
+axis levels, each axis's effect, and every cell against the gold standard) is summarised by its
+own answers (``report.levers.answers``) instead.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import xarray as xr
 from flyvis_study.report.verdicts import study_answer
 from flyvis_study.resources import project_path
 from flyvis_study.study.blocks import BASELINE_BLOCK, block_definition
-from flyvis_study.study.comparison import compare_with_baseline
+from flyvis_study.study.comparison import PairedComparison, compare_with_baseline
 from flyvis_study.study.levers import lever_comparisons as levers_of
 from flyvis_study.study.schema import load_block
 from flyvis_study.study.statistics import config_statistics
@@ -36,7 +36,7 @@ def load_blocks(reports_dir: str | Path) -> dict[int, xr.Dataset]:
     return {int(p.stem[5:]): load_block(p) for p in sorted(folder.glob("block[0-9].nc"))}
 
 
-def study_comparisons(blocks: dict[int, xr.Dataset], baseline_block: int = BASELINE_BLOCK) -> list[dict]:
+def study_comparisons(blocks: dict[int, xr.Dataset], baseline_block: int = BASELINE_BLOCK) -> list[PairedComparison]:
     """Paired comparisons (V_rest_R2, conn_R2, tau_R2) of every config of every other block with the baseline."""
     if baseline_block not in blocks:
         return []
@@ -46,15 +46,15 @@ def study_comparisons(blocks: dict[int, xr.Dataset], baseline_block: int = BASEL
             continue
         for c in compare_with_baseline(blocks[baseline_block], ds, list(config_statistics(ds).index),
                                        SUMMARY_METRICS):
-            out.append({"block": number, **c})
+            out.append(c.within(block=number))
     return out
 
 
-def figure(comparisons: list[dict]):
+def figure(comparisons: list[PairedComparison]):
     """Paired lines per seed pair and the forest plot of every block's configs against the baseline."""
     from flyvis_study.report.figures import paired_figure
 
-    return paired_figure(comparisons, title_of=lambda c: f"{c['treatment_config']} (block {c['block']})")
+    return paired_figure(comparisons, title_of=lambda c: f"{c.treatment_config} (block {c.block})")
 
 
 def provenance_table(blocks: dict[int, xr.Dataset]) -> str:
@@ -70,23 +70,25 @@ def provenance_table(blocks: dict[int, xr.Dataset]) -> str:
     return "\n".join(lines)
 
 
-def answer(comparisons: list[dict]) -> str:
+def answer(comparisons: list[PairedComparison]) -> str:
     return study_answer(comparisons)
 
 
-def lever_comparisons(blocks: dict[int, xr.Dataset]) -> list[dict]:
-    """The paired comparisons of the blocks with their own controls (``study.levers.lever_comparisons``);
-    empty without such a block."""
+def lever_comparisons(blocks: dict[int, xr.Dataset]) -> list[PairedComparison]:
+    """The paired comparisons of the blocks with their own controls (``study.levers.lever_comparisons``,
+    each with its ``block``); empty without such a block."""
     return [c for number, ds in blocks.items() if self_controlled(number) for c in levers_of(ds)]
 
 
-def lever_answers(comparisons: list[dict]) -> str:
-    """Block 6's answers to the two questions (``report.levers.answers``), or why there are none."""
+def lever_answers(comparisons: list[PairedComparison]) -> str:
+    """The answers of each block with its own controls (``report.levers.answers``), or why there are none."""
     from flyvis_study.report.levers import answers
 
     if not comparisons:
-        return ("No block with its own controls (block 6, V_rest levers) in this folder: run `flyvis-study block 6`.")
-    return answers(comparisons)
+        return ("No block with its own controls (block 6, V_rest levers; block 7, what limits V_rest) in this "
+                "folder: run `flyvis-study block 6` or `flyvis-study block 7`.")
+    blocks = list(dict.fromkeys(c.block for c in comparisons))
+    return "\n\n".join(f"#### Block {b}\n\n" + answers([c for c in comparisons if c.block == b]) for b in blocks)
 
 
 def block_table(blocks: dict[int, xr.Dataset]) -> pd.DataFrame:
@@ -102,9 +104,9 @@ def block_table(blocks: dict[int, xr.Dataset]) -> pd.DataFrame:
     return pd.DataFrame(rows).round(4)
 
 
-def comparison_table(comparisons: list[dict]) -> pd.DataFrame | str:
+def comparison_table(comparisons: list[PairedComparison]) -> pd.DataFrame | str:
     if not comparisons:
         return "need the baseline block and at least one other block"
     cols = ["block", "treatment_config", "metric", "n_pairs", "mean_baseline", "mean_treatment", "mean_difference",
-            "ci95_low", "ci95_high", "effect_size_dz", "wilcoxon_p"]
-    return pd.DataFrame(comparisons)[cols].round(4)
+            "t_low", "t_high", "ci95_low", "ci95_high", "sign_flip_p", "effect_size_dz", "wilcoxon_p"]
+    return pd.DataFrame([c.row() for c in comparisons])[cols].round(4)

@@ -105,7 +105,8 @@ class BlockDefinition:
     then the CLI's). ``baseline`` is the arm the block's others are compared with; "" means the
     block has no control of its own and is compared with the study's baseline block
     (``BASELINE_BLOCK``).
-    ``controls`` are the arms every other arm is compared with inside the block (block 6).
+    ``controls`` are the arms every other arm is compared with inside the block (blocks 6, 7);
+    ``focus`` (treatment arm, control arm) the comparison the block's first question is about.
     ``arm_choice``: the block takes an ``arms`` parameter (a subset of ``arms``) and labels
     every cell with its arm, and the parameters ``arm_levels``, ``arm_replicates`` and
     ``level_replicates`` that make its factorial incomplete; ``replication``: block 5's one arm
@@ -122,6 +123,7 @@ class BlockDefinition:
     examples: tuple[str, str] = ("-p replicates 2", "-p replicates=4")
     baseline: str = ""
     controls: tuple[str, ...] = ()
+    focus: tuple[str, str] | tuple[()] = ()
     arm_choice: bool = False
     replication: bool = False
     defaults: dict[str, Any] = field(default_factory=dict)
@@ -179,6 +181,12 @@ class BlockDefinition:
         return out
 
 
+def _chosen(per_arm: dict, arms: list[str], defaults: dict) -> dict:
+    """``per_arm`` without the block's own default entries for arms not chosen (a default passed
+    back whole, e.g. by a notebook's parameters cell, applies to the arms chosen only)."""
+    return {a: v for a, v in per_arm.items() if a in arms or defaults.get(a) != v}
+
+
 def _parameters_model(block: BlockDefinition) -> type[BlockParameters]:
     """BlockParameters plus this block's grid fields (a number or a list; stored as a list)."""
     fields: dict[str, Any] = {}
@@ -230,8 +238,7 @@ def _parameters_model(block: BlockDefinition) -> type[BlockParameters]:
             return out
 
         def levels_of_listed_arms(self):
-            if "arm_levels" not in self.model_fields_set:  # the block's defaults: for the arms chosen
-                self.__dict__["arm_levels"] = {a: v for a, v in self.arm_levels.items() if a in self.arms}
+            self.__dict__["arm_levels"] = _chosen(self.arm_levels, self.arms, block.defaults.get("arm_levels", {}))
             stray = [arm for arm in self.arm_levels if arm not in self.arms]
             if stray:
                 raise ValueError(f"arm_levels: {', '.join(map(str, stray))} not among the arms "
@@ -248,8 +255,8 @@ def _parameters_model(block: BlockDefinition) -> type[BlockParameters]:
                                               "e.g. {blank_fraction: {0.5: 4}}"))
 
         def replicate_caps(self):
-            if "arm_replicates" not in self.model_fields_set:  # the block's defaults: for the arms chosen
-                self.__dict__["arm_replicates"] = {a: n for a, n in self.arm_replicates.items() if a in self.arms}
+            self.__dict__["arm_replicates"] = _chosen(self.arm_replicates, self.arms,
+                                                      block.defaults.get("arm_replicates", {}))
             stray = [arm for arm in self.arm_replicates if arm not in self.arms]
             if stray:
                 raise ValueError(f"arm_replicates: {', '.join(map(str, stray))} not among the arms "
@@ -338,7 +345,8 @@ BLOCKS: dict[int, BlockDefinition] = {b.number: b for b in (
         "(1) Does two-stage training raise V_rest_R2 while keeping conn_R2 *at equal budget*, i.e. against "
         "standard training for the same 2 epochs? (2) Which lever raises V_rest_R2 most over the gold standard, "
         "and at what cost in conn_R2 and tau_R2?",
-        ARMS, baseline="standard_1_epoch", controls=("standard_1_epoch", "standard_2_epochs"), arm_choice=True,
+        ARMS, baseline="standard_1_epoch", controls=("standard_1_epoch", "standard_2_epochs"),
+        focus=("two_stage", "standard_2_epochs"), arm_choice=True,
         axes=(Axis("blank_fraction", "simulation.stimulus.blank_fraction", (0.0, 0.5), float, "blank",
                    "fraction of each clip's first frames at zero luminance, in [0, 1)"),
               Axis("noise_level", "simulation.noise_model_level", (0.05,), float, "noise",
@@ -367,7 +375,7 @@ are counted from 1 in prose (metrics.log counts from 0).""",
         "readout, or removed in training by the silent-input anchor), the privileged clean training target, "
         "or the regulariser schedule and phase split of two-stage training?",
         VREST_ARMS, baseline="gold_standard", controls=("gold_standard", "standard_2_epochs_constant_schedule"),
-        arm_choice=True,
+        focus=("two_stage_constant_schedule", "standard_2_epochs_constant_schedule"), arm_choice=True,
         axes=(Axis("blank_fraction", "simulation.stimulus.blank_fraction", (0.0, 0.5), float, "blank",
                    "fraction of each clip's first frames at zero luminance, in [0, 1)"),),
         defaults={

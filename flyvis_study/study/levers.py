@@ -1,161 +1,169 @@
-"""Block 6 analysis: which lever recovers V_rest, paired on shared seed pairs.
+"""The analysis of a block with its own controls (blocks 6 and 7): which lever moves V_rest,
+paired on shared seed pairs.
 
-A block 6 config is one cell (arm, blank_fraction, noise_level) of the factorial
-(``study.blocks``), read from the block file's factor coordinates. Every comparison is
-``study.comparison.paired_comparison`` (treatment - control on the (ground_truth, sim_seed,
-train_seed) cells both have: mean difference, 95 % percentile-bootstrap CI, paired t, Wilcoxon
-signed-rank, d_z = mean / sd of the differences), of four kinds (``KINDS``):
+A config of such a block is one cell of its factorial: an arm at one level of each axis
+(``study.blocks.BlockDefinition``), read from the block file's factor coordinates. Every
+comparison is a ``study.comparison.PairedComparison`` (treatment - control on the
+(ground_truth, sim_seed, train_seed) cells both have), of these kinds:
 
-- ``vs standard_1_epoch``, ``vs standard_2_epochs``: each arm against the control arm at the
-  same blank fraction and noise level (standard_2_epochs is the control at equal budget for
-  every 2-epoch arm);
-- ``blank``: each arm at a blank fraction > 0 against the same arm at blank 0 (same noise);
-- ``vs gold standard``: every cell against standard_1_epoch at blank 0 and the first noise
-  level, the reference a user starts from; ``lever_ranking`` ranks these by the V_rest_R2 gain.
+- ``vs <control>`` for each control arm of the block (``BlockDefinition.controls``): each arm
+  against that control at the same level of every axis;
+- ``<axis factor>`` (e.g. ``blank_fraction``): each arm at a level of that axis other than its
+  first, against the same arm at the first level (the other axes equal);
+- ``vs gold standard``: every cell against the block's baseline arm (``BlockDefinition.baseline``)
+  at the first level of every axis, the reference a user starts from; ``lever_ranking`` ranks them.
 
-Metrics (``LEVER_METRICS``): V_rest_R2, conn_R2 and tau_R2 under both R2 definitions
-(``evaluation.names.R2_DEFINITION_OF``: ``affine``, the seed's squared Pearson r of the fit
-learned = a * true + b; ``identity``, 1 - SS_res / SS_tot about learned = true on inliers).
+Metrics (``LEVER_METRICS``): conn_R2, tau_R2 and V_rest_R2 under the three R2 definitions
+(``evaluation.names``: ``affine``, the seed's squared Pearson r of the fit learned = a * true + b;
+``identity`` about learned = true on the seed's inliers; ``field``, identity on the field's
+inliers), tau and V_rest under both readouts (``plain`` and ``corrected``).
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from flyvis_study.evaluation.names import R2_DEFINITION_OF
-from flyvis_study.study.comparison import paired_comparison
+from flyvis_study.evaluation.names import definition_of
+from flyvis_study.study.blocks import BlockDefinition, block_definition
+from flyvis_study.study.comparison import PairedComparison, paired_comparison, t_interval
 from flyvis_study.study.record import SCHEMA_VERSION
 from flyvis_study.study.results import runs_table
 
-LEVER_METRICS = ("V_rest_R2", "V_rest_R2_identity", "connectivity_R2", "connectivity_R2_identity", "tau_R2",
-                 "tau_R2_identity")
-CONTROLS = ("standard_1_epoch", "standard_2_epochs")
-GOLD_STANDARD = "standard_1_epoch"
-KINDS = ("vs standard_1_epoch", "vs standard_2_epochs", "blank", "vs gold standard")
-COMPARISON_COLUMNS = ["kind", "arm", "blank_fraction", "noise_level", "control", "metric", "definition", "n_pairs",
-                      "mean_baseline", "mean_treatment", "mean_difference", "ci95_low", "ci95_high",
-                      "effect_size_dz", "ttest_p", "wilcoxon_p", "n_positive"]
+LEVER_METRICS = ("V_rest_R2", "V_rest_R2_identity", "V_rest_R2_field", "V_rest_R2_corrected",
+                 "V_rest_R2_identity_corrected", "V_rest_R2_field_corrected",
+                 "connectivity_R2", "connectivity_R2_identity", "connectivity_R2_field",
+                 "tau_R2", "tau_R2_identity", "tau_R2_field", "tau_R2_corrected", "tau_R2_field_corrected")
+GOLD_STANDARD_KIND = "vs gold standard"
 
 
-LEVER_FACTORS = ("arm", "blank_fraction", "noise_level")
+def block_of(ds: xr.Dataset) -> BlockDefinition:
+    """The definition of the block a block file holds (its ``block`` attribute)."""
+    return block_definition(int(ds.attrs["block"]))
+
+
+def factor_names(ds: xr.Dataset) -> list[str]:
+    """The block's factors: ``arm`` and each axis's coordinate (``Axis.factor``)."""
+    return ["arm", *(a.factor for a in block_of(ds).axes)]
 
 
 def lever_factors(ds: xr.Dataset) -> pd.DataFrame:
-    """Per config label with runs: arm, blank_fraction, noise_level (the block file's factor
-    coordinates along ``config``)."""
-    missing = [name for name in LEVER_FACTORS if name not in ds.coords]
+    """Per config label with runs: its arm and axis levels (the block file's factor coordinates
+    along ``config``)."""
+    names = factor_names(ds)
+    missing = [name for name in names if name not in ds.coords]
     if missing:
         raise ValueError(f"block file without the factor coordinate(s) {', '.join(missing)} (written before "
                          f"schema {SCHEMA_VERSION}); run `flyvis-study migrate <its folder>`")
-    table = pd.DataFrame({name: ds[name].values for name in LEVER_FACTORS}, index=ds["config"].values)
+    table = pd.DataFrame({name: ds[name].values for name in names}, index=ds["config"].values)
     table.index.name = "config"
-    table[["blank_fraction", "noise_level"]] = table[["blank_fraction", "noise_level"]].astype(float)
+    table[names[1:]] = table[names[1:]].astype(float)
     return table.loc[table.index.isin(set(runs_table(ds)["config"]))]
 
 
-def _t_interval(x: np.ndarray) -> tuple[float, float]:
-    """95 % t interval of the mean of x (NaN with fewer than two values)."""
-    from scipy import stats as st
-
-    if x.size < 2:
-        return math.nan, math.nan
-    half = st.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
-    return float(x.mean() - half), float(x.mean() + half)
-
-
-def lever_table(ds: xr.Dataset, metrics=LEVER_METRICS) -> pd.DataFrame:
-    """One row per cell (arm, blank_fraction, noise_level): runs, and per metric the mean, SD and
-    95 % t interval of the mean over its runs."""
-    df = runs_table(ds).drop(columns=list(LEVER_FACTORS), errors="ignore").join(lever_factors(ds), on="config")
-    rows = []
-    for (arm, blank, noise), grp in df.groupby(["arm", "blank_fraction", "noise_level"], sort=False):
-        row = {"arm": arm, "blank_fraction": blank, "noise_level": noise, "runs": len(grp)}
-        for m in metrics:
-            x = grp[m].to_numpy(dtype=float) if m in grp else np.zeros(0)
-            x = x[np.isfinite(x)]
-            lo, hi = _t_interval(x)
-            row.update({f"{m}_mean": float(x.mean()) if x.size else math.nan,
-                        f"{m}_sd": float(x.std(ddof=1)) if x.size > 1 else math.nan,
-                        f"{m}_ci95_low": lo, f"{m}_ci95_high": hi})
-        rows.append(row)
-    return _arm_order(pd.DataFrame(rows)).set_index(["arm", "blank_fraction", "noise_level"])
-
-
-def _arm_order(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows in ``ARMS`` order (unknown arms last), then by noise level and blank fraction."""
-    from flyvis_study.study.blocks import ARMS
-
-    order = {a: i for i, a in enumerate(ARMS)}
+def _arm_order(df: pd.DataFrame, ds: xr.Dataset) -> pd.DataFrame:
+    """Rows in the block's arm order (unknown arms last), then by axis levels."""
     if df.empty:
         return df
-    return df.sort_values(["arm", "noise_level", "blank_fraction"],
+    order = {a: i for i, a in enumerate(block_of(ds).arms)}
+    levels = factor_names(ds)[1:]
+    return df.sort_values(["arm", *levels[::-1]],
                           key=lambda col: col.map(lambda a: order.get(a, len(order))) if col.name == "arm" else col)
 
 
-def lever_comparisons(ds: xr.Dataset, metrics=LEVER_METRICS, n_resamples: int = 9999) -> list[dict]:
-    """Every paired comparison of the four ``KINDS`` (module docstring), each a
-    ``paired_comparison`` dict plus kind, arm, blank_fraction, noise_level, control, definition."""
+def lever_table(ds: xr.Dataset, metrics=LEVER_METRICS) -> pd.DataFrame:
+    """One row per cell (arm and axis levels): runs, and per metric the mean, SD and 95 % t
+    interval of the mean over its runs."""
+    names = factor_names(ds)
+    df = runs_table(ds).drop(columns=names, errors="ignore").join(lever_factors(ds), on="config")
+    rows = []
+    for key, grp in df.groupby(names, sort=False):
+        row = {**dict(zip(names, key)), "runs": len(grp)}
+        for m in metrics:
+            x = grp[m].to_numpy(dtype=float) if m in grp else np.zeros(0)
+            x = x[np.isfinite(x)]
+            lo, hi = t_interval(x)
+            row.update({f"{m}_mean": float(x.mean()) if x.size else np.nan,
+                        f"{m}_sd": float(x.std(ddof=1)) if x.size > 1 else np.nan,
+                        f"{m}_t_low": lo, f"{m}_t_high": hi})
+        rows.append(row)
+    return _arm_order(pd.DataFrame(rows), ds).set_index(names)
+
+
+def lever_comparisons(ds: xr.Dataset, metrics=LEVER_METRICS, n_resamples: int = 9999) -> list[PairedComparison]:
+    """Every paired comparison of the kinds of the module docstring."""
+    block = block_of(ds)
     factors = lever_factors(ds)
+    axes = [a.factor for a in block.axes]
     present = set(runs_table(ds).columns)
     metrics = [m for m in metrics if m in present]
-    cell = {(r.arm, r.blank_fraction, r.noise_level): config for config, r in factors.iterrows()}
-    noise_levels = list(dict.fromkeys(factors["noise_level"]))
+    cell = {tuple(r[["arm", *axes]]): config for config, r in factors.iterrows()}
+    first = {a: sorted(set(factors[a]))[0] if a in factors and len(factors) else 0.0 for a in axes}
+    for axis in block.axes:  # the axis's first level as the block lists it (the reference level)
+        listed = [float(v) for v in axis.default if float(v) in set(factors[axis.factor])]
+        if listed:
+            first[axis.factor] = listed[0]
     out = []
 
     def compare(kind, control_cell, treatment_cell, control_name):
         a, b = cell.get(control_cell), cell.get(treatment_cell)
         if a is None or b is None or a == b:
             return
-        arm, blank, noise = treatment_cell
+        levels = dict(zip(axes, treatment_cell[1:]))
         for m in metrics:
             c = paired_comparison(ds, ds, m, baseline_config=a, treatment_config=b, n_resamples=n_resamples)
-            out.append({"kind": kind, "arm": arm, "blank_fraction": blank, "noise_level": noise,
-                        "control": control_name, "definition": R2_DEFINITION_OF.get(m, ""), **c})
+            out.append(c.within(kind=kind, arm=treatment_cell[0], levels=levels, control=control_name,
+                                definition=definition_of(m), block=block.number))
 
-    for (arm, blank, noise) in cell:
-        for control in CONTROLS:
+    for key in cell:
+        arm, levels = key[0], key[1:]
+        for control in block.controls:
             if arm != control:
-                compare(f"vs {control}", (control, blank, noise), (arm, blank, noise), control)
-        if blank > 0:
-            compare("blank", (arm, 0.0, noise), (arm, blank, noise), f"{arm} at blank 0")
-        compare("vs gold standard", (GOLD_STANDARD, 0.0, noise_levels[0]), (arm, blank, noise),
-                f"{GOLD_STANDARD} at blank 0, noise {noise_levels[0]:g}")
+                compare(f"vs {control}", (control, *levels), key, control)
+        for i, axis in enumerate(axes):
+            if levels[i] != first[axis]:
+                reference = list(levels)
+                reference[i] = first[axis]
+                compare(axis, (arm, *reference), key, f"{arm} at {axis} {first[axis]:g}")
+        gold = (block.baseline, *(first[a] for a in axes))
+        compare(GOLD_STANDARD_KIND, gold, key,
+                f"{block.baseline} at " + ", ".join(f"{a} {first[a]:g}" for a in axes))
     return out
 
 
-def comparison_frame(comparisons: list[dict], kind: str | None = None) -> pd.DataFrame:
-    """The comparisons (of one kind, or all) as a table with ``COMPARISON_COLUMNS``."""
-    rows = [c for c in comparisons if kind is None or c["kind"] == kind]
-    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+def comparison_frame(comparisons: list[PairedComparison], kind: str | None = None) -> pd.DataFrame:
+    """The comparisons (of one kind, or all) as a table, one row each (``PairedComparison.row``)."""
+    return pd.DataFrame([c.row() for c in comparisons if kind is None or c.kind == kind])
 
 
-def lever_ranking(comparisons: list[dict], definition: str = "affine") -> pd.DataFrame:
+def lever_ranking(comparisons: list[PairedComparison], definition: str = "affine",
+                  readout: str = "plain") -> pd.DataFrame:
     """Cells ranked by their paired V_rest_R2 gain over the gold standard (``vs gold standard``),
-    with the conn_R2 and tau_R2 changes beside it, all under one R2 ``definition``."""
-    suffix = "" if definition == "affine" else "_identity"
-    rows = {}
+    with the conn_R2 and tau_R2 changes beside it, under one R2 ``definition`` and one readout
+    (conn_R2 has the plain one only)."""
+    suffix = {"affine": "", "identity": "_identity", "field": "_field"}[definition]
+    corrected = "_corrected" if readout == "corrected" else ""
+    wanted = {"V_rest_R2" + suffix + corrected: "V_rest", "connectivity_R2" + suffix: "conn",
+              "tau_R2" + suffix + corrected: "tau"}
+    rows: dict = {}
     for c in comparisons:
-        if c["kind"] != "vs gold standard":
+        if c.kind != GOLD_STANDARD_KIND or c.metric not in wanted:
             continue
-        key = (c["arm"], c["blank_fraction"], c["noise_level"])
-        for short, metric in (("V_rest", "V_rest_R2"), ("conn", "connectivity_R2"), ("tau", "tau_R2")):
-            if c["metric"] == metric + suffix:
-                rows.setdefault(key, {"arm": key[0], "blank_fraction": key[1], "noise_level": key[2],
-                                      "n_pairs": c["n_pairs"]})
-                rows[key].update({f"{short}_difference": c["mean_difference"], f"{short}_ci95_low": c["ci95_low"],
-                                  f"{short}_ci95_high": c["ci95_high"]})
+        key = (c.arm, *c.levels.values())
+        row = rows.setdefault(key, {"arm": c.arm, **c.levels, "n_pairs": c.n_pairs})
+        short = wanted[c.metric]
+        row.update({f"{short}_difference": c.mean_difference, f"{short}_t_low": c.t_low,
+                    f"{short}_t_high": c.t_high, f"{short}_sign_flip_p": c.sign_flip_p,
+                    f"{short}_raised": c.raised})
     table = pd.DataFrame(list(rows.values()))
-    if table.empty:
+    if table.empty or "V_rest_difference" not in table:
         return table
     return table.sort_values("V_rest_difference", ascending=False).reset_index(drop=True)
 
 
 def epoch_boundary_table(ds: xr.Dataset) -> pd.DataFrame:
-    """What happens to conn_R2 and V_rest_R2 (in-loop, affine) at the start of epoch 2.
+    """What happens to conn_R2 and V_rest_R2 (in-loop, affine, plain readout) at the start of epoch 2.
 
     Per cell with >= 2 epochs, means over its runs of: the value at the last metrics.log row
     of epoch 1 (``end_epoch1``), the lowest value in the first tenth of epoch 2
@@ -169,6 +177,8 @@ def epoch_boundary_table(ds: xr.Dataset) -> pd.DataFrame:
     steps = ds["step"].values
     rows = []
     for config in ds["config"].values:
+        if config not in factors.index:
+            continue
         sub = ds.sel(config=config).stack(run=("ground_truth", "sim_seed", "train_seed"))
         epoch = sub["traj_epoch"]
         values: dict[str, list] = {}
@@ -194,8 +204,7 @@ def epoch_boundary_table(ds: xr.Dataset) -> pd.DataFrame:
                 values.setdefault(short, []).append((end1, early, y[np.nonzero(ok)[0][-1]]))
         if not values:
             continue
-        f = factors.loc[config]
-        row = {"arm": f["arm"], "blank_fraction": f["blank_fraction"], "noise_level": f["noise_level"]}
+        row = dict(factors.loc[config])
         for short, triples in values.items():
             arr = np.array(triples, dtype=float)
             drop = arr[:, 1] - arr[:, 0]
@@ -203,4 +212,4 @@ def epoch_boundary_table(ds: xr.Dataset) -> pd.DataFrame:
                         f"{short}_end": arr[:, 2].mean(), f"{short}_drop": drop.mean(),
                         f"{short}_runs_dropping": int((drop < -0.01).sum()), "runs": len(arr)})
         rows.append(row)
-    return _arm_order(pd.DataFrame(rows)).reset_index(drop=True)
+    return _arm_order(pd.DataFrame(rows), ds).reset_index(drop=True)

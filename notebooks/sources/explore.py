@@ -68,17 +68,17 @@ two_stage.ds["summary"].sel(metric=["connectivity_R2", "V_rest_R2"], statistic=[
 rows = []
 for metric in ("connectivity_R2", "tau_R2", "V_rest_R2"):
     c = fs.compare(standard, two_stage, metric)
-    rows.append({"metric": metric, "pairs": c["n_pairs"], "standard": c["mean_baseline"],
-                 "two-stage": c["mean_treatment"], "difference": c["mean_difference"],
-                 "CI95": f"[{c['ci95_low']:+.3f}, {c['ci95_high']:+.3f}]", "d_z": c["effect_size_dz"],
-                 "Wilcoxon p": c["wilcoxon_p"]})
+    rows.append({"metric": metric, "pairs": c.n_pairs, "standard": c.mean_baseline,
+                 "two-stage": c.mean_treatment, "difference": c.mean_difference,
+                 "t interval": f"[{c.t_low:+.3f}, {c.t_high:+.3f}]", "sign-flip p": c.sign_flip_p,
+                 "d_z": c.effect_size_dz})
 pd.DataFrame(rows).set_index("metric").round(3)
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
 for ax, metric in zip(axes, ("connectivity_R2", "tau_R2", "V_rest_R2")):
     c = fs.compare(standard, two_stage, metric)
-    for (s, t), a, b in zip(c["pairs"], c["baseline"], c["treatment"]):
+    for (s, t), a, b in zip(c.pairs, c.baseline, c.treatment):
         ax.plot([0, 1], [a, b], marker="o", label=f"pair ({s}, {t})")
     ax.set_xticks([0, 1], ["standard", "two-stage"])
     ax.set(title=metric, xlim=(-0.3, 1.3))
