@@ -118,6 +118,7 @@ def test_blocks_0_1_summary_and_block5_from_the_best_of_block1(tmp_path, dataset
     assert "Answer:" in text and "two_stage_default (block 1)" in text
     assert report_problems(text, min_figures=1) == []  # the paired figure leads
     assert text.index("Answer:") < text.index('src="data:image/png') < text.index("Per-block statistics")
+    assert text.index("What limits V_rest here:") < text.index("Answer:")  # not measured yet: said first
     index = summary["index"].read_text()
     assert report_problems(index) == []
     for link in ("block0.html", "block1.html", "study_summary.html"):
@@ -220,6 +221,11 @@ def test_block_7_what_limits_v_rest_report(tmp_path, dataset_root):
                for a in arms}
     assert configs["silent_anchor"]["coeff_g_phi_silent"] > 0 and "coeff_g_phi_silent" not in configs["gold_standard"]
     assert configs["observed_target"]["derivative_target"] == "observed"
+    summary = execute_summary(tmp_path)["html"].read_text()
+    assert report_problems(summary) == []
+    first = summary.index("What limits V_rest here (block 7, against gold_standard")
+    assert first < summary.index("silent_anchor: V_rest_R2 ") < summary.index("Caveats: preset <code>tiny</code>, extent")
+    assert first < summary.index("Answers of the blocks with their own controls")
 
 
 def test_explore_notebook_tours_blocks_and_trains_a_live_run(tmp_path, dataset_root):

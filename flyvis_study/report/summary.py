@@ -9,6 +9,7 @@ own answers (``report.levers.answers``) instead.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -17,8 +18,9 @@ import xarray as xr
 from flyvis_study.report.verdicts import study_answer
 from flyvis_study.resources import project_path
 from flyvis_study.study.blocks import BASELINE_BLOCK, block_definition
-from flyvis_study.study.comparison import PairedComparison, compare_with_baseline
+from flyvis_study.study.comparison import CLAIM_MIN_PAIRS, PairedComparison, compare_with_baseline, t_interval
 from flyvis_study.study.levers import lever_comparisons as levers_of
+from flyvis_study.study.results import runs_table
 from flyvis_study.study.schema import load_block
 from flyvis_study.study.statistics import config_statistics
 
@@ -89,6 +91,56 @@ def lever_answers(comparisons: list[PairedComparison]) -> str:
                 "folder: run `flyvis-study block 6` or `flyvis-study block 7`.")
     blocks = list(dict.fromkeys(c.block for c in comparisons))
     return "\n\n".join(f"#### Block {b}\n\n" + answers([c for c in comparisons if c.block == b]) for b in blocks)
+
+
+def vrest_limits(blocks: dict[int, xr.Dataset], comparisons: list[PairedComparison]) -> str:
+    """The summary's first lines: what limits V_rest here, from each block with its own controls
+    (newest first): every cell against the gold standard, V_rest_R2 under the seed's definition
+    with the plain readout and under the field's convention with the corrected one, conn_R2 beside
+    it; the corrected readout's own effect on the gold standard's runs; then the caveats (preset,
+    network size, ground truth, pairs, training target)."""
+    from flyvis_study.report.verdicts import raise_phrase
+    from flyvis_study.study.levers import GOLD_STANDARD_KIND
+
+    numbers = sorted((n for n in blocks if self_controlled(n)), reverse=True)
+    if not numbers:
+        return ("**What limits V_rest here:** not measured yet (run `flyvis-study block 7`, what limits V_rest, "
+                "or block 6, the V_rest levers).")
+    lines = []
+    for number in numbers:
+        ds, block = blocks[number], block_definition(number)
+        own = [c for c in comparisons if c.block == number and c.kind == GOLD_STANDARD_KIND]
+        first = {a.factor: float(a.default[0]) for a in block.axes}
+        own = [c for c in own if all(c.levels.get(f) == v for f, v in first.items())]
+        by = {(c.arm, c.metric): c for c in own if c.n_pairs > 0}
+        lines.append(f"**What limits V_rest here (block {number}, against {block.baseline}"
+                     + (", " + ", ".join(f"{f} {v:g}" for f, v in first.items()) if first else "") + "):**")
+        for arm in block.arms:
+            v, f, k = (by.get((arm, m)) for m in ("V_rest_R2", "V_rest_R2_field_corrected", "connectivity_R2"))
+            if v is None:
+                continue
+            lines.append(f"- {arm}: V_rest_R2 {v.interval()} (affine, plain readout; {raise_phrase(v)})"
+                         + (f", {f.interval()} (field, corrected readout)" if f is not None else "")
+                         + (f"; conn_R2 {k.interval()}" if k is not None else "") + f"; {v.n_pairs} pairs.")
+        runs = runs_table(ds)
+        gold = runs[runs["arm"] == block.baseline] if "arm" in runs else runs.iloc[0:0]
+        if len(gold) and "V_rest_R2_corrected" in gold:
+            d = (gold["V_rest_R2_corrected"] - gold["V_rest_R2"]).dropna().to_numpy(dtype=float)
+            if d.size:
+                lo, hi = t_interval(d)
+                lines.append(f"- The corrected readout on {block.baseline}'s own {d.size} runs: V_rest_R2 "
+                             f"{d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}] over the plain readout (affine).")
+        configs = [json.loads(c) for c in runs["config_json"]] if len(runs) else []
+        extents = sorted({c["simulation"]["extent"] for c in configs})
+        truths = sorted(set(runs["ground_truth"])) if len(runs) else []
+        targets = sorted({c["training"].get("derivative_target", "clean") for c in configs})
+        pairs = len({(g, s, t) for g, s, t in zip(runs["ground_truth"], runs["sim_seed"], runs["train_seed"])})
+        lines.append(f"- Caveats: preset `{ds.attrs.get('preset', '?')}`, extent {', '.join(map(str, extents))} "
+                     f"(not the full optic lobe at extent 8), ground truth {', '.join(truths)}, {pairs} seed pairs "
+                     f"in all, training targets {', '.join(targets)} (clean = the simulator's derivative, a "
+                     f"privileged target); a claim needs {CLAIM_MIN_PAIRS} pairs and the t interval above 0.")
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 def block_table(blocks: dict[int, xr.Dataset]) -> pd.DataFrame:
