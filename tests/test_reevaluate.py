@@ -11,8 +11,8 @@ from conftest import FAST, REPO
 
 from flyvis_study.evaluation.names import METRIC_NAMES
 from flyvis_study.integrity import verify
-from flyvis_study.study.reevaluate import reevaluate_folder
 from flyvis_study.study.record import RUN_DIMS, write_netcdf_atomic
+from flyvis_study.study.reevaluate import reevaluate_folder
 from flyvis_study.study.run import is_finished, run_one
 from flyvis_study.study.spec import RunSpec
 
