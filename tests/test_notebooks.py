@@ -3,6 +3,8 @@
 import importlib.util
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import jupytext
@@ -222,6 +224,9 @@ def test_block_7_what_limits_v_rest_report(tmp_path, dataset_root):
     assert configs["silent_anchor"]["coeff_g_phi_silent"] > 0
     assert "coeff_g_phi_silent" not in configs["gold_standard"]  # at its default: left out of the run id
     assert configs["observed_target"]["derivative_target"] == "observed"
+    log = (tmp_path / "silent_anchor_blank=0_analysis.md").read_text()
+    assert "target=clean, silent_anchor=1.0" in log and "Readouts and the field's convention: V_rest_R2 (affine) " \
+        "plain=" in log and "V_rest corrected " in log
     summary = execute_summary(tmp_path)["html"].read_text()
     assert report_problems(summary) == []
     first = summary.index("What limits V_rest here (block 7, against gold_standard")
@@ -262,3 +267,17 @@ def test_relative_out_dir_is_taken_from_the_project_folder():
     assert checkout_root() == REPO
     assert project_path("reports") == REPO / "reports"
     assert project_path("/abs/x") == Path("/abs/x")
+
+
+def test_notebook_runs_print_no_kernel_transport_warning(tmp_path):
+    """The kernel is reached over IPC (``report.notebooks.LocalKernelManager``): the terminal shows
+    no 'running over TCP without encryption' line (it did once per notebook over TCP)."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print(6 * 7)")]
+    nbformat.write(nb, str(tmp_path / "t.ipynb"))
+    code = ("from pathlib import Path; from flyvis_study.report.notebooks import execute_notebook; "
+            f"execute_notebook(Path({str(tmp_path / 't.ipynb')!r}), Path({str(tmp_path / 'o.ipynb')!r}), {{}})")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "without encryption" not in out.stderr and "WARNING" not in out.stderr, out.stderr
+    assert nbformat.read(str(tmp_path / "o.ipynb"), as_version=4).cells[0].outputs[0]["text"] == "42\n"

@@ -148,7 +148,7 @@ def test_analysis_log_in_seed_format(block, tmp_path):
     for field in ("## Iter 1: converged", "Node:", "Mode/Strategy:", "Seeds: sim_seed=0, train_seed=0",
                   "Config:", "Metrics: connectivity_R2=0.940",
                   "R2 definitions: the Metrics line's R2 are affine (squared Pearson r", "R2 trajectory: conn peak=",
-                  "Mutation:",
+                  "Readouts and the field's convention: not measured", "Mutation:",
                   "Observation:", "Variance update: a now has 1 runs", "Next:"):
         assert field in first
     assert "Variance update: a now has 4 runs, CV(conn_R2)=1.4%" in entries["a"][3]

@@ -6,12 +6,15 @@ runs ``notebooks/blockN.ipynb`` with papermill into ``out_dir/blockN.ipynb`` and
 embedded, nothing loaded from the network), holding the output folder's writer lock
 (``study.blocks.block_lock``) throughout. ``execute_summary(reports_dir)`` does the same for
 ``study_summary.ipynb`` and writes the study index (``report.index``). The kernel runs in the
-project folder (``resources.project_path``).
+project folder (``resources.project_path``), connected over IPC (``LocalKernelManager``).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
 
 from flyvis_study.report.html import render_html
 from flyvis_study.report.index import write_index
@@ -24,13 +27,25 @@ SUMMARY_NOTEBOOK = "study_summary.ipynb"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
+class LocalKernelManager(AsyncKernelManager):
+    """A kernel on this machine reached over IPC (unix sockets) instead of TCP where the system
+    has them (POSIX): no port is opened, and the kernel has no unencrypted-transport warning to
+    print on every notebook run."""
+
+    def __init__(self, **kwargs):
+        if os.name == "posix":
+            kwargs.setdefault("transport", "ipc")
+        super().__init__(**kwargs)
+
+
 def execute_notebook(notebook: Path, executed: Path, parameters: dict, timeout: int | None = None) -> Path:
     """papermill ``notebook`` into ``executed`` (kernel in the project folder), widget state removed."""
     import papermill
 
     executed.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, kernel_name="python3",
-                               progress_bar=False, cwd=str(project_path(".")), execution_timeout=timeout)
+                               progress_bar=False, cwd=str(project_path(".")), execution_timeout=timeout,
+                               kernel_manager_class=LocalKernelManager)
     strip_widget_state(executed)
     return executed
 

@@ -26,7 +26,8 @@ def analysis_entries(ds: xr.Dataset, start_iter: int = 1, runs_dir: str | Path |
 
     Observation: computed from the run's in-loop trajectory (``trajectory_observations``) and
     its failure reason. R2 definitions: the Metrics line's R2 are affine; the identity R2 of W*,
-    tau and V_rest with their outlier shares. Embedding: silhouette by cell type and the number
+    tau and V_rest with their outlier shares; then both readouts of V_rest and the field's
+    convention (``_field``). Embedding: silhouette by cell type and the number
     of separated types (``evaluation.clustering.embedding_separation``), from
     ``runs_dir/<run_id>/recovered.npz`` when given. Mutation / Parent rule: the resolved config
     against the block's parent (the base config at the preset with the block's common overrides);
@@ -60,12 +61,14 @@ def analysis_entries(ds: xr.Dataset, start_iter: int = 1, runs_dir: str | Path |
                 f"Config: lr_W={t.get('lr_W')}, lr={t.get('lr')}, lr_emb={t.get('lr_embedding')}, "
                 f"joint_ratio={t.get('alternate_joint_ratio') if t.get('alternate_training') else 'n/a (standard)'}, "
                 f"lr_ratio={t.get('alternate_lr_ratio') if t.get('alternate_training') else 'n/a'}, "
-                f"n_epochs={t.get('n_epochs')}, aug_loop={t.get('data_augmentation_loop')}",
+                f"n_epochs={t.get('n_epochs')}, aug_loop={t.get('data_augmentation_loop')}, "
+                f"target={t.get('derivative_target', 'clean')}, silent_anchor={t.get('coeff_g_phi_silent', 0.0)}",
                 f"Metrics: connectivity_R2={_f(r['connectivity_R2'])}, tau_R2={_f(r['tau_R2'])}, "
                 f"V_rest_R2={_f(r['V_rest_R2'])}, cluster_accuracy={_f(r['cluster_accuracy'])}, "
                 f"test_R2={_f(r['test_R2'])}, test_pearson={_f(r['test_pearson'])}, "
                 f"training_time_min={_f(r['training_time_min'], 2)}",
                 f"R2 definitions: {_definitions(r)}",
+                f"Readouts and the field's convention: {_field(r)}",
                 "R2 trajectory: " + ", ".join(
                     f"{n} peak={_f(r[f'{n}_peak'])} final={_f(r[f'{n}_final'])} trend={r[f'{n}_trend'] or 'n/a'}"
                     f" (peak in {r[f'{n}_peak_phase'] or 'n/a'} phase)" for n in ("conn", "vrest", "tau")),
@@ -179,6 +182,21 @@ def _definitions(r) -> str:
     parts = [f"{n}_R2_identity={_f(r[f'{n}_R2_identity'])} (outliers {_percent(r.get(f'{n}_outlier_share'))})"
              for n in names]
     return (affine + "; identity (1 - SS_res / SS_tot about learned = true, on inliers): " + ", ".join(parts))
+
+
+def _field(r) -> str:
+    """V_rest_R2 under both readouts, and W, tau, V_rest as ``inliers [all] (% dropped)``."""
+    if "V_rest_R2_field" not in r or not np.isfinite(r["V_rest_R2_field"]):
+        return "not measured (run file from before them: `flyvis-study reevaluate`)"
+
+    def field(p: str, suffix: str = "") -> str:
+        return (f"{_f(r.get(f'{p}_R2_field{suffix}'))} [{_f(r.get(f'{p}_R2_field_all{suffix}'))}] "
+                f"({_percent(r.get(f'{p}_field_dropped{suffix}'))})")
+
+    return (f"V_rest_R2 (affine) plain={_f(r['V_rest_R2'])}, corrected={_f(r.get('V_rest_R2_corrected'))}; "
+            f"inliers [all] (% dropped): W {field('connectivity')}, tau {field('tau')}, "
+            f"tau corrected {field('tau', '_corrected')}, V_rest {field('V_rest')}, "
+            f"V_rest corrected {field('V_rest', '_corrected')}")
 
 
 def _percent(x) -> str:
