@@ -76,13 +76,19 @@ def test_stacked_training_equals_training_alone_float64(dataset_root, tmp_path):
     for k, (a, s) in enumerate(zip(alone, stacked)):
         assert s.status == a.status == "ok"
         assert len(s.loss) == len(a.loss) == cfgs[k].training.n_epochs * cfgs[k].n_iterations(datasets[k].n_train)
-        assert rel(s.loss, a.loss) < 1e-10, (k, steps)
+        # float64 rounding differs per reduction (batched vs single products sum in another order,
+        # an ulp each) and the training's feedback grows those differences step by step: measured
+        # 7e-10 relative on an Intel Xeon, below 1e-10 on an AMD EPYC. sqrt(eps64) = 1.5e-8 bounds them
+        # and stays 3 orders below eps32 (float32 drift) and far below any change of the maths,
+        # which moves the loss at 1e-4 or more within the first steps.
+        tol = float(np.sqrt(np.finfo(np.float64).eps))
+        assert rel(s.loss, a.loss) < tol, (k, steps)
         for p, q in zip(s.model.parameters(), a.model.parameters()):
-            assert rel(p.detach(), q.detach()) < 1e-8
+            assert rel(p.detach(), q.detach()) < tol
         assert [(r["epoch"], r["iteration"], r["phase"]) for r in s.log_rows] == \
             [(r["epoch"], r["iteration"], r["phase"]) for r in a.log_rows]
         for key in ("connectivity_r2", "vrest_r2", "tau_r2"):
-            assert rel([r[key] for r in s.log_rows], [r[key] for r in a.log_rows]) < 1e-8
+            assert rel([r[key] for r in s.log_rows], [r[key] for r in a.log_rows]) < tol
         assert json.loads((tmp_path / f"stack{k}" / "coefficients.json").read_text()) == a.coefficients
 
 

@@ -473,7 +473,8 @@ def plan_block(number: int, params: BlockParameters | dict) -> list[RunSpec]:
                           seed_mode=params.seed_mode, seed_base=params.seed_base,
                           sim_seeds=params.sim_seeds, train_seeds=params.train_seeds,
                           common_overrides=dict(params.overrides), device=params.device,
-                          cache=params.cache_dir or None, ground_truth_models=params.ground_truth_models)
+                          cache=params.cache_dir or None, ground_truth_models=params.ground_truth_models,
+                          threads=params.threads_per_run)
     except (ConfigError, ValueError) as err:
         raise BlockParameterError(f"block {number}: " + str(err).replace("\n ", "").replace("\n", " ")) from None
 

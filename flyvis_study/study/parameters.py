@@ -24,14 +24,20 @@ Common parameters (every block):
 | compare_with | "" or a block file | the baseline of the paired comparison |
 | ground_truth_models | flyvis model ids, or [] | each run repeated on each network (seed-like) |
 | stack | integer >= 1, or None | runs trained together (``stacking.train``); None: ``DEFAULT_STACK`` (1) |
+| threads_per_run | integer >= 1, or None | torch threads of each run (``study.run.run_threads``) |
 
 ``ground_truth_models`` (e.g. ``["flow/0000/000", "flow/0000/001"]``) is a third seed-like
 axis, the runs' ``ground_truth`` coordinate; [] keeps the config's own ground truth.
 
 Plus the block's grid axes (``study.blocks.BLOCKS[N].axes``); for block 5, ``best_config``
-and ``best_from``; for block 6, ``arms`` (names of ``study.blocks.ARMS``) crossed with its
-axes ``blank_fraction`` and ``noise_level``, and ``arm_levels`` ({arm: {axis: [values]}}: that
-arm's levels of that axis instead of the block-wide ones, an incomplete factorial).
+and ``best_from``; for blocks 6 and 7, ``arms`` (names of the block's arms) crossed with its
+axes, ``arm_levels`` ({arm: {axis: [values]}}: that arm's levels of that axis instead of the
+block-wide ones, an incomplete factorial), ``arm_replicates`` ({arm: n}) and
+``level_replicates`` ({axis: {level: n}}): such cells run on their first n seed pairs only.
+
+Reproducibility: a run's numbers depend on its config (seeds included) and its torch thread
+count. Same machine and thread count: bitwise equal, serial or on Dask (tested). Across CPUs:
+equal to float rounding grown through training (float64 equivalence tests hold to sqrt(eps64)).
 """
 
 from __future__ import annotations
@@ -86,6 +92,9 @@ class BlockParameters(BaseModel):
         "config's own"))
     stack: StrictInt | None = Field(None, ge=1, description=(
         "runs trained together per process (replicate stacking); None or 1: each run alone"))
+    threads_per_run: StrictInt | None = Field(None, ge=1, description=(
+        "torch intra-op threads of each run (recorded in its run file); None: every core when serial, the "
+        "worker's threads on Dask. Equal counts on one machine give bitwise-equal runs"))
 
     @property
     def runs_per_stack(self) -> int:

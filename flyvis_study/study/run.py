@@ -16,6 +16,7 @@ unrecovered and evaluation are kept on a rerun; infrastructure and error are rec
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -116,7 +117,7 @@ def _save_run_plots(result, dataset, rec, metrics, cfg, n_iter, joint_iters, out
 def run_one(spec: RunSpec, out_root: str | Path, progress: bool = False) -> str:
     """Run (or skip, if finished) one spec; returns the path of its ``run.nc``. Never raises for run errors.
 
-    Process settings for training (freed memory kept, threads limited inside a Dask worker)
+    Process settings for training (freed memory kept, the run's thread count: ``run_threads``)
     are applied here, the task's entry point.
     """
     from flyvis_study.fast.allocator import keep_freed_memory, release_freed_memory
@@ -128,10 +129,10 @@ def run_one(spec: RunSpec, out_root: str | Path, progress: bool = False) -> str:
         return str(path)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = spec.config
-    _limit_threads_in_dask_worker()
     keep_freed_memory()
     try:
-        record = run_training(cfg, run_dir, device=spec.device, progress=progress, cache=spec.cache)
+        with run_threads(spec.threads):
+            record = run_training(cfg, run_dir, device=spec.device, progress=progress, cache=spec.cache)
     except Exception as err:  # noqa: BLE001 - a failed run is recorded, never lost
         return record_raised_run(spec, out_root, err)
     finally:
@@ -165,36 +166,36 @@ def run_stack(specs: list[RunSpec], out_root: str | Path, progress: bool = False
         todo = []
     if not todo:
         return [paths[i] for i in range(len(specs))]
-    _limit_threads_in_dask_worker()
     keep_freed_memory()
     device = specs[todo[0]].device
-    try:
-        t0 = time.perf_counter()
-        datasets = [get_dataset(specs[i].config.simulation, root=specs[i].cache, device=device, progress=progress)
-                    for i in todo]
-        data_wait = time.perf_counter() - t0
-        run_dirs = [out_root / "runs" / specs[i].run_id for i in todo]
+    with run_threads(specs[todo[0]].threads):
+        try:
+            t0 = time.perf_counter()
+            datasets = [get_dataset(specs[i].config.simulation, root=specs[i].cache, device=device, progress=progress)
+                        for i in todo]
+            data_wait = time.perf_counter() - t0
+            run_dirs = [out_root / "runs" / specs[i].run_id for i in todo]
 
-        def on_finish(k: int, result: TrainResult) -> None:
-            spec = specs[todo[k]]
-            try:
-                record = finish_run(spec.config, datasets[k], result, run_dirs[k], device, data_wait,
-                                    stacked_with=len(todo))
-            except Exception as err:  # noqa: BLE001 - one run's evaluation error is that run's failure
-                if failure_kind_of(err) == "infrastructure":
-                    raise
-                paths[todo[k]] = record_raised_run(spec, out_root, err)
-                return
-            paths[todo[k]] = write_run_file(spec, out_root, record)
+            def on_finish(k: int, result: TrainResult) -> None:
+                spec = specs[todo[k]]
+                try:
+                    record = finish_run(spec.config, datasets[k], result, run_dirs[k], device, data_wait,
+                                        stacked_with=len(todo))
+                except Exception as err:  # noqa: BLE001 - one run's evaluation error is that run's failure
+                    if failure_kind_of(err) == "infrastructure":
+                        raise
+                    paths[todo[k]] = record_raised_run(spec, out_root, err)
+                    return
+                paths[todo[k]] = write_run_file(spec, out_root, record)
 
-        train_stack([specs[i].config for i in todo], datasets, run_dirs, device=device, progress=progress,
-                    on_finish=on_finish)
-    except Exception as err:  # noqa: BLE001 - the stack's unfinished runs are recorded, never lost
-        for i in todo:
-            if i not in paths:
-                paths[i] = record_raised_run(specs[i], out_root, err)
-    finally:
-        release_freed_memory()
+            train_stack([specs[i].config for i in todo], datasets, run_dirs, device=device, progress=progress,
+                        on_finish=on_finish)
+        except Exception as err:  # noqa: BLE001 - the stack's unfinished runs are recorded, never lost
+            for i in todo:
+                if i not in paths:
+                    paths[i] = record_raised_run(specs[i], out_root, err)
+        finally:
+            release_freed_memory()
     return [paths[i] for i in range(len(specs))]
 
 
@@ -236,17 +237,28 @@ def write_run_file(spec: RunSpec, out_root: str | Path, record: dict) -> str:
     return str(path)
 
 
-def _limit_threads_in_dask_worker() -> None:
-    """Inside a Dask worker, give torch only the worker's threads (no oversubscription)."""
-    try:
-        from dask.distributed import get_worker
-
-        worker = get_worker()
-    except (ImportError, ValueError):
-        return
+@contextlib.contextmanager
+def run_threads(threads: int | None):
+    """torch's intra-op thread count for one run: ``threads`` if given, else inside a Dask worker
+    the worker's threads (no oversubscription), else the process's own; restored afterwards.
+    The count is in the run's provenance (``device_name``). On one machine, runs with equal
+    counts are bitwise equal, serial or on Dask (tested); the reductions' order depends on it."""
     import torch
 
-    torch.set_num_threads(max(1, int(worker.state.nthreads)))
+    if threads is None:
+        try:
+            from dask.distributed import get_worker
+
+            threads = max(1, int(get_worker().state.nthreads))
+        except (ImportError, ValueError):
+            threads = None
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
 
 
 def is_finished(spec: RunSpec, out_root: str | Path) -> bool:

@@ -64,6 +64,8 @@ class RunSpec(BaseModel):
     replicate: int = Field(0, ge=0)
     device: str = "cpu"
     cache: str | None = None
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads of the run (execution only, not "
+                                                        "part of its identity); None: the process's own")
     ground_truth_model: str | None = Field(None, description="a flyvis model id (the block's ground_truth_models "
                                                              "axis); None: the config's own ground truth")
     arm: str = Field("", description="the cell's arm (a coordinate); '' = the label")
@@ -119,7 +121,7 @@ def grid_specs(block: int, configs: list[Cell] | dict[str, dict], replicates: in
                preset: str = DEFAULT_PRESET, seed_mode: str = "generalisation", seed_base: int = 0,
                sim_seeds: list[int] | None = None, train_seeds: list[int] | None = None,
                common_overrides: dict | None = None, device: str = "cpu", cache: str | None = None,
-               ground_truth_models: list[str] | None = None) -> list[RunSpec]:
+               ground_truth_models: list[str] | None = None, threads: int | None = None) -> list[RunSpec]:
     """Specs for every (cell, ground-truth model, replicate). ``configs``: the cells, or a
     mapping {label: dotted overrides} of cells of one arm each on ``base_config``.
 
@@ -150,7 +152,7 @@ def grid_specs(block: int, configs: list[Cell] | dict[str, dict], replicates: in
             for r, ((s, t), mode) in enumerate(zip(pairs[:cell.replicates], modes)):
                 spec = RunSpec(block=block, label=cell.label, base_config=cell.base_config, overrides=merged,
                                preset=preset, sim_seed=int(s), train_seed=int(t), seed_mode=mode, replicate=r,
-                               device=device, cache=cache, ground_truth_model=model, arm=cell.arm,
+                               device=device, cache=cache, threads=threads, ground_truth_model=model, arm=cell.arm,
                                factors=cell.factors)
                 _ = spec.config  # validate before any compute
                 specs.append(spec)
