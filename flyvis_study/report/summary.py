@@ -120,7 +120,9 @@ def vrest_limits(blocks: dict[int, xr.Dataset], comparisons: list[PairedComparis
             if v is None:
                 continue
             lines.append(f"- {arm}: V_rest_R2 {v.interval()} (affine, plain readout; {raise_phrase(v)})"
-                         + (f", {f.interval()} (field, corrected readout)" if f is not None else "")
+                         + (f", {f.interval()} (field, corrected readout"
+                            + (f", {f.n_pairs} pairs with it" if f.n_pairs != v.n_pairs else "") + ")"
+                            if f is not None else "")
                          + (f"; conn_R2 {k.interval()}" if k is not None else "") + f"; {v.n_pairs} pairs.")
         runs = runs_table(ds)
         gold = runs[runs["arm"] == block.baseline] if "arm" in runs else runs.iloc[0:0]
