@@ -139,7 +139,7 @@ def train(config: Path = typer.Option(..., help="YAML run config: a file, or a s
 
 
 @app.command()
-def block(number: int = typer.Argument(..., help="block number (flyvis-study blocks lists them)"),
+def block(number: int = typer.Argument(..., help="block number, 0 to 7 (an unknown one is refused with the list)"),
           preset: str | None = typer.Option(None, help=f"tiny | small | full (default {DEFAULT_PRESET})"),
           out: Path = typer.Option(Path("reports"), help="output folder"),
           param: list[str] | None = typer.Option(None, "-p", "--param",

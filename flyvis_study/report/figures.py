@@ -116,8 +116,12 @@ def paired_figure(comparisons: list[PairedComparison], title_of=lambda c: c.trea
         return None
     metrics = list(dict.fromkeys(c.metric for c in shown))
     treatments = list(dict.fromkeys(title_of(c) for c in shown))
-    fig, axes = plt.subplots(1, len(metrics) + 1, figsize=(3.3 * len(metrics) + 5.0, 3.8),
-                             gridspec_kw={"width_ratios": [1] * len(metrics) + [1.6]})
+    n_rows = len(metrics) * len(treatments)  # forest rows; panels grow with them so every label fits
+    wide = 1.6 if len(treatments) < 3 else 2.4
+    fig, axes = plt.subplots(1, len(metrics) + 1,
+                             figsize=(max(3.3, 0.9 * len(treatments)) * len(metrics) + 3.1 * wide,
+                                      max(3.8, 0.18 * n_rows + 1.8)),
+                             gridspec_kw={"width_ratios": [1] * len(metrics) + [wide]})
     for ax, metric in zip(axes[:-1], metrics):
         for k, name in enumerate(treatments):
             c = next((c for c in shown if c.metric == metric and title_of(c) == name), None)
