@@ -17,7 +17,8 @@ def test_wheel_contains_package_data_and_every_subpackage(tmp_path):
     wheel = next(tmp_path.glob("flyvis_study-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("params/two_stage.yaml", "params/gold_standard.yaml", "params/standard_2_epochs.yaml",
-                 "params/lr_drop.yaml", "params/two_stage_constant_schedule.yaml", "params/presets/tiny.yaml",
+                 "params/lr_drop.yaml", "params/two_stage_constant_schedule.yaml", "params/silent_anchor.yaml",
+                 "params/observed_target.yaml", "params/presets/tiny.yaml",
                  "params/presets/small.yaml", "params/presets/full.yaml", "notebooks/study_summary.ipynb",
                  "notebooks/explore.ipynb", *(f"notebooks/block{n}.ipynb" for n in range(8))):
         assert f"flyvis_study/{name}" in names, name
@@ -35,8 +36,7 @@ def test_wheel_contains_package_data_and_every_subpackage(tmp_path):
     probe = ("import flyvis_study, flyvis_study.resources as r; from flyvis_study.config import load_run_config; "
              f"assert flyvis_study.__file__.startswith(r'{target}'), flyvis_study.__file__; "
              "assert r.checkout_root() is None; "
-             "assert r.shipped_configs() == ['gold_standard.yaml', 'lr_drop.yaml', 'standard_2_epochs.yaml', "
-             "'two_stage.yaml', 'two_stage_constant_schedule.yaml']; "
+             f"assert r.shipped_configs() == {sorted(p.name for p in (REPO / 'params').glob('*.yaml'))!r}; "
              "assert load_run_config('two_stage.yaml', preset='tiny').training.alternate_training; "
              "assert r.notebook_file('block3.ipynb').is_file(); "
              "from flyvis_study.report.html import TEMPLATES; assert (TEMPLATES / 'offline' / 'conf.json').is_file(); "
