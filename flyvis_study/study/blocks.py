@@ -95,6 +95,10 @@ VREST_ARMS = {
     "silent_anchor_observed_target": "silent_anchor_observed_target.yaml",
 }
 
+# The blank-fraction axis of blocks 6 and 7.
+BLANK_FRACTION = Axis("blank_fraction", "simulation.stimulus.blank_fraction", (0.0, 0.5), float, "blank",
+                      "fraction of each clip's first frames at zero luminance, in [0, 1)")
+
 
 @dataclass(frozen=True)
 class BlockDefinition:
@@ -347,8 +351,7 @@ BLOCKS: dict[int, BlockDefinition] = {b.number: b for b in (
         "and at what cost in conn_R2 and tau_R2?",
         ARMS, baseline="standard_1_epoch", controls=("standard_1_epoch", "standard_2_epochs"),
         focus=("two_stage", "standard_2_epochs"), arm_choice=True,
-        axes=(Axis("blank_fraction", "simulation.stimulus.blank_fraction", (0.0, 0.5), float, "blank",
-                   "fraction of each clip's first frames at zero luminance, in [0, 1)"),
+        axes=(BLANK_FRACTION,
               Axis("noise_level", "simulation.noise_model_level", (0.05,), float, "noise",
                    "process noise level of the simulation, 0 or more")),
         about="""The levers:
@@ -376,8 +379,7 @@ are counted from 1 in prose (metrics.log counts from 0).""",
         "or the regulariser schedule and phase split of two-stage training?",
         VREST_ARMS, baseline="gold_standard", controls=("gold_standard", "standard_2_epochs_constant_schedule"),
         focus=("two_stage_constant_schedule", "standard_2_epochs_constant_schedule"), arm_choice=True,
-        axes=(Axis("blank_fraction", "simulation.stimulus.blank_fraction", (0.0, 0.5), float, "blank",
-                   "fraction of each clip's first frames at zero luminance, in [0, 1)"),),
+        axes=(BLANK_FRACTION,),
         defaults={
             "replicates": 8,
             "arm_levels": {arm: {"blank_fraction": [0.0]} for arm in (
