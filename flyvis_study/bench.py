@@ -104,7 +104,7 @@ def _interleaved_cpu_ms(fast, naive, batches, fast_iters: int, naive_iters: int)
 
 @dataclass
 class BenchReplica:
-    """What ``stacking.train.StackedStep`` reads of a replica (``train.loop.RunTrainer`` has the same)."""
+    """What ``stacking.train.StackedStep`` reads of a replica (``stacking.train.Replica`` has the same)."""
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer

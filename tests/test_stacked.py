@@ -10,8 +10,8 @@ import xarray as xr
 
 from flyvis_study.config import load_run_config
 from flyvis_study.stacking.adam import adam_step
-from flyvis_study.stacking.train import StackedStep, stack_key, train_stack
-from flyvis_study.train.loop import RunTrainer, train
+from flyvis_study.stacking.train import Replica, StackedStep, stack_key, train_stack
+from flyvis_study.train.loop import train
 from flyvis_study.train.loss import training_loss
 from flyvis_study.world.dataset import get_dataset
 
@@ -45,7 +45,7 @@ def test_one_stacked_step_equals_each_single_run_loss_and_gradients(dataset_root
     runs = []
     for k, cfg in enumerate(cfgs):
         ds = get_dataset(cfg.simulation, root=dataset_root, progress=False)
-        run = RunTrainer(cfg, ds, tmp_path / f"r{k}", resume=False, dtype=torch.float64)
+        run = Replica(cfg, ds, tmp_path / f"r{k}", resume=False, dtype=torch.float64)
         runs.append(run)
     runs[1].coeffs = dict(runs[1].coeffs, W_L1=2e-4, g_phi_diff=0.0, f_theta_L1=0.3)  # coefficients differ too
     idx = [r.batch() for r in runs]

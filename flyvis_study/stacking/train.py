@@ -3,8 +3,8 @@
 ``train_stack(cfgs, datasets, run_dirs)`` trains R runs that share the graph (same extent,
 model shape and batch size; their ground truth, simulation seed, i.e. dataset, training seed
 and every training hyperparameter may differ) as one stack: per step, every active replica
-draws its own batch from its own dataset with its own sampler (a ``train.loop.RunTrainer``
-per run, the same object a single run uses), the stacked loss (``stacking.loss``, one
+draws its own batch from its own dataset with its own sampler (a ``Replica`` per run: the
+``train.state.RunState`` a single run uses, advanced one step at a time), the stacked loss (``stacking.loss``, one
 value per replica) is differentiated once, and one multi-tensor Adam step
 (``stacking.adam``) updates every replica with its own learning rates and moments. Each
 replica follows its own phase schedule and per-epoch coefficients, writes its own
@@ -31,8 +31,9 @@ from flyvis_study.config import RunConfig
 from flyvis_study.stacking.adam import adam_step
 from flyvis_study.stacking.loss import COEFFICIENTS, coefficient_tensors, stacked_training_loss
 from flyvis_study.stacking.model import StackedGNN
-from flyvis_study.train.loop import RunTrainer, TrainResult
 from flyvis_study.train.optimizer import set_phase
+from flyvis_study.train.schedule import phase_of
+from flyvis_study.train.state import RunState, TrainResult
 from flyvis_study.world.dataset import Dataset
 
 
@@ -48,15 +49,74 @@ def stack_key(cfg: RunConfig) -> tuple:
             cfg.training.batch_size)
 
 
+class Replica:
+    """One run of a stack: its ``RunState``, advanced one optimiser step at a time by the stack.
+
+    Per step the stack reads ``batch()`` (the frame indices of the current iteration;
+    ``phase_changed`` says whether ``coeffs`` / ``phase`` must be applied first), computes
+    the step, and hands the replica's loss to ``record``, which keeps it, writes metrics.log
+    rows at the logged iterations (stopping a diverged run), and at the end of an epoch
+    writes the checkpoint and draws the next epoch's batches, as ``train.loop.train`` does
+    for a run alone. ``done`` is set when the last epoch ends or the run diverged.
+    """
+
+    def __init__(self, cfg: RunConfig, dataset: Dataset, run_dir: str | Path, device: str = "cpu",
+                 resume: bool = True, dtype: torch.dtype = torch.float32,
+                 step_callback: Callable[[int, int, str, torch.optim.Optimizer], None] | None = None):
+        self.state = s = RunState.open(cfg, dataset, run_dir, device, dtype, resume)
+        self.cfg, self.dataset, self.data, self.model, self.optimizer = cfg, dataset, s.data, s.model, s.optimizer
+        self.xnorm, self.step_callback = s.xnorm, step_callback
+        self.epoch, self.iteration, self.phase, self.phase_changed = s.epoch, 0, None, False
+        self.done = self.epoch >= cfg.training.n_epochs
+        if not self.done:
+            self._begin_epoch()
+
+    @property
+    def steps_left(self) -> int:
+        return 0 if self.done else self.state.steps_left - self.iteration
+
+    def _begin_epoch(self) -> None:
+        self.coeffs, self.batches = self.state.begin_epoch(self.epoch)
+        self.losses = torch.zeros(self.state.n_iter, device=self.model.W.device, dtype=self.model.W.dtype)
+        self.iteration, self.phase = 0, None
+
+    def batch(self):
+        """Frame indices (batch_size,) of the current iteration; sets ``phase`` and ``phase_changed``."""
+        new_phase = phase_of(self.iteration, self.state.joint_iters)
+        self.phase_changed = new_phase != self.phase
+        self.phase = new_phase
+        return self.batches[self.iteration]
+
+    def record(self, loss: torch.Tensor) -> None:
+        """Keep the current iteration's loss (0-d, detached) and move on (see the class docstring)."""
+        it = self.iteration
+        self.losses[it] = loss
+        if self.step_callback is not None:
+            self.step_callback(self.epoch, it, self.phase, self.optimizer)
+        if it in self.state.log_at and self.state.log_row(self.epoch, it, self.phase, self.losses) is None:
+            self.done = True
+            return
+        self.iteration += 1
+        if self.iteration == self.state.n_iter:
+            self.state.end_epoch(self.epoch, self.losses)
+            self.epoch += 1
+            self.done = self.epoch >= self.cfg.training.n_epochs
+            if not self.done:
+                self._begin_epoch()
+
+    def finish(self) -> TrainResult:
+        return self.state.finish()
+
+
 class StackedStep:
     """One optimiser step of the active replicas (eager). ``configure`` whenever a replica's
     phase changed or the set of active replicas did; ``__call__`` returns the (R,) losses."""
 
-    def __init__(self, runs: list[RunTrainer]):
-        self.runs: list[RunTrainer] = []
+    def __init__(self, runs: list[Replica]):
+        self.runs: list[Replica] = []
         self.configure(runs)
 
-    def configure(self, runs: list[RunTrainer]) -> None:
+    def configure(self, runs: list[Replica]) -> None:
         """Apply each run's phase learning rates and epoch coefficients; (re)build the stack."""
         self.runs = list(runs)
         self.gnn = StackedGNN([r.model for r in runs])
@@ -100,13 +160,13 @@ class StackedCudaGraphStep(StackedStep):
     then capture with the replicas' batch indices in a static (R, B) tensor; recaptured at
     every ``configure`` (a phase, epoch or membership change: the constants are in the graph)."""
 
-    def __init__(self, runs: list[RunTrainer], warmup: int = 3):
+    def __init__(self, runs: list[Replica], warmup: int = 3):
         dev = runs[0].model.W.device
         self.side = torch.cuda.Stream(device=dev)
         self.graph, self.static_loss, self.warmup = None, None, warmup
         super().__init__(runs)
 
-    def configure(self, runs: list[RunTrainer]) -> None:
+    def configure(self, runs: list[Replica]) -> None:
         if self.graph is not None:
             torch.cuda.current_stream().synchronize()
         self.graph, self.static_loss = None, None
@@ -146,7 +206,7 @@ class StackedCudaGraphStep(StackedStep):
         return self.static_loss.detach().clone()
 
 
-def _share_data(runs: list[RunTrainer]) -> list[tuple]:
+def _share_data(runs: list[Replica]) -> list[tuple]:
     """[(TrainingData, replica positions)] with one entry per distinct dataset of the stack."""
     groups: dict[str, tuple] = {}
     for i, r in enumerate(runs):
@@ -157,7 +217,7 @@ def _share_data(runs: list[RunTrainer]) -> list[tuple]:
     return list(groups.values())
 
 
-def make_stacked_step(runs: list[RunTrainer]) -> StackedStep:
+def make_stacked_step(runs: list[Replica]) -> StackedStep:
     """CUDA-graph stacked step on a GPU when every run has ``training.cuda_graph`` on, else eager."""
     if runs[0].model.W.device.type == "cuda" and all(r.cfg.training.cuda_graph for r in runs):
         return StackedCudaGraphStep(runs)
@@ -186,7 +246,7 @@ def train_stack(cfgs: list[RunConfig], datasets: list[Dataset], run_dirs: list[s
     runs = []
     for r, (cfg, ds, run_dir) in enumerate(zip(cfgs, datasets, run_dirs)):
         cb = None if step_callback is None else (lambda *a, r=r: step_callback(r, *a))
-        runs.append(RunTrainer(cfg, ds, run_dir, device, resume, dtype, cb))
+        runs.append(Replica(cfg, ds, run_dir, device, resume, dtype, cb))
     results: dict[int, TrainResult] = {}
 
     def finish(i: int) -> None:
