@@ -23,6 +23,11 @@ TRAJECTORY_METRICS = {"connectivity_r2": "connectivity_R2", "vrest_r2": "V_rest_
 IDENTITY_METRICS = ("connectivity_R2_identity", "tau_R2_identity", "V_rest_R2_identity")
 READOUT_SUFFIX = {"plain": "", "corrected": "_corrected"}
 FIELD_SUFFIXES = ("_R2_field", "_R2_field_all", "_field_dropped")
+R2_DEFINITIONS = {  # in words, for reports and logs (formulas: evaluation.recovery)
+    "affine": "squared Pearson r of the least-squares fit learned = a * true + b",
+    "identity": "1 - SS_res / SS_tot about learned = true, on the inliers |learned - true| <= threshold",
+    "field": "the identity R2 on the inliers of the field's thresholds, printed inliers [all] (% dropped)",
+}
 R2_DEFINITION_OF = {"connectivity_R2": "affine", "tau_R2": "affine", "V_rest_R2": "affine",
                     **{name: "identity" for name in IDENTITY_METRICS}}
 

@@ -1,6 +1,6 @@
 """Evaluation of a trained GNN against the ground truth (definitions: spec/metrics.md).
 
-Recovered-parameter R2, under two named definitions (``R2_DEFINITIONS``):
+Recovered-parameter R2, under two named definitions (``evaluation.names.R2_DEFINITIONS``):
 - ``affine`` (the seed's; metric names without a suffix: connectivity_R2, tau_R2, V_rest_R2):
   fit learned = a * true + b by least squares; R2 = 1 - SS_res / SS_tot with SS_tot on the
   learned values (= squared Pearson r); the slope a is reported beside it. conn_R2 is taken on
@@ -71,13 +71,6 @@ def r2_affine(true: np.ndarray, learned: np.ndarray) -> tuple[float, float]:
     slope = float(tc @ lc) / var_t
     resid = lc - slope * tc
     return float(1.0 - (resid @ resid) / ss_tot), slope
-
-
-R2_DEFINITIONS = {
-    "affine": "squared Pearson r of the least-squares fit learned = a * true + b",
-    "identity": "1 - SS_res / SS_tot about learned = true, on inliers |learned - true| <= threshold "
-                "(outlier share stored)",
-}
 
 
 def r2_identity(true: np.ndarray, learned: np.ndarray, threshold: float) -> tuple[float, float]:

@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 from IPython.display import HTML, Markdown, display
 
+from flyvis_study.evaluation.names import R2_DEFINITIONS
 from flyvis_study.evaluation.recovery import W_OUTLIER
 from flyvis_study.report import levers
 from flyvis_study.report.figures import distribution_figure, embedding_figure, paired_figure, trajectory_figure
@@ -167,7 +168,7 @@ def how_to_read(result: BlockResult) -> str:
     and the run configs that apply them."""
     evaluation = result.specs[0].config.evaluation
     pairs = len({(s.ground_truth, s.sim_seed, s.train_seed) for s in result.specs})
-    definitions = (f"- *R2 definitions*: **affine** = squared Pearson r of the fit learned = a * true + b "
+    definitions = (f"- *R2 definitions*: **affine** = {R2_DEFINITIONS['affine']} "
                    f"(`evaluation.recovery.r2_affine`; conn_R2 on the corrected weights W* of the edges with "
                    f"|W* - W| <= {W_OUTLIER:g}; tau_R2, V_rest_R2 on every neuron); **identity** = 1 - SS_res / "
                    f"SS_tot about learned = true on the inliers |learned - true| <= {W_OUTLIER:g} (W*), "

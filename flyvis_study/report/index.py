@@ -17,6 +17,7 @@ from pathlib import Path
 
 import xarray as xr
 
+from flyvis_study.evaluation.names import R2_DEFINITIONS
 from flyvis_study.report.levers import headline as lever_headline
 from flyvis_study.report.summary import load_blocks, self_controlled, study_comparisons
 from flyvis_study.report.verdicts import block_headline, study_answer
@@ -90,7 +91,7 @@ th {{ background: #f3f3f3; text-align: left; }} code {{ font-size: 0.9em; }}
 <h1>flyvis_study: study index</h1>
 <p><b>{e(answer)}</b></p>
 <p>Study summary (paired comparisons of every block with block {baseline_block}, figures and tables):
-{summary_link}. Every R2 is the squared Pearson correlation of an affine fit (learned = a * true + b).</p>
+{summary_link}. Every R2 here is affine: the {R2_DEFINITIONS['affine']}.</p>
 <table>
 <tr><th>block</th><th>report</th><th>verdict</th><th>runs</th><th>made by</th><th>reproduce (from the project
 folder)</th></tr>

@@ -9,7 +9,7 @@ For replica r with batch (v_r, I_r, y_r) (B, N) and its epoch's coefficients c_r
         + sum over g_phi's, then f_theta's tensors p of c_r[*_L1] ||p_r||_1 + c_r[*_L2] ||p_r||_2
 
 (all norms unsquared; v0 = v_r[0]; the regulariser rows of g_phi see a detached embedding;
-c_r[W_L2] is taken as 0 where c_r[W_L1] > 0, the single-run rule "W L1, else W L2"). A term
+the coefficients are the schedule's, ``train.schedule.coefficients``, where W L2 is 0 while W L1 is on). A term
 is computed when any replica's coefficient is positive; a replica whose coefficient is 0 gets
 0 times the term, whose gradient is exactly 0.
 The stack's objective is sum_r L_r: replicas share no parameter, so each one's gradient is
@@ -26,9 +26,8 @@ COEFFICIENTS = ("W_L1", "W_L2", "g_phi_L1", "g_phi_L2", "f_theta_L1", "f_theta_L
 
 
 def coefficient_tensors(coeffs: list[dict[str, float]], like: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Each coefficient as an (R,) tensor (dtype and device of ``like``), from R per-replica dicts;
-    W_L2 is 0 where W_L1 is positive (``train.loss.regulariser``: W L1, else W L2)."""
-    coeffs = [dict(c, W_L2=0.0) if c["W_L1"] > 0 else c for c in coeffs]
+    """Each coefficient as an (R,) tensor (dtype and device of ``like``), from R per-replica dicts
+    (``train.schedule.coefficients``)."""
     return {k: torch.tensor([c[k] for c in coeffs], dtype=like.dtype, device=like.device) for k in COEFFICIENTS}
 
 

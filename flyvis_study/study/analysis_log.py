@@ -9,6 +9,7 @@ import numpy as np
 import xarray as xr
 
 from flyvis_study.config import GroundTruthConfig
+from flyvis_study.evaluation.names import R2_DEFINITIONS
 from flyvis_study.evaluation.trajectory import trajectory_observations
 from flyvis_study.study.results import runs_table
 from flyvis_study.study.spec import safe_name
@@ -175,13 +176,13 @@ def _mutation(ds: xr.Dataset, r, cfgj: dict, parent: dict,
 
 def _definitions(r) -> str:
     """The R2 definitions line: the Metrics line's R2 are affine; the identity R2 beside them."""
-    affine = "the Metrics line's R2 are affine (squared Pearson r of learned = a * true + b)"
+    affine = f"the Metrics line's R2 are affine ({R2_DEFINITIONS['affine']})"
     names = ("connectivity", "tau", "V_rest")
     if not all(f"{n}_R2_identity" in r for n in names):
         return affine + "; identity R2 not measured (run file from before it)"
     parts = [f"{n}_R2_identity={_f(r[f'{n}_R2_identity'])} (outliers {_percent(r.get(f'{n}_outlier_share'))})"
              for n in names]
-    return (affine + "; identity (1 - SS_res / SS_tot about learned = true, on inliers): " + ", ".join(parts))
+    return affine + f"; identity ({R2_DEFINITIONS['identity']}): " + ", ".join(parts)
 
 
 def _field(r) -> str:

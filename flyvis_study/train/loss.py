@@ -28,9 +28,9 @@ def regulariser(model: FlyVisGNN, v_frame: torch.Tensor, coeffs: dict[str, float
     """
     edge_activation = edge_activation or model.edge_activation
     terms = []
-    if coeffs["W_L1"] > 0:
+    if coeffs["W_L1"] > 0:  # the schedule turns W L2 off while W L1 is on (``train.schedule``)
         terms.append(coeffs["W_L1"] * model.W.abs().sum())
-    elif coeffs["W_L2"] > 0:
+    if coeffs["W_L2"] > 0:
         terms.append(coeffs["W_L2"] * torch.linalg.vector_norm(model.W))
     for name, mlp in (("g_phi", model.g_phi), ("f_theta", model.f_theta)):
         c1, c2 = coeffs[f"{name}_L1"], coeffs[f"{name}_L2"]

@@ -29,11 +29,6 @@ import math
 
 from flyvis_study.config import TrainingConfig
 
-PHASES = ("joint", "V_rest")
-
-
-GROUPS = ("W", "g_phi", "f_theta", "embedding")
-
 
 def phase_of(iteration: int, joint_iters: int) -> str:
     """Phase of an iteration index within its epoch."""

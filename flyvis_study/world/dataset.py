@@ -61,9 +61,6 @@ FORMAT_VERSION = 1
 log = logging.getLogger(__name__)
 
 
-SPLITS = ("train", "test")
-
-
 def resolve_ground_truth(sim: SimulationConfig, connectome: Connectome,
                          root: Path | None = None) -> GroundTruthParams:
     """Ground-truth parameters named by the simulation config.
