@@ -2,11 +2,11 @@
 fly optic lobe better than standard training, and what does?
 
 The results API is importable from here (loaded on first use, so ``import flyvis_study``
-stays light): ``open_block(path)``, ``open_run(path)``, ``compare(block_a, block_b, metric)``
-(``flyvis_study.access``).
+stays light): ``run_block(N, parameters)``, ``open_block(path)``, ``open_run(path)``,
+``compare(block_a, block_b, metric)`` (``flyvis_study.access``).
 """
 
-_RESULTS_API = ("open_block", "open_run", "compare", "Block", "Run")
+_RESULTS_API = ("run_block", "open_block", "open_run", "compare", "Block", "Run")
 __all__ = list(_RESULTS_API)
 
 

@@ -1,6 +1,7 @@
-"""Results at hand: open a block file or a run folder and look inside, without plumbing.
+"""Results at hand: run or open a block, open a run folder, and look inside, without plumbing.
 
-``open_block(path)`` -> ``Block``: the block file's xarray Dataset (``.ds``: metrics on
+``run_block(N, parameters)`` runs (or resumes) block N and ``open_block(path)`` opens a block
+file; both give the same ``Block``: the block file's xarray Dataset (``.ds``: metrics on
 config x ground_truth x sim_seed x train_seed, trajectories over ``step``, statistics over config x metric x
 statistic; each config's factors, ``arm`` and the axis levels, as coordinates along config),
 the same runs with one dimension per factor (``.factorial``, e.g.
@@ -51,10 +52,43 @@ from flyvis_study.study.comparison import PairedComparison
 # ----------------------------------------------------------------------------- blocks
 @dataclass
 class Block:
-    """A block file and what it summarises. ``ds`` is the Dataset; the rest is derived from it."""
+    """A block file and what it summarises. ``ds`` is the Dataset; the rest is derived from it:
+    the parameters it was made with and their run specs (planned again from the stored
+    parameters when opened from a file, the ones that ran when returned by ``run_block``)."""
 
     path: Path
     ds: xr.Dataset
+
+    @property
+    def folder(self) -> Path:
+        """The output folder: the block file, its runs (``runs/``) and the other blocks."""
+        return self.path.parent
+
+    @functools.cached_property
+    def parameters(self):
+        """The block's validated parameters (``study.parameters.BlockParameters``), as stored in the file."""
+        from flyvis_study.study.blocks import block_parameters
+
+        return block_parameters(self.number, **json.loads(self.ds.attrs["parameters"]))
+
+    @functools.cached_property
+    def specs(self) -> list:
+        """The block's run specs (``study.spec.RunSpec``), planned from ``parameters``."""
+        from flyvis_study.study.blocks import plan_block
+
+        return plan_block(self.number, self.parameters)
+
+    @property
+    def run_files(self) -> list[Path]:
+        """The run files (``runs/<run_id>/run.nc`` beside the block file) in spec order."""
+        return [self.folder / "runs" / spec.run_id / "run.nc" for spec in self.specs]
+
+    @property
+    def definition(self):
+        """The block's definition (``study.blocks.BlockDefinition``): arms, axes, baseline, question."""
+        from flyvis_study.study.blocks import block_definition
+
+        return block_definition(self.number)
 
     @functools.cached_property
     def runs(self) -> pd.DataFrame:
@@ -164,6 +198,18 @@ class Block:
         several = rows["ground_truth"].nunique() > 1
         return ", ".join((f"({g}, {s}, {t})" if several else f"({s}, {t})")
                          for g, s, t in zip(rows["ground_truth"], rows["sim_seed"], rows["train_seed"])) or "none"
+
+
+def run_block(number: int, params=None, progress: bool = True) -> Block:
+    """Run (or resume) block ``number`` with ``params`` (``BlockParameters`` or a dict of them,
+    validated before any run; ``study.blocks.compute_block``) and open the block file it wrote."""
+    from flyvis_study.study.blocks import block_parameters, compute_block
+
+    params = params if not isinstance(params, dict | None) else block_parameters(number, **(params or {}))
+    path, specs = compute_block(number, params, progress)
+    block = open_block(path)
+    block.__dict__.update(parameters=params, specs=specs)  # the ones that ran, not planned again
+    return block
 
 
 def open_block(path: str | Path) -> Block:

@@ -9,7 +9,7 @@ import torch
 from conftest import FAST
 
 import flyvis_study as fs
-from flyvis_study.study.blocks import run_block
+from flyvis_study import run_block
 from flyvis_study.study.comparison import paired_comparison
 from flyvis_study.study.statistics import config_statistics
 from flyvis_study.world.dataset import get_dataset
@@ -28,18 +28,18 @@ def blocks(tmp_path_factory, dataset_root):
 
 def test_open_block_has_the_dataset_runs_and_statistics(blocks):
     _, b1 = blocks
-    block = fs.open_block(b1.nc_path)
+    block = fs.open_block(b1.path)
     assert block.number == 1 and block.configs == ["two_stage_default"]
     assert len(block.runs) == 3 and set(block.runs["sim_seed"]) == {0, 1, 2}
     np.testing.assert_allclose(block.statistics["connectivity_R2_mean"],
-                               config_statistics(b1.dataset)["connectivity_R2_mean"])
+                               config_statistics(b1.ds)["connectivity_R2_mean"])
     assert block.ds["traj_conn"].dims == ("config", "ground_truth", "sim_seed", "train_seed", "step")
     assert block.ground_truths == ["synthetic/seed0"]  # a file from before the axis gets it on reading
 
 
 def test_median_run_and_run_contents(blocks, dataset_root):
     _, b1 = blocks
-    block = fs.open_block(b1.nc_path)
+    block = fs.open_block(b1.path)
     conn = block.runs["connectivity_R2"]
     run = block.median_run()
     assert run.metrics["connectivity_R2"] == pytest.approx(conn.iloc[(conn - conn.median()).abs().argmin()])
@@ -63,7 +63,7 @@ def test_median_run_and_run_contents(blocks, dataset_root):
 
 
 def test_every_panel_draws(blocks):
-    run = fs.open_block(blocks[1].nc_path).median_run()
+    run = fs.open_block(blocks[1].path).median_run()
     labels = [line.get_label() for line in run.plot_trajectory().axes[0].lines]
     assert [x for x in labels if not x.startswith("_")] == ["conn", "V_rest", "tau"]
     assert len(run.plot_recovered().axes) == 3
@@ -71,13 +71,13 @@ def test_every_panel_draws(blocks):
     functions = run.plot_functions()
     assert len(functions.axes) == 2 and len(functions.axes[0].lines) > 10
     assert run.plot_loss().axes[0].lines
-    assert fs.open_block(blocks[1].nc_path).plot_metric("V_rest_R2").axes[0].collections
+    assert fs.open_block(blocks[1].path).plot_metric("V_rest_R2").axes[0].collections
 
 
 def test_compare_is_the_paired_comparison(blocks):
     b0, b1 = blocks
-    c = fs.compare(b0.nc_path, fs.open_block(b1.nc_path), "V_rest_R2")
-    expected = paired_comparison(b0.dataset, b1.dataset, "V_rest_R2")
+    c = fs.compare(b0.path, fs.open_block(b1.path), "V_rest_R2")
+    expected = paired_comparison(b0.ds, b1.ds, "V_rest_R2")
     assert c.n_pairs == 2 and c.pairs == [(0, 0), (1, 1)]
     assert json.dumps(c.row(), sort_keys=True) == json.dumps(expected.row(), sort_keys=True)
     assert c.baseline == expected.baseline and c.treatment == expected.treatment
@@ -90,7 +90,7 @@ def test_blocks_0_1_and_6_in_one_folder_train_shared_runs_once(blocks, tmp_path,
     import shutil
 
     folder = tmp_path / "study"
-    shutil.copytree(blocks[0].out_dir, folder)
+    shutil.copytree(blocks[0].folder, folder)
     before = {p.parent.name: p.stat().st_mtime_ns for p in (folder / "runs").glob("*/run.nc")}
     assert len(before) == 5  # block 0: 2 runs, block 1: 3 runs
     six = run_block(6, {"overrides": FAST, "cache_dir": str(dataset_root), "out_dir": str(folder),
@@ -99,18 +99,18 @@ def test_blocks_0_1_and_6_in_one_folder_train_shared_runs_once(blocks, tmp_path,
     after = {p.parent.name: p.stat().st_mtime_ns for p in (folder / "runs").glob("*/run.nc")}
     assert len(six.specs) == 6 and len(after) == 7  # 4 of block 6's runs were there already
     assert {k: after[k] for k in before} == before  # and were not rewritten
-    ds = fs.open_block(six.nc_path).ds
+    ds = fs.open_block(six.path).ds
     assert ds.attrs["schema_version"] == 2
-    b0, b1 = blocks[0].dataset, blocks[1].dataset
+    b0, b1 = blocks[0].ds, blocks[1].ds
     shared = {"standard_1_epoch_blank=0_noise=0.05": b0.sel(config="standard"),
               "two_stage_blank=0_noise=0.05": b1.sel(config="two_stage_default", sim_seed=[0, 1], train_seed=[0, 1])}
     for label, earlier in shared.items():
         np.testing.assert_array_equal(ds["V_rest_R2"].sel(config=label).values, earlier["V_rest_R2"].values)
         np.testing.assert_array_equal(ds["run_id"].sel(config=label).values, earlier["run_id"].values)
-    cell = fs.open_block(six.nc_path).factorial.sel(arm="standard_1_epoch", blank_fraction=0.5, noise_level=0.05)
+    cell = fs.open_block(six.path).factorial.sel(arm="standard_1_epoch", blank_fraction=0.5, noise_level=0.05)
     assert cell["label"].item() == "standard_1_epoch_blank=0.5_noise=0.05"
     assert np.isfinite(np.diagonal(cell["V_rest_R2"].squeeze("ground_truth").values)).all()
-    missing = fs.open_block(six.nc_path).factorial.sel(arm="two_stage", blank_fraction=0.5)  # not in the plan
+    missing = fs.open_block(six.path).factorial.sel(arm="two_stage", blank_fraction=0.5)  # not in the plan
     assert np.isnan(missing["V_rest_R2"].values).all()
 
 
@@ -121,7 +121,7 @@ def test_clear_errors(blocks, tmp_path):
     with pytest.raises(FileNotFoundError, match="not a finished run folder .*config.json"):
         fs.open_run(tmp_path)
     with pytest.raises(KeyError, match=r"no run of 'two_stage_default' with sim_seed=7.*runs: \(0, 0\)"):
-        fs.open_block(b1.nc_path).run("two_stage_default", 7, 7)
+        fs.open_block(b1.path).run("two_stage_default", 7, 7)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         fs.nope  # noqa: B018
 

@@ -8,7 +8,8 @@ import xarray as xr
 from conftest import FAST as CONFTEST_FAST
 from conftest import REPO, fake_flyvis_root
 
-from flyvis_study.study.blocks import BlockParameterError, plan_block, run_block
+from flyvis_study import run_block
+from flyvis_study.study.blocks import BlockParameterError, plan_block
 from flyvis_study.study.comparison import paired_comparison
 from flyvis_study.study.results import runs_table, with_ground_truth_axis
 
@@ -51,12 +52,12 @@ def test_a_block_over_two_networks_records_and_pairs_on_the_ground_truth(tmp_pat
     params = {"replicates": 1, "overrides": FAST, "out_dir": str(tmp_path / "out"), "cache_dir": str(dataset_root),
               "ground_truth_models": ["flow/0000/000", "flow/0000/001"]}
     result = run_block(0, params, progress=False)
-    ds = xr.load_dataset(result.nc_path, engine="h5netcdf")
+    ds = xr.load_dataset(result.path, engine="h5netcdf")
     assert list(ds["ground_truth"].values) == ["flow/0000/000", "flow/0000/001"]
     assert ds["connectivity_R2"].dims == ("config", "ground_truth", "sim_seed", "train_seed")
     runs = runs_table(ds)
     assert sorted(runs["ground_truth"]) == ["flow/0000/000", "flow/0000/001"] and len(runs) == 2
-    for path in result.paths:  # every run file names its network, by coordinate and in its config
+    for path in result.run_files:  # every run file names its network, by coordinate and in its config
         run = xr.load_dataset(path, engine="h5netcdf")
         model = str(run["ground_truth"].item())
         assert json.loads(run["config_json"].item())["simulation"]["ground_truth"]["model"] == model

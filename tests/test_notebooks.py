@@ -238,7 +238,7 @@ def test_block_7_what_limits_v_rest_report(tmp_path, dataset_root):
 def test_explore_notebook_tours_blocks_and_trains_a_live_run(tmp_path, dataset_root):
     """The tour (on tiny blocks 0 and 1 made here, standing in for the committed examples), then
     the optional live run (tiny preset, progress bar)."""
-    from flyvis_study.study.blocks import run_block
+    from flyvis_study import run_block
 
     examples = tmp_path / "examples"
     for number in (0, 1):

@@ -8,7 +8,7 @@ import xarray as xr
 from conftest import FAST
 
 import flyvis_study as fs
-from flyvis_study.study.blocks import run_block
+from flyvis_study import run_block
 from flyvis_study.study.record import SCHEMA_VERSION, write_netcdf_atomic
 from flyvis_study.study.results import save_block
 from flyvis_study.study.schema import load_block, migrate_folder
@@ -54,8 +54,8 @@ def schema_1_folder(request, tmp_path, dataset_root):
     rich, poor = (old6, old0) if request.param == "block 6's" else (old0, old6)
     _downgrade_run(runs / key, poor, drop=tuple(identity))
     _downgrade_run(runs / "copy", rich)
-    _downgrade_block(zero.nc_path, {key: old0})
-    _downgrade_block(six.nc_path, {key: old6})
+    _downgrade_block(zero.path, {key: old0})
+    _downgrade_block(six.path, {key: old6})
     return tmp_path, key
 
 

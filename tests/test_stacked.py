@@ -224,15 +224,15 @@ def test_block_parameter_stack(tmp_path):
 
 
 def test_a_stacked_block_writes_each_run_and_matches_runs_alone(dataset_root, tmp_path):
-    from flyvis_study.study.blocks import run_block
+    from flyvis_study import run_block
 
     fast = {"training.iterations_fraction": 0.004, "evaluation.gmm_components": 10,
             "evaluation.rollout_frames": 50, "evaluation.test_frames": 200}
     common = dict(preset="tiny", replicates=3, overrides=fast, cache_dir=str(dataset_root))
     alone = run_block(0, dict(common, out_dir=str(tmp_path / "alone"), stack=1), progress=False)
     stacked = run_block(0, dict(common, out_dir=str(tmp_path / "stacked"), stack=2), progress=False)
-    assert len(stacked.paths) == len(alone.paths) == 3
-    for path_a, path_s in zip(alone.paths, stacked.paths):
+    assert len(stacked.run_files) == len(alone.run_files) == 3
+    for path_a, path_s in zip(alone.run_files, stacked.run_files):
         with xr.open_dataset(path_a, engine="h5netcdf") as a, xr.open_dataset(path_s, engine="h5netcdf") as s:
             assert a.attrs["stacked_with"] == 1
             assert s.attrs["stacked_with"] in (1, 2)  # 3 runs: a stack of 2 and one alone
@@ -240,7 +240,8 @@ def test_a_stacked_block_writes_each_run_and_matches_runs_alone(dataset_root, tm
             for m in ("connectivity_R2", "tau_R2", "V_rest_R2"):
                 # float32: the stacked and the single step round differently, ~1e-3 after training
                 assert float(s[m].values.item()) == pytest.approx(float(a[m].values.item()), abs=0.03)
-    assert sorted(xr.open_dataset(p, engine="h5netcdf").attrs["stacked_with"] for p in stacked.paths) == [1, 2, 2]
+    assert sorted(xr.open_dataset(p, engine="h5netcdf").attrs["stacked_with"] for p in stacked.run_files) == [1, 2, 2]
     # a rerun finds every run finished (each stacked run was written with its manifest)
+    written = {p: p.stat().st_mtime_ns for p in stacked.run_files}
     again = run_block(0, dict(common, out_dir=str(tmp_path / "stacked"), stack=2), progress=False)
-    assert again.paths == stacked.paths
+    assert {p: p.stat().st_mtime_ns for p in again.run_files} == written

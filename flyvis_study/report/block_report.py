@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -24,7 +25,7 @@ from flyvis_study.report import levers
 from flyvis_study.report.figures import distribution_figure, embedding_figure, paired_figure, trajectory_figure
 from flyvis_study.report.verdicts import KEEP_RULE, RAISE_RULE, block_verdict
 from flyvis_study.resources import project_path
-from flyvis_study.study.blocks import BASELINE_BLOCK, BlockResult, block_definition
+from flyvis_study.study.blocks import BASELINE_BLOCK, block_definition
 from flyvis_study.study.comparison import CLAIM_MIN_PAIRS, COMPARED_METRICS, PairedComparison, compare_with_baseline
 from flyvis_study.study.parameters import BlockParameters
 from flyvis_study.study.schema import load_block
@@ -38,6 +39,9 @@ from flyvis_study.study.statistics import (
 )
 from flyvis_study.study.statistics import variance_table as _variance_table
 
+if TYPE_CHECKING:  # the block a report shows: what run_block and open_block return
+    from flyvis_study.access import Block
+
 __all__ = ["baseline_comparisons", "header", "verdict", "distribution_figure", "trajectory_figure",
            "embedding_figure", "paired_figure", "variance_table", "ranking_table", "comparison_table",
            "resolved_configuration", "show_report"]
@@ -49,21 +53,21 @@ LEVER_DISTRIBUTION_METRICS = ("V_rest_R2", "V_rest_R2_corrected", "V_rest_R2_fie
                               "connectivity_R2", "tau_R2")
 
 
-def baseline_path(result: BlockResult) -> Path | None:
+def baseline_path(result: Block) -> Path | None:
     """The baseline block file: ``compare_with``, else the baseline block's file (``BASELINE_BLOCK``)
     beside this block (not for the baseline block itself)."""
     if result.parameters.compare_with:
         return project_path(result.parameters.compare_with)
-    default = result.out_dir / f"block{BASELINE_BLOCK}.nc"
-    return default if result.block != BASELINE_BLOCK and default.is_file() else None
+    default = result.folder / f"block{BASELINE_BLOCK}.nc"
+    return default if result.number != BASELINE_BLOCK and default.is_file() else None
 
 
-def baseline_comparisons(result: BlockResult, metrics=COMPARED_METRICS) -> list[PairedComparison]:
+def baseline_comparisons(result: Block, metrics=COMPARED_METRICS) -> list[PairedComparison]:
     """Paired comparisons of every config of the block with the baseline (empty without one)."""
     path = baseline_path(result)
     if path is None:
         return []
-    return compare_with_baseline(load_block(path), result.dataset, list(result.statistics.index), metrics)
+    return compare_with_baseline(load_block(path), result.ds, list(result.statistics.index), metrics)
 
 
 def parameter_table(number: int, params: BlockParameters) -> pd.DataFrame:
@@ -86,9 +90,9 @@ def show_parameters(number: int, params: BlockParameters) -> None:
         display(parameter_table(number, params))
 
 
-def header(result: BlockResult) -> str:
+def header(result: Block) -> str:
     """Markdown: preset, runs, seed pairs and provenance of the block file."""
-    a = result.dataset.attrs
+    a = result.ds.attrs
     pairs = sorted({(s.sim_seed, s.train_seed) for s in result.specs})
     networks = list(dict.fromkeys(s.ground_truth for s in result.specs))
     return (f"Preset `{result.parameters.preset}`, {len(result.specs)} runs over {len(result.statistics)} "
@@ -96,10 +100,10 @@ def header(result: BlockResult) -> str:
             + ", ".join(f"({s}, {t})" for s, t in pairs) + "; ground truth: " + ", ".join(networks) + ".  \n"
             f"Made by flyvis_study {a.get('package_version', '?')} (commit `{a.get('git_commit') or 'n/a'}`), "
             f"torch {a.get('torch_version', '?')}, on {a.get('device_name', '?')}. "
-            f"Block file: `{result.nc_path}`.")
+            f"Block file: `{result.path}`.")
 
 
-def verdict(result: BlockResult, comparisons: list[PairedComparison]) -> str:
+def verdict(result: Block, comparisons: list[PairedComparison]) -> str:
     return block_verdict(result.statistics, result.ranking, comparisons, result.parameters.preset)
 
 
@@ -119,7 +123,7 @@ def comparison_table(comparisons: list[PairedComparison]) -> pd.DataFrame | str:
     return table.round(4)
 
 
-def resolved_configuration(result: BlockResult) -> str:
+def resolved_configuration(result: Block) -> str:
     """YAML of the first run's resolved config, and the seed pairs of all runs."""
     spec = result.specs[0]
     text = yaml.safe_dump(spec.config.model_dump(mode="json"), sort_keys=False)
@@ -140,7 +144,7 @@ SECTIONS = ("Verdict", "Key figure", "Statistics per config and metric", "Rankin
             "Resolved configuration")
 
 
-def show_block_report(result: BlockResult) -> list[PairedComparison]:
+def show_block_report(result: Block) -> list[PairedComparison]:
     """Display the block's report (in a notebook); returns its paired comparisons.
 
     A block with its own controls (``BlockDefinition.self_controlled``) shows its levers report
@@ -148,14 +152,14 @@ def show_block_report(result: BlockResult) -> list[PairedComparison]:
     definitions and its resolved configuration; any other block its comparison with the
     baseline block (``baseline_comparisons``, ``show_report``).
     """
-    if not block_definition(result.block).self_controlled:
+    if not block_definition(result.number).self_controlled:
         comparisons = baseline_comparisons(result)
         show_report(result, comparisons)
         return comparisons
-    comparisons = levers.show_report(result.dataset, out_dir=result.out_dir)
+    comparisons = levers.show_report(result.ds, out_dir=result.folder)
     display(Markdown("### Statistics per config, one dot per run, and the configuration"))
     display(variance_table(result.statistics))
-    fig = distribution_figure(result.dataset, LEVER_DISTRIBUTION_METRICS)
+    fig = distribution_figure(result.ds, LEVER_DISTRIBUTION_METRICS)
     display(fig)
     plt.close(fig)
     display(HTML(collapsed("first run's configuration, resolved (seeds and arms differ per run); click to open",
@@ -163,7 +167,7 @@ def show_block_report(result: BlockResult) -> list[PairedComparison]:
     return comparisons
 
 
-def how_to_read(result: BlockResult) -> str:
+def how_to_read(result: Block) -> str:
     """Markdown: how to read the block's report, its rules and numbers read from the constants
     and the run configs that apply them."""
     evaluation = result.specs[0].config.evaluation
@@ -190,7 +194,7 @@ def how_to_read(result: BlockResult) -> str:
                 "every presynaptic neuron at 0, where the true synapse transmits nothing; `_corrected`). A "
                 "message offset that f_theta absorbs moves the plain readout and not the corrected one "
                 "(`evaluation.recovery`).")
-    definition = block_definition(result.block)
+    definition = block_definition(result.number)
     if definition.self_controlled:
         epochs = {}
         for spec in result.specs:
@@ -219,7 +223,7 @@ def how_to_read(result: BlockResult) -> str:
     return "### How to read this report\n" + "\n".join(lines)
 
 
-def show_report(result: BlockResult, comparisons: list[PairedComparison]) -> None:
+def show_report(result: Block, comparisons: list[PairedComparison]) -> None:
     """Display every section of a block report in order, each under its heading (in a notebook).
 
     Verdict and key figure first; tables whole (no column or row elision); the other figures;
@@ -239,16 +243,16 @@ def show_report(result: BlockResult, comparisons: list[PairedComparison]) -> Non
                "the treatment), and the mean paired differences with 95 % bootstrap CIs."
                if key is not None else "Each metric per config, one dot per run.")
     parts = [lambda: display(Markdown(verdict(result, comparisons))),
-             lambda: (figure(key if key is not None else distribution_figure(result.dataset)),
+             lambda: (figure(key if key is not None else distribution_figure(result.ds)),
                       display(Markdown(caption))),
              lambda: (table(variance_table(result.statistics)),
                       display(Markdown("\n".join(f"- **{cfg}**: {flag_reasons(row)}"
                                                   for cfg, row in result.statistics.iterrows())))),
              lambda: table(ranking_table(result.ranking)),
              lambda: table(comparison_table(comparisons)),
-             lambda: figure(distribution_figure(result.dataset) if key is not None else None),
-             lambda: figure(trajectory_figure(result.dataset)),
-             lambda: figure(embedding_figure(result.dataset, result.out_dir)),
+             lambda: figure(distribution_figure(result.ds) if key is not None else None),
+             lambda: figure(trajectory_figure(result.ds)),
+             lambda: figure(embedding_figure(result.ds, result.folder)),
              lambda: display(HTML(collapsed("first run's configuration, resolved (seeds differ per run); click "
                                             "to open", resolved_configuration(result))))]
     for title, show in zip(SECTIONS, parts):

@@ -22,7 +22,7 @@ Blocks without a control of their own are compared with the baseline block's bas
 
 ``BLOCKS[N]`` is the definition; ``block_parameters(N, **values)`` the validated parameters
 (``study.parameters``), ``plan_block`` the validated run specs (every config resolved before
-any run; run ids keyed by content, ``study.spec.run_id_of``), ``run_block`` runs (or resumes)
+any run; run ids keyed by content, ``study.spec.run_id_of``), ``compute_block`` runs (or resumes)
 them, reusing every finished run in the output folder whatever block made it, and writes
 ``blockN.nc`` and the analysis logs. The CLI, the notebooks (``notebooks/blockN.ipynb``) and
 the Python API all go through these.
@@ -43,7 +43,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import xarray as xr
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -502,44 +501,30 @@ def best_config_from(paths: list[str | Path]) -> tuple[str, dict]:
     return best[1], best[2]
 
 
-@dataclass
-class BlockResult:
-    block: int
-    parameters: BlockParameters
-    dataset: xr.Dataset
-    statistics: pd.DataFrame
-    ranking: pd.DataFrame
-    paths: list[str]
-    nc_path: Path
-    specs: list
-
-    @property
-    def out_dir(self) -> Path:
-        return self.nc_path.parent
-
-
-def run_block(number: int, params: BlockParameters | dict | None = None, progress: bool = True) -> BlockResult:
+def compute_block(number: int, params: BlockParameters | dict | None = None,
+                  progress: bool = True) -> tuple[Path, list[RunSpec]]:
     """Run (or resume) block ``number``; write ``out_dir/blockN.nc`` and the analysis logs.
 
     ``params``: validated ``BlockParameters`` or a dict of them (validated here, before any
     run). Finished runs in ``out_dir/runs`` are reused. Raises ``BlockInUse`` when another
-    block holds the output folder.
+    block holds the output folder. Returns the block file's path and the planned run specs;
+    ``flyvis_study.run_block`` wraps this and returns the ``Block`` that ``open_block`` gives.
     """
     block = block_definition(number)
     params = params if isinstance(params, BlockParameters) else block_parameters(number, **(params or {}))
     specs = plan_block(number, params)
     out_dir = project_path(params.out_dir)
     with block_lock(out_dir, number):
-        return _run_locked(number, block, params, specs, out_dir, progress)
+        return _run_locked(number, block, params, specs, out_dir, progress), specs
 
 
-def _run_locked(number, block, params, specs, out_dir: Path, progress: bool) -> BlockResult:
+def _run_locked(number, block, params, specs, out_dir: Path, progress: bool) -> Path:
     from flyvis_study.provenance import provenance
     from flyvis_study.study.analysis_log import append_analysis_logs
     from flyvis_study.study.progress import dashboard_link, write_block_status
     from flyvis_study.study.results import save_block
     from flyvis_study.study.runner import close_client, make_client, run_many
-    from flyvis_study.study.statistics import block_dataset, config_statistics, ranking
+    from flyvis_study.study.statistics import block_dataset
 
     client = make_client(workers=params.workers, scheduler=params.scheduler or None)
     write_block_status(out_dir, number, dashboard_link(client) if client is not None else None)
@@ -556,5 +541,4 @@ def _run_locked(number, block, params, specs, out_dir: Path, progress: bool) -> 
     nc_path = out_dir / f"block{number}.nc"
     save_block(ds, nc_path)
     append_analysis_logs(ds, out_dir, block)
-    stats = config_statistics(ds)
-    return BlockResult(number, params, ds, stats, ranking(stats), paths, nc_path, specs)
+    return nc_path
