@@ -211,3 +211,40 @@ def test_norm_penalty_rejects_bad_arguments(l1, l2, tensors, message):
 
     with pytest.raises(ValueError, match=message):
         norm_penalty(tensors, l1, l2)
+
+
+class Killed(RuntimeError):
+    pass
+
+
+def test_a_run_cut_or_killed_within_an_epoch_resumes_bitwise(tiny_dataset, tmp_path):
+    """Cut by its stop time (anywhere: the cut point depends on this machine's speed) and then
+    killed mid-epoch after a within-epoch checkpoint, a two-stage run resumes to the very loss
+    history, parameters, metrics.log rows and coefficients of the run never cut (same process,
+    same thread count, so the same order of every float operation: bitwise)."""
+    from flyvis_study.train.loop import TrainingCut
+
+    cfg = cfg_for("two_stage.yaml", **{"training.iterations_fraction": 0.01})
+    n_iter = cfg.n_iterations(tiny_dataset.n_train)
+    whole = train(cfg, tiny_dataset, tmp_path / "whole", progress=False)
+    cut_dir = tmp_path / "cut"
+    with pytest.raises(TrainingCut) as cut:
+        train(cfg, tiny_dataset, cut_dir, progress=False, stop_at=0.0)  # cut after its first step
+    assert (cut.value.epoch, cut.value.iteration) == (0, 0) and cut.value.steps_left == 2 * n_iter - 1
+    assert (cut_dir / "checkpoints" / "partial.pt").is_file()
+
+    def kill(epoch, it, phase, opt):  # killed in epoch 1 after two within-epoch checkpoints
+        if epoch == 1 and it == n_iter // 2 + 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(cfg, tiny_dataset, cut_dir, progress=False, step_callback=kill, checkpoint_every_s=0.0)
+    saved = torch.load(cut_dir / "checkpoints" / "partial.pt", weights_only=False)
+    assert (saved["epoch"], saved["iteration"]) == (1, n_iter // 2 + 2)
+    assert not (cut_dir / "checkpoints" / "epoch_1.pt").exists()
+    resumed = train(cfg, tiny_dataset, cut_dir, progress=False)
+    assert not (cut_dir / "checkpoints" / "partial.pt").exists()  # removed at the epoch's end
+    np.testing.assert_array_equal(whole.loss, resumed.loss)
+    for (k, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+    assert whole.log_rows == resumed.log_rows and whole.coefficients == resumed.coefficients

@@ -73,12 +73,13 @@ class Replica:
 
     @property
     def steps_left(self) -> int:
-        return 0 if self.done else self.state.steps_left - self.iteration
+        if self.done:
+            return 0
+        return (self.cfg.training.n_epochs - self.epoch) * self.state.n_iter - self.iteration
 
     def _begin_epoch(self) -> None:
-        self.coeffs, self.batches = self.state.begin_epoch(self.epoch)
-        self.losses = torch.zeros(self.state.n_iter, device=self.model.W.device, dtype=self.model.W.dtype)
-        self.iteration, self.phase = 0, None
+        self.coeffs, self.batches, self.losses, self.iteration = self.state.begin_epoch(self.epoch)
+        self.phase = None
 
     def batch(self):
         """Frame indices (batch_size,) of the current iteration; sets ``phase`` and ``phase_changed``."""

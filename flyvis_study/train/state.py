@@ -4,10 +4,17 @@
 sampler (stream 2) and the silent-input anchor's sampler (stream 3), and restores all of
 them, with the metrics.log rows, coefficients, loss history and training time, from the
 run's last good checkpoint. Per epoch e the loop calls ``begin_epoch(e)`` (the epoch's
-coefficients, logged, and its Niter x B frame indices, drawn at once from the sampler),
-``silent_voltages()`` once per step, ``log_row`` at the metrics.log iterations and
-``end_epoch(e, losses)`` (loss history kept, checkpoint written); ``finish`` writes the
-run's outputs. ``train.loop.train`` drives one state; ``stacking.train`` drives several.
+coefficients, logged, its Niter x B frame indices, drawn at once from the sampler, its loss
+buffer and its first iteration), ``silent_voltages()`` once per step, ``log_row`` at the
+metrics.log iterations, ``save_partial`` when it checkpoints within the epoch, and
+``end_epoch(e, losses)`` (loss history kept, checkpoint written); ``finish`` writes the run's
+outputs. ``train.loop.train`` drives one state; ``stacking.train`` drives several.
+
+Resuming within an epoch (``checkpoints/partial.pt``): the sampler is set back to its state at
+the epoch's start and the epoch's batches are drawn again (the same ones), the loss buffer
+and the records are restored, and training goes on at the next iteration; the model, Adam's
+moments and the anchor's sampler are those after the saved step. So a run cut anywhere and
+resumed on the same machine and thread count is bitwise the run never cut (tested).
 """
 
 from __future__ import annotations
@@ -25,7 +32,13 @@ import torch
 from flyvis_study.atomic import atomic_path, write_json_atomic, write_text_atomic
 from flyvis_study.config import RunConfig
 from flyvis_study.model.gnn import FlyVisGNN
-from flyvis_study.train.checkpoints import latest_good_checkpoint, save_checkpoint
+from flyvis_study.train.checkpoints import (
+    good_partial,
+    latest_good_checkpoint,
+    remove_partial,
+    save_checkpoint,
+    save_partial,
+)
 from flyvis_study.train.monitor import LOG_COLUMNS, InLoopEvaluator
 from flyvis_study.train.optimizer import build_optimizer
 from flyvis_study.train.progress import write_run_progress
@@ -87,6 +100,8 @@ class RunState:
     reason: str = ""
     t0: float = field(default_factory=time.perf_counter)
     t_end: float | None = None  # set by finish()
+    partial: dict | None = None  # a within-epoch checkpoint of epoch ``epoch``, to resume from
+    epoch_start_sampler: torch.Tensor | None = None  # the sampler's state before the epoch's draw
 
     @classmethod
     def open(cls, cfg: RunConfig, dataset: Dataset, run_dir: str | Path, device: str = "cpu",
@@ -114,6 +129,14 @@ class RunState:
             state.rows, state.coeff_log = saved["log_rows"], saved["coefficients"]
             state.losses = [np.asarray(saved["loss"], dtype=np.float32)]
             state.epoch, state.elapsed = saved["epoch"] + 1, saved["training_time_s"]
+        partial = good_partial(run_dir, dev) if resume else None
+        if partial is not None and partial["epoch"] == state.epoch:
+            state.model.load_state_dict(partial["model"])
+            state.optimizer.load_state_dict(partial["optimizer"])
+            state.silent_sampler.set_state(partial["silent_sampler"])
+            state.rows, state.coeff_log = partial["log_rows"], partial["coefficients"]
+            state.losses = [np.asarray(partial["loss"], dtype=np.float32)] if len(partial["loss"]) else []
+            state.elapsed, state.partial = partial["training_time_s"], partial
         return state
 
     @property
@@ -122,8 +145,9 @@ class RunState:
 
     @property
     def steps_left(self) -> int:
-        """Optimiser steps still to take from the start of epoch ``epoch``."""
-        return max(0, self.cfg.training.n_epochs - self.epoch) * self.n_iter
+        """Optimiser steps still to take (from the resumed iteration of epoch ``epoch``)."""
+        done = self.partial["iteration"] + 1 if self.partial is not None else 0
+        return max(0, max(0, self.cfg.training.n_epochs - self.epoch) * self.n_iter - done)
 
     @property
     def training_time_s(self) -> float:
@@ -131,14 +155,27 @@ class RunState:
         end = time.perf_counter() if self.t_end is None else self.t_end
         return self.elapsed + end - self.t0
 
-    def begin_epoch(self, epoch: int) -> tuple[dict[str, float], torch.Tensor | np.ndarray]:
-        """The epoch's regulariser coefficients (logged) and its frame indices (Niter, B)."""
+    def begin_epoch(self, epoch: int) -> tuple[dict[str, float], torch.Tensor | np.ndarray, torch.Tensor, int]:
+        """The epoch's regulariser coefficients (logged), its frame indices (Niter, B), its loss
+        buffer (Niter,) and the first iteration to train (0, or the one after a within-epoch
+        checkpoint's)."""
         coeffs = coefficients(self.cfg.training, epoch)
-        self.coeff_log.append({"epoch": epoch, **coeffs})
+        resumed = self.partial is not None and self.partial["epoch"] == epoch
+        if resumed:
+            self.sampler.set_state(self.partial["sampler_epoch_start"])
+        else:
+            self.coeff_log.append({"epoch": epoch, **coeffs})
+        self.epoch_start_sampler = self.sampler.get_state()
         draws = torch.randint(0, self.data.frames.shape[0], (self.n_iter, self.cfg.training.batch_size),
                               generator=self.sampler)
         batches = self.data.frames[draws.to(self.data.frames.device)]
-        return coeffs, batches if self.data.resident else batches.numpy()
+        losses = torch.zeros(self.n_iter, device=self.model.W.device, dtype=self.model.W.dtype)
+        first = 0
+        if resumed:
+            done = torch.as_tensor(self.partial["epoch_loss"])
+            losses[: done.numel()] = done.to(losses)
+            first, self.partial = done.numel(), None
+        return coeffs, batches if self.data.resident else batches.numpy(), losses, first
 
     def silent_voltages(self) -> torch.Tensor | None:
         """The silent-input anchor's voltages (N,) of one step, drawn uniformly in
@@ -165,8 +202,18 @@ class RunState:
         write_run_progress(self.run_dir, epoch, iteration, self.cfg.training.n_epochs, self.n_iter, phase, r2)
         return r2
 
+    def save_partial(self, epoch: int, iteration: int, losses: torch.Tensor) -> None:
+        """The within-epoch checkpoint after ``iteration`` of ``epoch`` (``train.checkpoints``)."""
+        save_partial(self.run_dir, {
+            "epoch": epoch, "iteration": iteration, "epoch_loss": losses[: iteration + 1].cpu(),
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "sampler_epoch_start": self.epoch_start_sampler, "silent_sampler": self.silent_sampler.get_state(),
+            "config": json.loads(self.cfg.to_json()), "log_rows": self.rows, "coefficients": self.coeff_log,
+            "loss": np.concatenate(self.losses) if self.losses else np.zeros(0, np.float32),
+            "training_time_s": self.training_time_s})
+
     def end_epoch(self, epoch: int, losses: torch.Tensor) -> None:
-        """Keep the epoch's losses (Niter,) and write its checkpoint."""
+        """Keep the epoch's losses (Niter,), write its checkpoint and drop the within-epoch one."""
         self.losses.append(losses.cpu().numpy())
         self.epoch = epoch + 1
         if self.cfg.training.checkpoint_every_epoch:
@@ -176,6 +223,7 @@ class RunState:
                 "config": json.loads(self.cfg.to_json()),
                 "log_rows": self.rows, "coefficients": self.coeff_log,
                 "loss": np.concatenate(self.losses), "training_time_s": self.training_time_s})
+        remove_partial(self.run_dir)
 
     def finish(self) -> TrainResult:
         """Write loss.npy, coefficients.json and metrics.log; check the parameters; the result."""
