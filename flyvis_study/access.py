@@ -73,10 +73,12 @@ class Block:
 
     @functools.cached_property
     def specs(self) -> list:
-        """The block's run specs (``study.spec.RunSpec``), planned from ``parameters``."""
+        """The run specs (``study.spec.RunSpec``) of the block's runs, planned from ``parameters``
+        (with ``only_finished``, those of the plan that are in the file)."""
         from flyvis_study.study.blocks import plan_block
 
-        return plan_block(self.number, self.parameters)
+        present = set(self.runs["run_id"])
+        return [s for s in plan_block(self.number, self.parameters) if s.run_id in present]
 
     @property
     def run_files(self) -> list[Path]:

@@ -186,6 +186,74 @@ def block(number: int = typer.Argument(..., help="block number, 0 to 7 (an unkno
         typer.echo(f"{kind:6s} {path}")
 
 
+def _duration(option: str, text: str) -> float:
+    """Seconds from '90', '90s', '8m' or '1.5h'; one clear line otherwise."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        _fail(f"{option} {text!r}: expected a positive duration such as 90s, 8m or 1.5h")
+    return seconds
+
+
+@app.command()
+def window(number: int = typer.Argument(..., help="block number, 0 to 7"),
+           preset: str | None = typer.Option(None, help=f"tiny | small | full (default {DEFAULT_PRESET})"),
+           out: Path = typer.Option(Path("reports"), help="output folder (its runs/ holds the plan's runs)"),
+           param: list[str] | None = typer.Option(None, "-p", "--param",
+                                                  help="block parameter name=value (YAML value)"),
+           budget: str | None = typer.Option(None, help="train until this much wall time has passed (90s, 8m, 1h)"),
+           checkpoint_every: str = typer.Option("2m", help="within-epoch checkpoint interval while training"),
+           pack: Path | None = typer.Option(None, help="write one <run_id>.tar.gz per run trained, into this folder"),
+           unpack: list[Path] | None = typer.Option(None, help="put packed runs (<run_id>.tar.gz) into --out first"),
+           progress: bool = typer.Option(False, help="show each run's progress bar")) -> None:
+    """Train block N's runs a window at a time: in plan order until --budget, the run in progress
+    cut and checkpointed to resume bitwise in the next window; then pack them for the trip back.
+
+    Without --budget it only unpacks (--unpack) and prints the plan's status line (runs done,
+    in flight, missing). Build the block's report from what exists with `flyvis-study block N`
+    and `-p only_finished=true`.
+    """
+    from flyvis_study.study.blocks import block_parameters, plan_block
+    from flyvis_study.study.parameters import BlockParameterError
+    from flyvis_study.study.window import pack_runs, train_window, unpack_runs, window_status
+
+    params = _parse_params(param)
+    if preset is not None:
+        params["preset"] = preset
+    out = Path.cwd() / out
+    params["out_dir"] = str(out)
+    budget_s = _duration("--budget", budget) if budget is not None else None
+    every_s = _duration("--checkpoint-every", checkpoint_every)
+    missing = [str(a) for a in unpack or [] if not Path(a).is_file()]
+    if missing:
+        _fail(f"--unpack: no such file: {missing[0]}")
+    if pack is not None and pack.exists() and not pack.is_dir():
+        _fail(f"--pack {pack}: a file is there; expected a folder")
+    try:
+        validated = block_parameters(number, **params)
+        specs = plan_block(number, validated)
+    except BlockParameterError as err:
+        _fail(str(err))
+    if validated.device == "cuda":
+        _check_device("cuda")
+    if unpack:
+        try:
+            for run_id in unpack_runs(unpack, out):
+                typer.echo(f"unpacked {run_id}")
+        except ValueError as err:
+            _fail(str(err))
+    if budget_s is not None:
+        touched = train_window(specs, out, budget_s, every_s, progress=progress, log=typer.echo)
+        if pack is not None and touched:
+            for path in pack_runs(out, touched, pack):
+                typer.echo(f"packed {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    typer.echo(window_status(specs, out).line())
+
+
 @app.command()
 def report(out: Path = typer.Option(Path("reports"), help="folder with blockN.nc files")) -> None:
     """Build the study summary across blocks (study_summary.ipynb / .html) and the study index (index.html)."""

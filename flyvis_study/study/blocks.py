@@ -515,7 +515,20 @@ def compute_block(number: int, params: BlockParameters | dict | None = None,
     specs = plan_block(number, params)
     out_dir = project_path(params.out_dir)
     with block_lock(out_dir, number):
+        if params.only_finished:
+            specs = _finished(number, specs, out_dir)
         return _run_locked(number, block, params, specs, out_dir, progress), specs
+
+
+def _finished(number: int, specs: list[RunSpec], out_dir: Path) -> list[RunSpec]:
+    """The specs whose runs are finished in ``out_dir`` (``only_finished``); none is an error."""
+    from flyvis_study.study.run import is_finished
+
+    done = [s for s in specs if is_finished(s, out_dir)]
+    if not done:
+        raise BlockParameterError(f"only_finished: none of block {number}'s {len(specs)} runs is finished in "
+                                  f"{out_dir / 'runs'} (train some, or bring them back with `flyvis-study window`)")
+    return done
 
 
 def _run_locked(number, block, params, specs, out_dir: Path, progress: bool) -> Path:

@@ -25,6 +25,7 @@ Common parameters (every block):
 | ground_truth_models | flyvis model ids, or [] | each run repeated on each network (seed-like) |
 | stack | integer >= 1, or None | runs trained together (``stacking.train``); None: ``DEFAULT_STACK`` (1) |
 | threads_per_run | integer >= 1, or None | torch threads of each run (``study.run.run_threads``) |
+| only_finished | true, false | true: the block from the runs already finished in out_dir, training none |
 
 ``ground_truth_models`` (e.g. ``["flow/0000/000", "flow/0000/001"]``) is a third seed-like
 axis, the runs' ``ground_truth`` coordinate; [] keeps the config's own ground truth.
@@ -47,7 +48,16 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from flyvis_study.config import DEFAULT_PRESET, describe_errors
 from flyvis_study.resources import project_path
@@ -95,6 +105,9 @@ class BlockParameters(BaseModel):
     threads_per_run: StrictInt | None = Field(None, ge=1, description=(
         "torch intra-op threads of each run (recorded in its run file); None: every core when serial, the "
         "worker's threads on Dask. Equal counts on one machine give bitwise-equal runs"))
+    only_finished: StrictBool = Field(False, description=(
+        "true: build the block from the runs already finished in out_dir (e.g. brought back from GPU "
+        "windows by `flyvis-study window`), training none; its report says how many runs each cell has"))
 
     @property
     def runs_per_stack(self) -> int:

@@ -36,7 +36,7 @@ from flyvis_study.integrity import IntegrityWarning, manifest, sidecar, verify, 
 from flyvis_study.provenance import provenance
 from flyvis_study.study.record import run_dataset, write_netcdf_atomic
 from flyvis_study.study.spec import RunSpec
-from flyvis_study.train.loop import TrainResult, train
+from flyvis_study.train.loop import TrainingCut, TrainResult, train
 from flyvis_study.world.dataset import get_dataset
 
 __all__ = ["FINAL_FAILURES", "RETRIED_FAILURES", "failure_kind_of", "finish_run", "is_finished", "run_one",
@@ -44,14 +44,17 @@ __all__ = ["FINAL_FAILURES", "RETRIED_FAILURES", "failure_kind_of", "finish_run"
 
 
 def run_training(cfg: RunConfig, out_dir: str | Path, device: str = "cpu", progress: bool = True,
-                 cache: str | Path | None = None, resume: bool = True, plots: bool = True) -> dict:
-    """Train and evaluate one run; returns (and writes) its metrics record."""
+                 cache: str | Path | None = None, resume: bool = True, plots: bool = True,
+                 stop_at: float | None = None, checkpoint_every_s: float | None = None) -> dict:
+    """Train and evaluate one run; returns (and writes) its metrics record. ``stop_at``,
+    ``checkpoint_every_s``: cut and resume (``train.loop.train``; a cut raises ``TrainingCut``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     dataset = get_dataset(cfg.simulation, root=cache, device=device, progress=progress)
     data_wait = time.perf_counter() - t0
-    result = train(cfg, dataset, out_dir, device=device, progress=progress, resume=resume)
+    result = train(cfg, dataset, out_dir, device=device, progress=progress, resume=resume, stop_at=stop_at,
+                   checkpoint_every_s=checkpoint_every_s)
     return finish_run(cfg, dataset, result, out_dir, device, data_wait, plots=plots)
 
 
@@ -114,8 +117,10 @@ def _save_run_plots(result, dataset, rec, metrics, cfg, n_iter, joint_iters, out
                         tau_true=dataset.ground_truth.tau, V_rest_true=dataset.ground_truth.V_rest)
 
 
-def run_one(spec: RunSpec, out_root: str | Path, progress: bool = False) -> str:
-    """Run (or skip, if finished) one spec; returns the path of its ``run.nc``. Never raises for run errors.
+def run_one(spec: RunSpec, out_root: str | Path, progress: bool = False, stop_at: float | None = None,
+            checkpoint_every_s: float | None = None) -> str:
+    """Run (or skip, if finished) one spec; returns the path of its ``run.nc``. Never raises for run errors;
+    a run cut at ``stop_at`` raises ``TrainingCut`` (not an error: it resumes; ``study.window``).
 
     Process settings for training (freed memory kept, the run's thread count: ``run_threads``)
     are applied here, the task's entry point.
@@ -132,7 +137,10 @@ def run_one(spec: RunSpec, out_root: str | Path, progress: bool = False) -> str:
     keep_freed_memory()
     try:
         with run_threads(spec.threads):
-            record = run_training(cfg, run_dir, device=spec.device, progress=progress, cache=spec.cache)
+            record = run_training(cfg, run_dir, device=spec.device, progress=progress, cache=spec.cache,
+                                  stop_at=stop_at, checkpoint_every_s=checkpoint_every_s)
+    except TrainingCut:
+        raise
     except Exception as err:  # noqa: BLE001 - a failed run is recorded, never lost
         return record_raised_run(spec, out_root, err)
     finally:
