@@ -223,10 +223,7 @@ def open_block(path: str | Path) -> Block:
         raise FileNotFoundError(f"no block file at {path}")
     from flyvis_study.study.schema import load_block
 
-    ds = load_block(path)
-    if "config" not in ds.dims or "connectivity_R2" not in ds:
-        raise ValueError(f"{path} is not a block file (no config dimension or connectivity_R2)")
-    return Block(path, ds)
+    return Block(path, load_block(path))  # a damaged file or a run file: ResultFileError, one line
 
 
 # ----------------------------------------------------------------------------- runs

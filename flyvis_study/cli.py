@@ -136,6 +136,9 @@ def train(config: Path = typer.Option(..., help="YAML run config: a file, or a s
     for key in (*HEADLINE_METRICS, "training_time_min"):
         value = record.get(key)
         typer.echo(f"  {key:20s} {value:.4f}" if isinstance(value, float) else f"  {key:20s} {value}")
+    if record["status"] == "failed":  # diverged, unrecovered or not evaluated: the shell sees it
+        typer.echo(f"error: run {out} failed ({record.get('failure_kind') or 'failed'}): {record['reason']}", err=True)
+        raise typer.Exit(code=1)
 
 
 @app.command()
@@ -258,10 +261,16 @@ def window(number: int = typer.Argument(..., help="block number, 0 to 7"),
 def report(out: Path = typer.Option(Path("reports"), help="folder with blockN.nc files")) -> None:
     """Build the study summary across blocks (study_summary.ipynb / .html) and the study index (index.html)."""
     from flyvis_study.report.notebooks import execute_summary
+    from flyvis_study.study.result_files import ResultFileError, read_result_file
 
     out = Path.cwd() / out  # the shell's relative path, not the project folder's
     if not out.is_dir() or not any(out.glob("block[0-9].nc")):
         _fail(f"no blockN.nc files in {out}; run `flyvis-study block N --out {out}` first")
+    for path in sorted(out.glob("block[0-9].nc")):  # damaged, or a run file under a block's name
+        try:
+            read_result_file(path, "block")
+        except ResultFileError as err:
+            _fail(str(err))
     for kind, path in execute_summary(out).items():
         typer.echo(f"{kind:6s} {path}")
 

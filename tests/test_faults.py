@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -326,3 +327,62 @@ def test_two_processes_generate_one_dataset_once(tmp_path, dataset_root):
     assert len(list(root.glob("*.tmp-*"))) == 0 and torch.equal(
         torch.from_numpy(np.load(outs[0][0].strip() + "/train_v.npy")),
         torch.from_numpy(get_dataset(sim, root=dataset_root).array("train_v")[:].copy()))
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "reports" / "examples" / "small"
+
+
+def _damaged(kind: str, folder: Path) -> Path:
+    """A copy of the committed block 0 file, damaged as ``kind``, or a run file under a block's name."""
+    good = (EXAMPLES / "block0.nc").read_bytes()
+    path = folder / "block1.nc"
+    if kind == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(len(good)))
+    elif kind == "truncated":
+        path.write_bytes(good[: len(good) // 3])
+    elif kind == "zeroed":
+        path.write_bytes(good[:1000] + bytes(len(good) // 2) + good[1000 + len(good) // 2:])
+    else:  # a run file named like a block file
+        run = next(p for p in sorted((EXAMPLES / "runs").glob("*/run.nc")))
+        path.write_bytes(run.read_bytes())
+    return path
+
+
+@pytest.mark.parametrize("kind,message", [("random", "not a readable block file"),
+                                          ("truncated", "not a readable block file"),
+                                          ("zeroed", "not a readable block file"),
+                                          ("run file", "a run file, not a block file")])
+def test_a_damaged_or_wrong_kind_block_file_is_one_line_everywhere_before_any_run(tmp_path, kind, message):
+    from typer.testing import CliRunner
+
+    import flyvis_study as fs
+    from flyvis_study.cli import app
+    from flyvis_study.study.result_files import ResultFileError
+
+    bad = _damaged(kind, tmp_path)
+    with pytest.raises(ResultFileError, match=message) as err:
+        fs.open_block(bad)
+    assert "\n" not in str(err.value) and str(bad) in str(err.value)
+    cli = CliRunner()
+    for args in (["report", "--out", str(tmp_path)],
+                 ["block", "1", "--out", str(tmp_path / "out"), "-p", f"compare_with={bad}"],
+                 ["block", "5", "--out", str(tmp_path / "out"), "-p", f"best_from=[{bad}]"]):
+        t0 = time.perf_counter()
+        res = cli.invoke(app, args)
+        lines = [line for line in res.output.splitlines() if line.strip()]
+        assert res.exit_code == 2 and len(lines) == 1 and message in lines[0], (args, res.output)
+        assert time.perf_counter() - t0 < 30  # refused at validation, not after training
+    assert not (tmp_path / "out" / "runs").exists()
+
+
+def test_a_failed_train_exits_non_zero_with_one_line(tmp_path, dataset_root):
+    from typer.testing import CliRunner
+
+    from flyvis_study.cli import app
+
+    sets = [f"{k}={v}" for k, v in DIVERGES.items()]
+    res = CliRunner().invoke(app, ["train", "--config", "gold_standard.yaml", "--out", str(tmp_path / "run"),
+                                   "--cache", str(dataset_root), "--no-progress", "--no-plots",
+                                   *[a for s in sets for a in ("-s", s)]])
+    assert res.exit_code == 1, res.output
+    assert res.output.splitlines()[-1].startswith(f"error: run {tmp_path / 'run'} failed (diverged): non-finite loss")

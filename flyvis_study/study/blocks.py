@@ -43,13 +43,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import xarray as xr
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 from flyvis_study.config import ConfigError
 from flyvis_study.resources import project_path
 from flyvis_study.study.parameters import BlockParameterError, BlockParameters, format_validation_error
+from flyvis_study.study.result_files import read_result_file
 from flyvis_study.study.spec import Cell, RunSpec, grid_specs
 
 
@@ -281,9 +281,8 @@ def _parameters_model(block: BlockDefinition) -> type[BlockParameters]:
             'block files to rank, e.g. ["reports/block2.nc", "reports/block3.nc"]')))
 
         def files_exist(cls, paths):
-            missing = [p for p in paths if not project_path(p).is_file()]
-            if missing:
-                raise ValueError(f"no block file at {', '.join(missing)}")
+            for path in paths:  # damaged or a run file: one line, before any run
+                read_result_file(project_path(path), "block")
             return paths
 
         validators["_best_from"] = field_validator("best_from")(files_exist)
@@ -487,7 +486,7 @@ def best_config_from(paths: list[str | Path]) -> tuple[str, dict]:
 
     best = None
     for p in paths:
-        ds = xr.load_dataset(project_path(p), engine="h5netcdf")
+        ds = read_result_file(project_path(p), "block")
         ranked = ranking(config_statistics(ds))
         if len(ranked):
             label = ranked.index[0]

@@ -61,6 +61,7 @@ from pydantic import (
 
 from flyvis_study.config import DEFAULT_PRESET, describe_errors
 from flyvis_study.resources import project_path
+from flyvis_study.study.result_files import read_result_file
 
 # runs per stack when ``stack`` is None. cpu: 1, since a stacked step costs each run as much as
 # its own step on a CPU (measured: README, "Replicate stacking"); cuda: 1 until the stacked
@@ -164,8 +165,8 @@ class BlockParameters(BaseModel):
     @field_validator("compare_with")
     @classmethod
     def _compare_with(cls, path: str) -> str:
-        if path and not project_path(path).is_file():
-            raise ValueError(f"no block file at {path}")
+        if path:
+            read_result_file(project_path(path), "block")  # damaged or a run file: one line, before any run
         return path
 
     @model_validator(mode="after")

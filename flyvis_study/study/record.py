@@ -84,7 +84,7 @@ def run_dataset(spec: RunSpec, record: dict, log_rows: list[dict], n_iter: int) 
     ds = xr.Dataset(data, coords=coords)
     if steps.size:
         ds["traj_phase"].attrs["meaning"] = "0 = joint phase, 1 = V_rest-focus phase"
-    ds.attrs.update({"schema_version": SCHEMA_VERSION, "block": spec.block, "preset": spec.preset,
+    ds.attrs.update({"file_kind": "run", "schema_version": SCHEMA_VERSION, "block": spec.block, "preset": spec.preset,
                      "base_config": spec.base_config, "overrides": json.dumps(spec.overrides),
                      "failure_kind": str(record.get("failure_kind", "")),
                      "stacked_with": int(record.get("stacked_with", 1)),

@@ -39,6 +39,7 @@ import xarray as xr
 from flyvis_study.config import RunConfig
 from flyvis_study.study.blocks import BLOCKS
 from flyvis_study.study.record import SCHEMA_VERSION, write_netcdf_atomic
+from flyvis_study.study.result_files import read_result_file
 from flyvis_study.study.results import save_block, with_ground_truth_axis
 from flyvis_study.study.spec import Cell, run_id_of
 
@@ -91,7 +92,7 @@ def upgrade_block(ds: xr.Dataset) -> xr.Dataset:
 def load_block(path: str | Path) -> xr.Dataset:
     """A block file, its runs on ``RUN_DIMS`` (``with_ground_truth_axis``) with factor
     coordinates (``upgrade_block``), whatever its schema version."""
-    return upgrade_block(with_ground_truth_axis(xr.load_dataset(path, engine="h5netcdf")))
+    return upgrade_block(with_ground_truth_axis(read_result_file(path, "block")))
 
 
 @dataclass

@@ -120,6 +120,6 @@ def block_dataset(paths: list[str | Path], block: int, attrs: dict | None = None
     runs = combine_runs(paths, specs)
     stats = config_statistics(runs)
     ds = xr.merge([runs, statistics_dataset(stats)], join="outer")
-    ds.attrs = {"schema_version": SCHEMA_VERSION, "block": block,
+    ds.attrs = {"file_kind": "block", "schema_version": SCHEMA_VERSION, "block": block,
                 **{k: v for k, v in (attrs or {}).items() if isinstance(v, (str, int, float))}}
     return ds
