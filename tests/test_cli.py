@@ -30,8 +30,8 @@ def cli(*args, cwd=REPO):
     (["block", "1", "-p", "scheduler=notanaddress"], "scheduler: a Dask scheduler address"),
     (["block", "1", "-p", "scheduler=tcp://127.0.0.1:1"], "not reachable"),
     (["block", "1", "-p", "overrides={training.bogus: 1}"], "training.bogus: unknown key"),
-    (["block", "5", "-p", "best_from=[nofile.nc]"], "best_from: no block file at nofile.nc"),
-    (["block", "1", "-p", "compare_with=nofile.nc"], "compare_with: no block file at nofile.nc"),
+    (["block", "5", "-p", "best_from=[nofile.nc]"], "nofile.nc: no such block file"),
+    (["block", "1", "-p", "compare_with=nofile.nc"], "nofile.nc: no such block file"),
 ])
 def test_block_bad_input_is_one_line_before_any_run(tmp_path, args, needle):
     res = cli(*args, "--out", str(tmp_path / "out"))
@@ -81,8 +81,10 @@ def test_train_with_a_shipped_config_from_any_folder(tmp_path, dataset_root):
     res = cli("train", "--config", "two_stage.yaml", "--sim-seed", "0", "--train-seed", "1",
               "--out", str(tmp_path / "run"), "--cache", str(dataset_root), "--no-progress",
               *sum((["-s", f"{k}={v}"] for k, v in FAST.items()), []), cwd=tmp_path)
-    assert res.returncode == 0, res.stderr
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    # FAST trains too little to recover W (conn_R2 < 0.3: status failed, kind unrecovered): exit 1, one line
+    assert (res.returncode, m["status"]) in ((0, "ok"), (1, "failed")), res.stderr
+    assert res.returncode == 0 or res.stderr.startswith(f"error: run {tmp_path / 'run'} failed (unrecovered)")
     for key in ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2", "test_pearson",
                 "training_time_min", "status", "failure_kind"):
         assert key in m

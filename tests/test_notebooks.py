@@ -281,3 +281,22 @@ def test_notebook_runs_print_no_kernel_transport_warning(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "without encryption" not in out.stderr and "WARNING" not in out.stderr, out.stderr
     assert nbformat.read(str(tmp_path / "o.ipynb"), as_version=4).cells[0].outputs[0]["text"] == "42\n"
+
+
+@pytest.mark.parametrize("parameters,message", [
+    ({"lr_ratoi": 0.05}, "block 3: unknown parameter 'lr_ratoi'; allowed: preset, replicates"),
+    ({"lr_ratio": 0}, "block 3: invalid configuration: lr_ratio (config key training.alternate_lr_ratio): Input "
+                      "should be greater than 0"),
+    ({"replicates": 0}, "block 3: replicates")])
+def test_papermill_run_directly_stops_in_the_first_cell_with_one_line(tmp_path, parameters, message):
+    """As the design card uses it: `papermill notebooks/block3.ipynb out.ipynb -p lr_ratoi 0.05` (a typo)
+    or a bad value stops before any run, the notebook's error being that one line (no frames)."""
+    out = tmp_path / "out"
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        papermill.execute_notebook(str(NOTEBOOK_DIR / "block3.ipynb"), str(tmp_path / "b3.ipynb"),
+                                   parameters={**parameters, "out_dir": str(out)}, progress_bar=False)
+    assert err.value.ename == "BlockParameterError" and message in err.value.evalue
+    (error,) = [o for c in nbformat.read(tmp_path / "b3.ipynb", as_version=4).cells for o in c.get("outputs", [])
+                if o["output_type"] == "error"]
+    assert len(error["traceback"]) == 1 and "\n" not in error["evalue"]
+    assert not (out / "runs").exists()

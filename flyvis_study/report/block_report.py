@@ -25,9 +25,9 @@ from flyvis_study.report import levers
 from flyvis_study.report.figures import distribution_figure, embedding_figure, paired_figure, trajectory_figure
 from flyvis_study.report.verdicts import KEEP_RULE, RAISE_RULE, block_verdict
 from flyvis_study.resources import project_path
-from flyvis_study.study.blocks import BASELINE_BLOCK, block_definition
+from flyvis_study.study.blocks import BASELINE_BLOCK, block_definition, block_parameters, plan_block
 from flyvis_study.study.comparison import CLAIM_MIN_PAIRS, COMPARED_METRICS, PairedComparison, compare_with_baseline
-from flyvis_study.study.parameters import BlockParameters
+from flyvis_study.study.parameters import BlockParameterError, BlockParameters
 from flyvis_study.study.schema import load_block
 from flyvis_study.study.statistics import (
     FRAGILE_CV,
@@ -81,6 +81,32 @@ def parameter_table(number: int, params: BlockParameters) -> pd.DataFrame:
         rows.append({"parameter": name, "value": text, "default": "yes" if value == defaults[name] else "no",
                      "meaning": model.model_fields[name].description or ""})
     return pd.DataFrame(rows).set_index("parameter")
+
+
+IPYTHON_NAMES = ("In", "Out", "exit", "get_ipython", "open", "quit")  # a kernel's own names, not parameters
+
+
+def notebook_parameters(number: int, given: list[str], namespace: dict) -> BlockParameters:
+    """The validated parameters of block ``number`` from a notebook's ``namespace``; ``given``:
+    the names defined before the notebook's first code cell (its parameters cell and whatever
+    papermill injected). A name that is not one of the block's parameters (a misspelt ``-p``),
+    a bad value or a value no run config accepts raises ``BlockParameterError``, shown as its one line (the kernel's
+    traceback mode is Minimal until the parameters are valid)."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is not None:
+        shell.InteractiveTB.set_mode("Minimal")
+    fields = block_definition(number).parameters.model_fields
+    unknown = [name for name in given if name not in fields and name not in IPYTHON_NAMES]
+    if unknown:
+        raise BlockParameterError(f"block {number}: unknown parameter {', '.join(map(repr, unknown))}; allowed: "
+                                  + ", ".join(fields))
+    params = block_parameters(number, **{name: namespace[name] for name in fields})
+    plan_block(number, params)  # every run's config too, before anything runs
+    if shell is not None:
+        shell.InteractiveTB.set_mode("Context")
+    return params
 
 
 def show_parameters(number: int, params: BlockParameters) -> None:

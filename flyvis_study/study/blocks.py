@@ -476,7 +476,10 @@ def plan_block(number: int, params: BlockParameters | dict) -> list[RunSpec]:
                           cache=params.cache_dir or None, ground_truth_models=params.ground_truth_models,
                           threads=params.threads_per_run)
     except (ConfigError, ValueError) as err:
-        raise BlockParameterError(f"block {number}: " + str(err).replace("\n ", "").replace("\n", " ")) from None
+        message = str(err).replace("\n ", "").replace("\n", " ")
+        for axis in block.axes:  # name the block parameter the user set, beside the config key it sets
+            message = message.replace(f"{axis.key}:", f"{axis.name} (config key {axis.key}):")
+        raise BlockParameterError(f"block {number}: {message}") from None
 
 
 def best_config_from(paths: list[str | Path]) -> tuple[str, dict]:

@@ -13,14 +13,14 @@
 # the block's parameters with their defaults and meanings (written per block by tools/block_notebooks.py)
 
 # %%
-from IPython.display import Markdown, display
+given = [name for name in globals() if not name.startswith("_")]  # the parameters, and any papermill injected
+from IPython.display import Markdown, display  # noqa: E402
 
-from flyvis_study import run_block
-from flyvis_study.report import block_report as R
-from flyvis_study.study.blocks import BLOCKS, block_parameters
+from flyvis_study import run_block  # noqa: E402
+from flyvis_study.report import block_report as R  # noqa: E402
 
 BLOCK = 0
-params = block_parameters(BLOCK, **{name: globals()[name] for name in BLOCKS[BLOCK].parameters.model_fields})
+params = R.notebook_parameters(BLOCK, given, globals())  # a misspelt or bad parameter: one line, nothing run
 R.show_parameters(BLOCK, params)
 result = run_block(BLOCK, params, progress=False)
 display(Markdown(R.header(result)))
