@@ -23,7 +23,7 @@ from flyvis_study.evaluation.names import R2_DEFINITIONS
 from flyvis_study.evaluation.recovery import W_OUTLIER
 from flyvis_study.report import levers
 from flyvis_study.report.figures import distribution_figure, embedding_figure, paired_figure, trajectory_figure
-from flyvis_study.report.verdicts import KEEP_RULE, RAISE_RULE, block_verdict
+from flyvis_study.report.verdicts import KEEP_RULE, RAISE_RULE, block_verdict, outcome_caveat
 from flyvis_study.resources import project_path
 from flyvis_study.study.blocks import BASELINE_BLOCK, block_definition, block_parameters, plan_block
 from flyvis_study.study.comparison import CLAIM_MIN_PAIRS, COMPARED_METRICS, PairedComparison, compare_with_baseline
@@ -130,7 +130,8 @@ def header(result: Block) -> str:
 
 
 def verdict(result: Block, comparisons: list[PairedComparison]) -> str:
-    return block_verdict(result.statistics, result.ranking, comparisons, result.parameters.preset)
+    return block_verdict(result.statistics, result.ranking, comparisons, result.parameters.preset,
+                         caveat=outcome_caveat(result.runs))
 
 
 def variance_table(stats: pd.DataFrame) -> pd.DataFrame:

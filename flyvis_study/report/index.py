@@ -20,6 +20,7 @@ import xarray as xr
 from flyvis_study.evaluation.names import R2_DEFINITIONS
 from flyvis_study.report.levers import headline as lever_headline
 from flyvis_study.report.summary import load_blocks, self_controlled, study_comparisons
+from flyvis_study.report.summary import scope as summary_scope
 from flyvis_study.report.verdicts import block_headline, study_answer
 from flyvis_study.study.blocks import BASELINE_BLOCK
 from flyvis_study.study.levers import lever_comparisons
@@ -78,6 +79,7 @@ def index_html(reports_dir: str | Path, baseline_block: int = BASELINE_BLOCK) ->
             f"{e(str(a.get('device_name', a.get('device', '?'))))}</td>"
             f"<td><code>{e(reproduce_command(ds, out))}</code></td></tr>")
     answer = study_answer(comparisons).split("\n", 1)[0].replace("**", "")
+    scope = "\n".join(f"<p>{e(line.replace('**', '').replace('`', ''))}</p>" for line in summary_scope(blocks))
     summary = folder / "study_summary.html"
     summary_link = (f'<a href="{summary.name}">study_summary.html</a>' if summary.is_file()
                     else f"not rendered yet (<code>flyvis-study report --out {e(out)}</code>)")
@@ -89,6 +91,7 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding
 th {{ background: #f3f3f3; text-align: left; }} code {{ font-size: 0.9em; }}
 </style></head><body>
 <h1>flyvis_study: study index</h1>
+{scope}
 <p><b>{e(answer)}</b></p>
 <p>Study summary (paired comparisons of every block with block {baseline_block}, figures and tables):
 {summary_link}. Every R2 here is affine: the {R2_DEFINITIONS['affine']}.</p>

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import xarray as xr
 
-from flyvis_study.report.verdicts import study_answer
+from flyvis_study.report.verdicts import outcome_caveat, preset_statement, study_answer
 from flyvis_study.resources import project_path
 from flyvis_study.study.blocks import BASELINE_BLOCK, block_definition
 from flyvis_study.study.comparison import CLAIM_MIN_PAIRS, PairedComparison, compare_with_baseline, t_interval
@@ -74,6 +74,17 @@ def provenance_table(blocks: dict[int, xr.Dataset]) -> str:
 
 def answer(comparisons: list[PairedComparison]) -> str:
     return study_answer(comparisons)
+
+
+def scope(blocks: dict[int, xr.Dataset]) -> list[str]:
+    """What the results can say, for the top of the summary and the index: the preset statement,
+    then one caution per block whose runs did not converge."""
+    lines = [preset_statement([str(ds.attrs.get("preset", "")) for ds in blocks.values()])] if blocks else []
+    for number, ds in blocks.items():
+        caveat = outcome_caveat(runs_table(ds))
+        if caveat:
+            lines.append(f"**Block {number}. {caveat}**")
+    return lines
 
 
 def lever_comparisons(blocks: dict[int, xr.Dataset]) -> list[PairedComparison]:

@@ -10,12 +10,48 @@ import pandas as pd
 from flyvis_study.study.comparison import CLAIM_MIN_PAIRS, PairedComparison
 
 GOLD_STANDARD_CONN_R2 = 0.94  # the reference's full-scale standard training (12 runs)
+PRESET_SCOPE = {  # what a result made at each preset can and cannot say
+    "tiny": ("a test of the machinery (seconds per run, 443 neurons): its runs do not train long enough to "
+             "recover the network, so none of its numbers bears on the study's question"),
+    "small": ("a 2-core laptop scale (1,203 neurons, a synthetic network, minutes per run): runs recover W "
+              "(conn_R2 about 0.94), so paired differences are real for this network and budget, not yet for "
+              "the full-scale fly optic lobe"),
+    "full": "the study's own scale (13,741 neurons, flyvis model 000 as ground truth)",
+}
+
+
+def preset_statement(presets: list[str]) -> str:
+    """One line: the preset(s) the results were made at and what that lets them say."""
+    known = [p for p in dict.fromkeys(presets) if p]
+    if not known:
+        return "Preset: not recorded."
+    return " ".join(f"Made at the `{p}` preset: {PRESET_SCOPE.get(p, 'a preset this package does not know')}."
+                    for p in known)
+
+
+def outcome_caveat(runs: pd.DataFrame) -> str:
+    """'' when every run converged (conn_R2 > 0.8); else one line, to be read before any verdict:
+    how many runs failed or are partial, their failure kinds and first reasons. ``runs``: a run
+    table (``study.results.runs_table``: status, failure_kind, reason)."""
+    n = len(runs)
+    failed = runs[runs["status"] == "failed"]
+    partial = runs[runs["status"] == "partial"]
+    if not len(failed) and not len(partial):
+        return ""
+    kinds = failed["failure_kind"].replace("", "unrecovered").value_counts()
+    why = "; ".join(dict.fromkeys(str(r) for r in failed["reason"] if str(r)))
+    parts = [f"{len(failed)} failed" + (f" ({', '.join(f'{k} {v}' for k, v in kinds.items())})" if len(failed)
+                                        else ""),
+             f"{len(partial)} partial (conn_R2 0.3 - 0.8)"]
+    return (f"Caution: {len(failed) + len(partial)} of {n} runs did not converge: {', '.join(parts)}"
+            + (f"; reasons: {why[:300]}" if why else "") + ". The numbers below include them; read them as such.")
 
 
 def block_verdict(stats: pd.DataFrame, ranked: pd.DataFrame, comparisons: list[PairedComparison] | None = None,
-                  preset: str = "") -> str:
-    """The verdict as a markdown list, from the measured statistics and paired comparisons."""
-    lines = []
+                  preset: str = "", caveat: str = "") -> str:
+    """The verdict as a markdown list, from the measured statistics and paired comparisons, led by
+    ``caveat`` (``outcome_caveat``: runs that did not converge) when there is one."""
+    lines = [f"- **{caveat}**"] if caveat else []
     for cfg, row in stats.iterrows():
         lines.append(
             f"- **{cfg}** ({row['n_runs']} runs: {row['converged']} converged, {row['partial']} partial, "
@@ -37,7 +73,16 @@ def block_verdict(stats: pd.DataFrame, ranked: pd.DataFrame, comparisons: list[P
 
 
 def block_headline(stats: pd.DataFrame, comparisons: list[PairedComparison] | None = None) -> str:
-    """One line for the study index: the paired V_rest_R2 / conn_R2 differences, else the means."""
+    """One line for the study index: the paired V_rest_R2 / conn_R2 differences, else the means;
+    led by a caution when runs did not converge."""
+    counted = {"failed", "partial", "n_runs"} <= set(stats.columns)
+    unconverged = int(stats["failed"].sum() + stats["partial"].sum()) if counted else 0
+    caution = (f"CAUTION: {unconverged} of {int(stats['n_runs'].sum())} runs did not converge. "
+               if unconverged else "")
+    return caution + _headline(stats, comparisons)
+
+
+def _headline(stats: pd.DataFrame, comparisons: list[PairedComparison] | None) -> str:
     paired = [c for c in comparisons or [] if c.n_pairs > 0 and c.metric in ("V_rest_R2", "connectivity_R2")]
     if paired:
         by_config: dict[str, list[str]] = {}

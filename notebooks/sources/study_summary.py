@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -51,6 +51,7 @@ from flyvis_study.study.blocks import block_definition
 blocks = S.load_blocks(reports_dir)
 comparisons = S.study_comparisons(blocks, baseline_block)
 levers = S.lever_comparisons(blocks)
+display(Markdown("\n\n".join(S.scope(blocks))))  # the presets, and any block whose runs did not converge
 display(Markdown(S.vrest_limits(blocks, levers)))
 
 # %% [markdown]
