@@ -166,3 +166,27 @@ def test_predict_frames_threaded_equals_sequential_and_restores_threads():
     with torch.no_grad():
         expected = model(torch.from_numpy(v), torch.from_numpy(I)).numpy()
     np.testing.assert_allclose(threaded, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_every_metric_is_typed_once_and_its_run_file_variable_says_what_it_is(tmp_path):
+    """The catalogue covers every evaluated name (a new name without a meaning fails here), and a
+    run file's variables carry the R2 definition, readout, units and meaning."""
+    from flyvis_study.evaluation.names import EVALUATION_SECTIONS, METRIC_NAMES, METRICS, definition_of, readout_of
+    from flyvis_study.study.blocks import BLOCKS, block_parameters
+    from flyvis_study.study.record import run_dataset
+    from flyvis_study.study.spec import grid_specs
+
+    assert list(METRICS) == list(METRIC_NAMES) and len(set(METRIC_NAMES)) == len(METRIC_NAMES)
+    for name, m in METRICS.items():
+        assert m.name == name and name in EVALUATION_SECTIONS[m.section] and m.units and m.meaning
+        assert m.definition == (definition_of(name) or m.definition) and m.definition in ("affine", "identity",
+                                                                                          "field", "")
+        assert m.readout == (readout_of(name) if m.section in ("tau", "V_rest") else "")
+    assert (METRICS["V_rest_R2_field_corrected"].definition, METRICS["V_rest_R2_field_corrected"].readout) == (
+        "field", "corrected")
+    assert METRICS["connectivity_n_edges"].units == "edges" and METRICS["cluster_ARI"].definition == ""
+    spec = grid_specs(0, BLOCKS[0].cells(block_parameters(0)), 1, preset="tiny")[0]
+    ds = run_dataset(spec, {"V_rest_R2_corrected": 0.3, "log_rows": []}, [], 1)
+    assert ds["V_rest_R2_corrected"].attrs["r2_definition"] == "affine"
+    assert ds["V_rest_R2_corrected"].attrs["readout"] == "corrected" and ds["tau_R2"].attrs["units"] == "1"
+    assert ds.attrs["file_kind"] == "run"

@@ -15,7 +15,15 @@ on all, and the share dropped; ``evaluation.recovery.field_metrics``).
 tau and V_rest are read out twice (``READOUT_SUFFIX``; ``evaluation.recovery``): ``plain``
 (f_theta at message 0, the seed's) under the plain names, ``corrected`` (at the learned
 silent message) under the names + ``_corrected``.
+
+``METRICS`` is the typed catalogue: one ``Metric`` per name (section, R2 definition, readout,
+units, meaning), derived from ``EVALUATION_SECTIONS`` and the meanings of the base names below;
+run files carry each metric's definition, readout, units and meaning as variable attributes
+(``study.record``). Adding a metric: its name in ``EVALUATION_SECTIONS`` and its base name's
+meaning in ``_MEANING`` (a test checks that every metric has one).
 """
+
+from dataclasses import dataclass
 
 HEADLINE_METRICS = ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2", "test_pearson")
 LOG_COLUMNS = ("epoch", "iteration", "connectivity_r2", "vrest_r2", "tau_r2", "phase")
@@ -68,3 +76,74 @@ EVALUATION_SECTIONS: dict[str, tuple[str, ...]] = {
     "rollout": ("rollout_pearson", "rollout_pearson_std", "rollout_rmse", "rollout_rmse_std", "rollout_frames"),
 }
 METRIC_NAMES = tuple(name for names in EVALUATION_SECTIONS.values() for name in names)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric of a run: its name, evaluation section, R2 definition (affine, identity, field
+    or "" when not an R2), readout (plain, corrected, or "" when not read from f_theta), units
+    ("1": dimensionless) and meaning."""
+
+    name: str
+    section: str
+    definition: str
+    readout: str
+    units: str
+    meaning: str
+
+    def attrs(self) -> dict[str, str]:
+        """The netCDF variable attributes of the metric."""
+        return {"long_name": self.meaning, "units": self.units, "section": self.section,
+                "r2_definition": self.definition or "n/a", "readout": self.readout or "n/a"}
+
+
+_QUANTITY = {"connectivity": "W* (corrected learned weights) against the true W",
+             "tau": "learned tau against the true tau", "V_rest": "learned V_rest against the true V_rest"}
+_MEANING = {  # base name (readout and field suffixes removed) -> (units, meaning)
+    "connectivity_R2": ("1", "R2 of W* on the edges with |W* - W| <= 5"),
+    "connectivity_slope": ("1", "slope of the affine fit of W* on W"),
+    "connectivity_R2_raw": ("1", "R2 of the raw learned W (no gain correction) against W, every edge"),
+    "connectivity_slope_raw": ("1", "slope of the affine fit of the raw learned W on W"),
+    "connectivity_n_edges": ("edges", "edges kept for connectivity_R2 (|W* - W| <= 5)"),
+    "connectivity_outlier_threshold": ("W units", "|W* - W| above which an edge is an outlier"),
+    "tau_R2": ("1", "R2 of tau on every neuron"),
+    "tau_slope": ("1", "slope of the affine fit of the learned tau on tau"),
+    "tau_outlier_threshold": ("tau units", "|tau_hat - tau| above which a neuron is an outlier"),
+    "V_rest_R2": ("1", "R2 of V_rest on every neuron"),
+    "V_rest_slope": ("1", "slope of the affine fit of the learned V_rest on V_rest"),
+    "V_rest_R2_inliers": ("1", "affine R2 of V_rest on the neurons with |error| <= the inlier threshold"),
+    "V_rest_R2_type_median": ("1", "affine R2 of the per-cell-type median learned V_rest on the type's V_rest"),
+    "V_rest_n_inliers": ("neurons", "neurons within the V_rest inlier threshold"),
+    "V_rest_inlier_threshold": ("V units", "|V_hat - V_rest| within which a neuron is an inlier"),
+    "cluster_accuracy": ("1", "cell-type accuracy of a GMM on the learned embedding (Hungarian matching)"),
+    "cluster_ARI": ("1", "adjusted Rand index of the embedding's GMM clusters against the cell types"),
+    "cluster_NMI": ("1", "normalised mutual information of the embedding's GMM clusters and the cell types"),
+    "test_pearson": ("1", "one-step prediction on held-out clips: mean per-neuron Pearson r"),
+    "test_R2": ("1", "one-step prediction on held-out clips: mean per-neuron R2 (no refit)"),
+    "rollout_pearson": ("1", "rollout on a held-out clip: mean per-neuron Pearson r"),
+    "rollout_pearson_std": ("1", "rollout: standard deviation of the per-neuron Pearson r"),
+    "rollout_rmse": ("V units", "rollout: mean per-neuron RMSE of the voltage"),
+    "rollout_rmse_std": ("V units", "rollout: standard deviation of the per-neuron RMSE"),
+    "rollout_frames": ("frames", "frames of the rollout"),
+}
+for _q in ("connectivity", "tau", "V_rest"):
+    _MEANING[f"{_q}_R2_identity"] = ("1", f"identity R2 of {_QUANTITY[_q]} on the seed's inliers")
+    _MEANING[f"{_q}_outlier_share"] = ("1", f"share of outliers of {_QUANTITY[_q]} (seed's threshold)")
+    _MEANING[f"{_q}_R2_field"] = ("1", f"identity R2 of {_QUANTITY[_q]} on the field's inliers")
+    _MEANING[f"{_q}_R2_field_all"] = ("1", f"identity R2 of {_QUANTITY[_q]} on every entry (field's [all])")
+    _MEANING[f"{_q}_field_dropped"] = ("1", f"share dropped by the field's threshold for {_QUANTITY[_q]}")
+
+
+def _metric(name: str, section: str) -> Metric:
+    base = name.removesuffix(READOUT_SUFFIX["corrected"])
+    units, meaning = _MEANING[base]
+    readout = readout_of(name) if section in ("tau", "V_rest") else ""
+    if readout:
+        meaning += f"; {readout} readout"
+    definition = definition_of(name) or ("affine" if base.endswith(("_R2", "_R2_inliers", "_R2_type_median",
+                                                                   "_R2_raw")) else "")
+    return Metric(name, section, definition, readout, units, meaning)
+
+
+METRICS: dict[str, Metric] = {name: _metric(name, section)
+                              for section, names in EVALUATION_SECTIONS.items() for name in names}

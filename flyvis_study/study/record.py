@@ -26,7 +26,7 @@ import numpy as np
 import xarray as xr
 
 from flyvis_study.atomic import atomic_path
-from flyvis_study.evaluation.names import HEADLINE_METRICS, METRIC_NAMES
+from flyvis_study.evaluation.names import HEADLINE_METRICS, METRIC_NAMES, METRICS
 from flyvis_study.study.spec import RunSpec
 
 RUN_METRICS = (*HEADLINE_METRICS, "training_time_min")
@@ -82,6 +82,9 @@ def run_dataset(spec: RunSpec, record: dict, log_rows: list[dict], n_iter: int) 
         data["traj_phase"] = (tdims, series([r["phase"] == "V_rest" for r in log_rows]))
         coords["step"] = steps
     ds = xr.Dataset(data, coords=coords)
+    for key in RUN_METRICS + EXTRA_METRICS:  # each metric's R2 definition, readout, units and meaning
+        if key in METRICS:
+            ds[key].attrs.update(METRICS[key].attrs())
     if steps.size:
         ds["traj_phase"].attrs["meaning"] = "0 = joint phase, 1 = V_rest-focus phase"
     ds.attrs.update({"file_kind": "run", "schema_version": SCHEMA_VERSION, "block": spec.block, "preset": spec.preset,
