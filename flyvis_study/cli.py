@@ -258,6 +258,22 @@ def window(number: int = typer.Argument(..., help="block number, 0 to 7"),
 
 
 @app.command()
+def doctor(out: Path = typer.Argument(Path("reports"), help="results folder (blockN.nc files and runs/)")) -> None:
+    """Check a results folder without changing it: lock, block files, every run (checksums,
+    manifests, outcome), and what a rerun would do. Exit 1 when something is damaged."""
+    from flyvis_study.study.doctor import examine
+
+    folder = Path.cwd() / out
+    if not folder.is_dir():
+        _fail(f"{folder}: no such folder")
+    report = examine(folder)
+    for line in report.lines():
+        typer.echo(line)
+    if not report.healthy:
+        raise typer.Exit(code=1)
+
+
+@app.command()
 def report(out: Path = typer.Option(Path("reports"), help="folder with blockN.nc files")) -> None:
     """Build the study summary across blocks (study_summary.ipynb / .html) and the study index (index.html)."""
     from flyvis_study.report.notebooks import execute_summary
