@@ -204,8 +204,9 @@ class Block:
 
 def run_block(number: int, params=None, progress: bool = True) -> Block:
     """Run (or resume) block ``number`` with ``params`` (``BlockParameters`` or a dict of them,
-    validated before any run; ``study.blocks.compute_block``) and open the block file it wrote."""
-    from flyvis_study.study.blocks import block_parameters, compute_block
+    validated before any run; ``study.execute.compute_block``) and open the block file it wrote."""
+    from flyvis_study.study.blocks import block_parameters
+    from flyvis_study.study.execute import compute_block
 
     params = params if not isinstance(params, dict | None) else block_parameters(number, **(params or {}))
     path, specs = compute_block(number, params, progress)

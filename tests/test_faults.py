@@ -35,7 +35,7 @@ from flyvis_study.config import load_run_config
 from flyvis_study.integrity import IntegrityWarning, sidecar
 from flyvis_study.locks import FileLock, LockHeld, holder, this_process
 from flyvis_study.study import run as study_run
-from flyvis_study.study.blocks import BlockInUse
+from flyvis_study.study.execute import BlockInUse
 from flyvis_study.study.results import runs_table
 from flyvis_study.study.runner import make_client, run_many
 from flyvis_study.study.spec import RunSpec, grid_specs

@@ -4,7 +4,7 @@
 runs ``notebooks/blockN.ipynb`` with papermill into ``out_dir/blockN.ipynb`` and renders
 ``out_dir/blockN.html`` with nbconvert (``report.html``: no input, no re-execution, figures
 embedded, nothing loaded from the network), holding the output folder's writer lock
-(``study.blocks.block_lock``) throughout. ``execute_summary(reports_dir)`` does the same for
+(``study.execute.block_lock``) throughout. ``execute_summary(reports_dir)`` does the same for
 ``study_summary.ipynb`` and writes the study index (``report.index``). The kernel runs in the
 project folder (``resources.project_path``), connected over IPC (``LocalKernelManager``).
 """
@@ -19,7 +19,8 @@ from jupyter_client.manager import AsyncKernelManager
 from flyvis_study.report.html import render_html
 from flyvis_study.report.index import write_index
 from flyvis_study.resources import notebook_file, project_path
-from flyvis_study.study.blocks import block_definition, block_lock, block_parameters
+from flyvis_study.study.blocks import block_definition, block_parameters
+from flyvis_study.study.execute import block_lock
 
 SUMMARY_NOTEBOOK = "study_summary.ipynb"
 

@@ -22,12 +22,12 @@ Blocks without a control of their own are compared with the baseline block's bas
 
 ``BLOCKS[N]`` is the definition; ``block_parameters(N, **values)`` the validated parameters
 (``study.parameters``), ``plan_block`` the validated run specs (every config resolved before
-any run; run ids keyed by content, ``study.spec.run_id_of``), ``compute_block`` runs (or resumes)
+any run; run ids keyed by content, ``study.spec.run_id_of``), ``study.execute.compute_block`` runs (or resumes)
 them, reusing every finished run in the output folder whatever block made it, and writes
 ``blockN.nc`` and the analysis logs. The CLI, the notebooks (``notebooks/blockN.ipynb``) and
 the Python API all go through these.
 
-One writer per output folder: ``block_lock(out_dir)`` holds ``out_dir/.flyvis-study.lock``
+One writer per output folder: ``study.execute.block_lock(out_dir)`` holds ``out_dir/.flyvis-study.lock``
 (``flyvis_study.locks``) while a block runs; a second block on the same folder stops at once
 with ``BlockInUse``, one line naming the holder (host, PID, since when). A kernel started by
 ``flyvis-study block``, which takes the lock first, runs under its parent's lock.
@@ -35,7 +35,6 @@ with ``BlockInUse``, one line naming the holder (host, PID, since when). A kerne
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import itertools
 import json
@@ -416,39 +415,6 @@ t interval above 0.""",
 BASELINE_BLOCK = 0
 
 
-LOCK_NAME = ".flyvis-study.lock"
-
-
-class BlockInUse(BlockParameterError):
-    """Another block is writing into the same output folder (one line naming it)."""
-
-
-def block_lock(out_dir: str | Path, number: int):
-    """A context holding ``out_dir``'s writer lock (nothing to take when an ancestor holds it)."""
-    from flyvis_study.locks import FileLock, LockHeld, held_by_ancestor
-
-    path = Path(out_dir) / LOCK_NAME
-    if held_by_ancestor(path):
-        return contextlib.nullcontext()
-    lock = FileLock(path, purpose=f"flyvis-study block {number} (writing {out_dir})", timeout=0)
-
-    @contextlib.contextmanager
-    def held():
-        try:
-            lock.acquire(0)
-        except LockHeld as err:
-            raise BlockInUse(f"output folder {out_dir} is in use by {err.owner.get('purpose') or 'a block'} "
-                             f"(host {err.owner.get('host')}, pid {err.owner.get('pid')}, since "
-                             f"{err.owner.get('started')}); wait for it, use another --out, or delete "
-                             f"{path} if that process is gone") from None
-        try:
-            yield
-        finally:
-            lock.release()
-
-    return held()
-
-
 def block_definition(number: int) -> BlockDefinition:
     if number not in BLOCKS:
         raise BlockParameterError(f"block {number}: unknown; allowed: {', '.join(map(str, BLOCKS))}")
@@ -501,59 +467,3 @@ def best_config_from(paths: list[str | Path]) -> tuple[str, dict]:
     if best is None:
         raise BlockParameterError("best_from: no ranked config (>= 3 runs) in " + ", ".join(map(str, paths)))
     return best[1], best[2]
-
-
-def compute_block(number: int, params: BlockParameters | dict | None = None,
-                  progress: bool = True) -> tuple[Path, list[RunSpec]]:
-    """Run (or resume) block ``number``; write ``out_dir/blockN.nc`` and the analysis logs.
-
-    ``params``: validated ``BlockParameters`` or a dict of them (validated here, before any
-    run). Finished runs in ``out_dir/runs`` are reused. Raises ``BlockInUse`` when another
-    block holds the output folder. Returns the block file's path and the planned run specs;
-    ``flyvis_study.run_block`` wraps this and returns the ``Block`` that ``open_block`` gives.
-    """
-    block = block_definition(number)
-    params = params if isinstance(params, BlockParameters) else block_parameters(number, **(params or {}))
-    specs = plan_block(number, params)
-    out_dir = project_path(params.out_dir)
-    with block_lock(out_dir, number):
-        if params.only_finished:
-            specs = _finished(number, specs, out_dir)
-        return _run_locked(number, block, params, specs, out_dir, progress), specs
-
-
-def _finished(number: int, specs: list[RunSpec], out_dir: Path) -> list[RunSpec]:
-    """The specs whose runs are finished in ``out_dir`` (``only_finished``); none is an error."""
-    from flyvis_study.study.run import is_finished
-
-    done = [s for s in specs if is_finished(s, out_dir)]
-    if not done:
-        raise BlockParameterError(f"only_finished: none of block {number}'s {len(specs)} runs is finished in "
-                                  f"{out_dir / 'runs'} (train some, or bring them back with `flyvis-study window`)")
-    return done
-
-
-def _run_locked(number, block, params, specs, out_dir: Path, progress: bool) -> Path:
-    from flyvis_study.provenance import provenance
-    from flyvis_study.study.analysis_log import append_analysis_logs
-    from flyvis_study.study.progress import dashboard_link, write_block_status
-    from flyvis_study.study.results import save_block
-    from flyvis_study.study.runner import close_client, make_client, run_many
-    from flyvis_study.study.statistics import block_dataset
-
-    client = make_client(workers=params.workers, scheduler=params.scheduler or None)
-    write_block_status(out_dir, number, dashboard_link(client) if client is not None else None)
-    try:
-        paths = run_many(specs, out_dir, client=client, progress=progress, stack=params.runs_per_stack)
-    finally:
-        if client is not None:
-            close_client(client, close_cluster=not params.scheduler)
-    configs = {s.label: s.overrides for s in specs}
-    attrs = {"title": block.title, "preset": params.preset, "base_config": block.base_config,
-             "configs": json.dumps(configs), "parameters": params.model_dump_json(),
-             **provenance(params.device)}
-    ds = block_dataset(paths, number, attrs, specs)
-    nc_path = out_dir / f"block{number}.nc"
-    save_block(ds, nc_path)
-    append_analysis_logs(ds, out_dir, block)
-    return nc_path
