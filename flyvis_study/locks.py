@@ -26,6 +26,9 @@ HEARTBEAT_S = 30.0
 STALE_AFTER_S = 300.0
 
 
+LOCK_NAME = ".flyvis-study.lock"  # the writer lock of a results folder (study.execute.block_lock)
+
+
 class LockHeld(RuntimeError):
     """The lock is held by a live owner (message: one line naming it)."""
 

@@ -260,5 +260,6 @@ def test_block_6_arm_levels_narrow_one_arm_to_an_incomplete_factorial():
             block_parameters(6, **bad)
         message = str(err.value)
         assert "\n" not in message and message.startswith("block 6: arm_levels") and words in message
-    with pytest.raises(BlockParameterError, match="blank_fraction: Input should be less than 1"):
+    expected = r"blank_fraction \(config key simulation.stimulus.blank_fraction\): Input should be less than 1"
+    with pytest.raises(BlockParameterError, match=expected):
         plan_block(6, {"arm_levels": {"lr_drop": {"blank_fraction": [1.0]}}})

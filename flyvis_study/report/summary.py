@@ -15,10 +15,13 @@ from pathlib import Path
 import pandas as pd
 import xarray as xr
 
-from flyvis_study.report.verdicts import outcome_caveat, preset_statement, study_answer
+from flyvis_study.report.figures import paired_figure
+from flyvis_study.report.levers import answers
+from flyvis_study.report.verdicts import outcome_caveat, preset_statement, raise_phrase, study_answer
 from flyvis_study.resources import project_path
 from flyvis_study.study.blocks import BASELINE_BLOCK, block_definition
 from flyvis_study.study.comparison import CLAIM_MIN_PAIRS, PairedComparison, compare_with_baseline, t_interval
+from flyvis_study.study.levers import GOLD_STANDARD_KIND
 from flyvis_study.study.levers import lever_comparisons as levers_of
 from flyvis_study.study.results import runs_table
 from flyvis_study.study.schema import load_block
@@ -54,8 +57,6 @@ def study_comparisons(blocks: dict[int, xr.Dataset], baseline_block: int = BASEL
 
 def figure(comparisons: list[PairedComparison]):
     """Paired lines per seed pair and the forest plot of every block's configs against the baseline."""
-    from flyvis_study.report.figures import paired_figure
-
     return paired_figure(comparisons, title_of=lambda c: f"{c.treatment_config} (block {c.block})")
 
 
@@ -95,8 +96,6 @@ def lever_comparisons(blocks: dict[int, xr.Dataset]) -> list[PairedComparison]:
 
 def lever_answers(comparisons: list[PairedComparison]) -> str:
     """The answers of each block with its own controls (``report.levers.answers``), or why there are none."""
-    from flyvis_study.report.levers import answers
-
     if not comparisons:
         return ("No block with its own controls (block 6, V_rest levers; block 7, what limits V_rest) in this "
                 "folder: run `flyvis-study block 6` or `flyvis-study block 7`.")
@@ -110,9 +109,6 @@ def vrest_limits(blocks: dict[int, xr.Dataset], comparisons: list[PairedComparis
     with the plain readout and under the field's convention with the corrected one, conn_R2 beside
     it; the corrected readout's own effect on the gold standard's runs; then the caveats (preset,
     network size, ground truth, pairs, training target)."""
-    from flyvis_study.report.verdicts import raise_phrase
-    from flyvis_study.study.levers import GOLD_STANDARD_KIND
-
     numbers = sorted((n for n in blocks if self_controlled(n)), reverse=True)
     if not numbers:
         return ("**What limits V_rest here:** not measured yet (run `flyvis-study block 7`, what limits V_rest, "

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
 
-from flyvis_study.config import GroundTruthConfig
+from flyvis_study.config import ConfigError, GroundTruthConfig, load_run_config
+from flyvis_study.evaluation.clustering import embedding_separation
 from flyvis_study.evaluation.names import R2_DEFINITIONS
 from flyvis_study.evaluation.trajectory import trajectory_observations
 from flyvis_study.study.results import runs_table
 from flyvis_study.study.spec import safe_name
+from flyvis_study.world.connectome import cached_connectome
 
 if TYPE_CHECKING:  # the definition is passed in by study.blocks (no import cycle)
     from flyvis_study.study.blocks import BlockDefinition
@@ -109,9 +112,6 @@ def _embedding(runs_dir, r, cfgj: dict) -> str:
         embedding = np.load(path)["embedding"]
     except (OSError, KeyError, ValueError) as err:
         return f"not measured ({path.name}: {type(err).__name__})"
-    from flyvis_study.evaluation.clustering import embedding_separation
-    from flyvis_study.world.connectome import cached_connectome
-
     con = cached_connectome(int(cfgj.get("simulation", {}).get("extent", 8)))
     sep = embedding_separation(embedding, con.node_type)
     return (f"silhouette by cell type {sep['silhouette']:.3f}; {sep['n_types_separated']} of {sep['n_types']} "
@@ -120,8 +120,6 @@ def _embedding(runs_dir, r, cfgj: dict) -> str:
 
 def _parent(ds: xr.Dataset) -> dict:
     """The block's parent config (base config at the preset, with the common overrides), as a dict."""
-    from flyvis_study.config import ConfigError, load_run_config
-
     params = _json(ds.attrs.get("parameters", ""))
     try:
         cfg = load_run_config(ds.attrs.get("base_config", "two_stage.yaml"), preset=ds.attrs.get("preset"),
@@ -222,8 +220,6 @@ def append_analysis_logs(ds: xr.Dataset, folder: str | Path,
 
 
 def _json(text: str) -> dict:
-    import json
-
     try:
         return json.loads(text) if text else {}
     except json.JSONDecodeError:

@@ -18,8 +18,7 @@ import xarray as xr
 
 from flyvis_study.failures import RETRIED_FAILURES
 from flyvis_study.integrity import verify, verify_manifest
-from flyvis_study.locks import describe_owner, holder, read_owner
-from flyvis_study.study.execute import LOCK_NAME
+from flyvis_study.locks import LOCK_NAME, describe_owner, holder, read_owner
 from flyvis_study.study.result_files import ResultFileError, read_result_file
 from flyvis_study.train.checkpoints import checkpoints, partial_path
 

@@ -14,7 +14,7 @@ import contextlib
 import json
 from pathlib import Path
 
-from flyvis_study.locks import FileLock, LockHeld, held_by_ancestor
+from flyvis_study.locks import LOCK_NAME, FileLock, LockHeld, held_by_ancestor
 from flyvis_study.provenance import provenance
 from flyvis_study.resources import project_path
 from flyvis_study.study.analysis_log import append_analysis_logs
@@ -26,8 +26,6 @@ from flyvis_study.study.run import is_finished
 from flyvis_study.study.runner import close_client, make_client, run_many
 from flyvis_study.study.spec import RunSpec
 from flyvis_study.study.statistics import block_dataset
-
-LOCK_NAME = ".flyvis-study.lock"
 
 
 class BlockInUse(BlockParameterError):

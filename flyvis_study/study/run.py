@@ -25,15 +25,20 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
+import xarray as xr
 
 from flyvis_study.atomic import write_json_atomic, write_text_atomic
 from flyvis_study.config import RunConfig
+from flyvis_study.evaluation import figure as P
 from flyvis_study.evaluation.evaluate import evaluate, run_status
 from flyvis_study.evaluation.names import HEADLINE_METRICS
 from flyvis_study.evaluation.trajectory import trajectory_summary
 from flyvis_study.failures import FINAL_FAILURES, RETRIED_FAILURES, failure_kind_of
+from flyvis_study.fast.allocator import keep_freed_memory, release_freed_memory
 from flyvis_study.integrity import IntegrityWarning, manifest, sidecar, verify, verify_manifest
 from flyvis_study.provenance import provenance
+from flyvis_study.stacking.train import train_stack
 from flyvis_study.study.record import run_dataset, write_netcdf_atomic
 from flyvis_study.study.spec import RunSpec
 from flyvis_study.train.loop import TrainingCut, TrainResult, train
@@ -106,8 +111,6 @@ def finish_run(cfg: RunConfig, dataset, result: TrainResult, out_dir: str | Path
 
 def _save_run_plots(result, dataset, rec, metrics, cfg, n_iter, joint_iters, out_dir: Path) -> None:
     """plots/run.png (the per-run figure) and recovered.npz (embedding, W*, tau, V_rest, and the truth)."""
-    from flyvis_study.evaluation import figure as P
-
     fig = P.run_figure(result.model, dataset, rec, metrics, result.log_rows, result.loss, n_iter,
                        joint_iters, cfg.training.n_epochs, result.data.stats)
     P.save(fig, out_dir / "plots" / "run.png")
@@ -125,8 +128,6 @@ def run_one(spec: RunSpec, out_root: str | Path, progress: bool = False, stop_at
     Process settings for training (freed memory kept, the run's thread count: ``run_threads``)
     are applied here, the task's entry point.
     """
-    from flyvis_study.fast.allocator import keep_freed_memory, release_freed_memory
-
     out_root = Path(out_root)
     run_dir = out_root / "runs" / spec.run_id
     path = run_dir / "run.nc"
@@ -158,9 +159,6 @@ def run_stack(specs: list[RunSpec], out_root: str | Path, progress: bool = False
     checkpoints). An error in one run's evaluation is that run's failure only; an error
     while training fails every run not yet written (recomputed by the next run, as in ``run_one``).
     """
-    from flyvis_study.fast.allocator import keep_freed_memory, release_freed_memory
-    from flyvis_study.stacking.train import train_stack
-
     out_root = Path(out_root)
     paths: dict[int, str] = {}
     todo = []
@@ -251,8 +249,6 @@ def run_threads(threads: int | None):
     the worker's threads (no oversubscription), else the process's own; restored afterwards.
     The count is in the run's provenance (``device_name``). On one machine, runs with equal
     counts are bitwise equal, serial or on Dask (tested); the reductions' order depends on it."""
-    import torch
-
     if threads is None:
         try:
             from dask.distributed import get_worker
@@ -281,8 +277,6 @@ def is_finished(spec: RunSpec, out_root: str | Path) -> bool:
     path = Path(out_root) / "runs" / spec.run_id / "run.nc"
     if not path.is_file():
         return False
-    import xarray as xr
-
     reason, damaged = verify(path), path
     if reason in (None, "no checksum"):
         try:

@@ -23,6 +23,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
+from flyvis_study.stacking.train import stack_key, stackable
 from flyvis_study.study.run import is_finished, record_failed_run, run_one, run_stack
 from flyvis_study.study.spec import RunSpec
 
@@ -84,8 +87,6 @@ def stacks(specs: list[RunSpec], size: int) -> list[list[RunSpec]]:
     """The specs in groups of at most ``size`` that can train as one stack (same
     ``stacking.train.stack_key`` and device), in spec order within and across groups; a run
     that cannot be stacked (``stacking.train.stackable``) trains alone."""
-    from flyvis_study.stacking.train import stack_key, stackable
-
     groups: dict[tuple, list[RunSpec]] = {}
     for spec in specs:
         key = (stack_key(spec.config), spec.device) if stackable(spec.config) else ("alone", spec.run_id)
@@ -115,8 +116,6 @@ def run_many(specs: list[RunSpec], out_root: str | Path, client=None, progress: 
     ``stack`` > 1: the unfinished specs train in stacks of up to that many runs
     (``stacks``, ``study.run.run_stack``), one process (one Dask task) per stack.
     """
-    from tqdm.auto import tqdm
-
     out_root = Path(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
     ids = [s.run_id for s in specs]

@@ -28,13 +28,12 @@ from functools import lru_cache
 import numpy as np
 
 from flyvis_study.flyvis_ids import BUILTIN_MODELS, builtin_model_file, check_model_id, network_checkpoint
+from flyvis_study.world.connectome import cached_connectome
+from flyvis_study.world.ground_truth import REFERENCE_EXTENT, GroundTruthParams, load_flyvis_checkpoint
 
 
 @lru_cache(maxsize=8)
 def _builtin_params(model_id: str):
-    from flyvis_study.world.connectome import cached_connectome
-    from flyvis_study.world.ground_truth import REFERENCE_EXTENT, GroundTruthParams
-
     data = json.loads(builtin_model_file(model_id).read_text())
     ref = cached_connectome(REFERENCE_EXTENT)
     type_index = {name: k for k, name in enumerate(ref.cell_types)}
@@ -59,8 +58,6 @@ def _builtin_params(model_id: str):
 
 def flyvis_model_params(model_id: str):
     """GroundTruthParams of a flyvis model id (built in, or from ``FLYVIS_ROOT_DIR``)."""
-    from flyvis_study.world.ground_truth import load_flyvis_checkpoint
-
     check_model_id(model_id)
     if model_id in BUILTIN_MODELS:
         return _builtin_params(model_id)

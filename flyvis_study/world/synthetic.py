@@ -61,6 +61,8 @@ from flyvis_study.world.ground_truth import (
     instantiate,
     spectral_abscissa,
 )
+from flyvis_study.world.simulator import Simulator
+from flyvis_study.world.stimuli import build_clip_library, build_streams
 
 SYNTHETIC_VERSION = 4  # bump when the draw or the calibration changes
 
@@ -101,16 +103,12 @@ def _with_strength(params: GroundTruthParams, strength: np.ndarray, info: dict) 
 
 def probe_stimulus(connectome: Connectome, n_frames: int = 400) -> np.ndarray:
     """(n_frames, C) natural-clip hexals for the activity probe (fixed, seed-independent)."""
-    from flyvis_study.world.stimuli import build_clip_library, build_streams
-
     lib = build_clip_library(connectome.columns, n_base_clips=4, seed=12345)
     return build_streams(lib, n_frames, simulation_seed=0).train
 
 
 def probe_voltages(params: GroundTruthParams, connectome: Connectome, hexals: np.ndarray) -> np.ndarray:
     """(T, N) noise-free voltages driven by ``hexals`` from the deterministic initial state."""
-    from flyvis_study.world.simulator import Simulator
-
     sim = Simulator(connectome, instantiate(params, connectome), noise_level=0.0)
     return np.concatenate([v for _, v, _ in sim.run(hexals, sim.initial_state(), torch.Generator())])
 
