@@ -15,6 +15,7 @@ import pytest
 import xarray as xr
 from conftest import FAST, REPO
 
+from flyvis_study.evaluation.names import R2_DEFINITIONS
 from flyvis_study.report.html import report_problems
 from flyvis_study.report.notebooks import execute_block, execute_notebook, execute_summary
 from flyvis_study.study.blocks import BLOCKS
@@ -187,7 +188,7 @@ def test_block_6_levers_report_and_its_comparisons(tmp_path, dataset_root):
     assert sorted(mutation.split("; ")) == ["simulation.stimulus.blank_fraction 0.0 -> 0.5",
                                             "training.alternate_training False -> True", "training.n_epochs 1 -> 2"]
     assert "Parent rule: block 6 grid over the arm two_stage (two_stage.yaml) x " in log
-    assert "identity (1 - SS_res / SS_tot about learned = true, on inliers): connectivity_R2_identity=" in log
+    assert f"identity ({R2_DEFINITIONS['identity']}): connectivity_R2_identity=" in log  # the words, named once
     # at the tiny preset fewer than two tau_hat lie within 0.1 of their tau, so tau_R2_identity is NaN
     assert all(c.n_pairs == 2 for c in comparisons if "tau_R2_identity" not in c.metric and "field" not in c.metric)
     c = next(c for c in comparisons if c.kind == "vs standard_2_epochs" and c.arm == "two_stage"
