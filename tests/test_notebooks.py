@@ -272,16 +272,28 @@ def test_relative_out_dir_is_taken_from_the_project_folder():
 
 def test_notebook_runs_print_no_kernel_transport_warning(tmp_path):
     """The kernel is reached over IPC (``report.notebooks.LocalKernelManager``): the terminal shows
-    no 'running over TCP without encryption' line (it did once per notebook over TCP)."""
+    no 'running over TCP without encryption' line (it did once per notebook over TCP), and its
+    sockets are made outside the project folder and the caller's folder (no ``kernel-ipc-N`` left
+    beside the user's work when a run is killed)."""
+    before = set(REPO.glob("kernel-ipc*"))
+    caller = tmp_path / "caller"
+    caller.mkdir()
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("print(6 * 7)")]
+    nb.cells = [nbformat.v4.new_code_cell("print(6 * 7)"),  # where this kernel's sockets are
+                nbformat.v4.new_code_cell("from ipykernel.kernelapp import IPKernelApp; "
+                                          "print(IPKernelApp.instance().transport, IPKernelApp.instance().ip)")]
     nbformat.write(nb, str(tmp_path / "t.ipynb"))
     code = ("from pathlib import Path; from flyvis_study.report.notebooks import execute_notebook; "
             f"execute_notebook(Path({str(tmp_path / 't.ipynb')!r}), Path({str(tmp_path / 'o.ipynb')!r}), {{}})")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=caller)
     assert out.returncode == 0, out.stderr
+    assert set(REPO.glob("kernel-ipc*")) == before and not list(caller.iterdir())
     assert "without encryption" not in out.stderr and "WARNING" not in out.stderr, out.stderr
-    assert nbformat.read(str(tmp_path / "o.ipynb"), as_version=4).cells[0].outputs[0]["text"] == "42\n"
+    cells = nbformat.read(str(tmp_path / "o.ipynb"), as_version=4).cells
+    assert cells[0].outputs[0]["text"] == "42\n"
+    transport, sockets = cells[1].outputs[0]["text"].split()
+    assert transport == "ipc" and Path(sockets).is_absolute(), sockets
+    assert REPO not in Path(sockets).parents and caller not in Path(sockets).parents, sockets
 
 
 @pytest.mark.parametrize("parameters,message", [

@@ -12,6 +12,8 @@ project folder (``resources.project_path``), connected over IPC (``LocalKernelMa
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
@@ -31,12 +33,20 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 class LocalKernelManager(AsyncKernelManager):
     """A kernel on this machine reached over IPC (unix sockets) instead of TCP where the system
     has them (POSIX): no port is opened, and the kernel has no unencrypted-transport warning to
-    print on every notebook run."""
+    print on every notebook run. The sockets live in a private folder under the system's temporary
+    directory, not in the project folder, so a run killed before its kernel shut down leaves no
+    ``kernel-ipc-N`` files beside the user's work."""
 
     def __init__(self, **kwargs):
         if os.name == "posix":
             kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", str(Path(tempfile.mkdtemp(prefix="flyvis-study-kernel-")) / "kernel"))
         super().__init__(**kwargs)
+
+    def cleanup_resources(self, restart: bool = False) -> None:
+        super().cleanup_resources(restart=restart)
+        if not restart and self.transport == "ipc":  # the private folder, once its sockets are gone
+            shutil.rmtree(Path(self.ip).parent, ignore_errors=True)
 
 
 def execute_notebook(notebook: Path, executed: Path, parameters: dict, timeout: int | None = None) -> Path:
