@@ -26,9 +26,11 @@ import numpy as np
 import torch
 
 from flyvis_study.config import load_run_config
+from flyvis_study.evaluation.evaluate import evaluate
 from flyvis_study.fast.allocator import keep_freed_memory
 from flyvis_study.model.naive import naive_edge_activation, naive_forward
 from flyvis_study.provenance import device_name, provenance
+from flyvis_study.stacking.train import make_stacked_step
 from flyvis_study.train.loop import build_model
 from flyvis_study.train.loss import regulariser
 from flyvis_study.train.optimizer import build_optimizer
@@ -142,8 +144,6 @@ def stacked_vs_single_ms(cfg, dataset, data: TrainingData, replicates: int, coef
     """Median ms per step of one run alone and of ``replicates`` stacked replicas, timed in
     alternating blocks on CPU (``_alternating_blocks_ms``); on CUDA both are the CUDA-graph steps
     when ``training.cuda_graph`` is on, timed in blocks."""
-    from flyvis_study.stacking.train import make_stacked_step
-
     replicas = []
     for r in range(replicates):
         c = cfg.model_copy(update={"training": cfg.training.model_copy(update={"seed": r})})
@@ -167,8 +167,6 @@ def stacked_vs_single_ms(cfg, dataset, data: TrainingData, replicates: int, coef
 def run_benchmark(preset: str = "full", device: str = "cpu", fast_iters: int = 30, naive_iters: int = 3,
                   sim_frames: int = 2000, evaluate_metrics: bool = True, cache: str | None = None,
                   progress: bool = False, replicates: int | None = None) -> dict:
-    from flyvis_study.evaluation.evaluate import evaluate
-
     dev = torch.device(device)
     keep_freed_memory()  # as every training entry point does (fast/allocator.py); both steps see it
     cfg = load_run_config("two_stage.yaml", preset=preset)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from flyvis_study.flyvis_ids import resolvable
 from flyvis_study.resources import config_file, preset_file
 
 PRESETS = ("tiny", "small", "full")
@@ -76,8 +77,6 @@ class GroundTruthConfig(_Strict):
     @model_validator(mode="after")
     def _source_exists(self) -> GroundTruthConfig:
         if self.source == "flyvis":
-            from flyvis_study.flyvis_ids import resolvable
-
             try:
                 resolvable(self.model)
             except ValueError as err:

@@ -29,7 +29,7 @@ def make_cluster(queue: str, account: str | None, gpus_per_job: int = 1, cores_p
                  memory_per_gpu: str = "48GB", walltime: str = "08:00:00", port: int = 8786,
                  dashboard: str = ":8787", prologue: list[str] | None = None):
     """A ``dask_jobqueue.SLURMCluster`` whose jobs hold ``gpus_per_job`` GPUs, one worker per GPU."""
-    from dask_jobqueue import SLURMCluster
+    from dask_jobqueue import SLURMCluster  # noqa: PLC0415 - dask-jobqueue is the optional cluster extra
 
     gpus = max(1, int(gpus_per_job))
     return SLURMCluster(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+from sklearn.mixture import GaussianMixture
 
 from flyvis_study.evaluation.recovery import RecoveredParameters
 
@@ -27,10 +30,6 @@ def node_features(embedding: np.ndarray, rec: RecoveredParameters, edge_src: np.
 def cluster_metrics(features: np.ndarray, node_type: np.ndarray, n_components: int = 100,
                     random_state: int = 42) -> dict:
     """GMM (full covariance) clusters matched to types by the Hungarian method; + ARI, NMI."""
-    from scipy.optimize import linear_sum_assignment
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-    from sklearn.mixture import GaussianMixture
-
     n_components = min(n_components, features.shape[0])
     try:
         labels = GaussianMixture(n_components=n_components, covariance_type="full",
@@ -57,8 +56,6 @@ def embedding_separation(embedding: np.ndarray, node_type: np.ndarray, share: fl
     when at least ``share`` of its neurons are nearer to its own centroid than to any other
     type's centroid; ``n_types_separated`` counts them out of ``n_types``.
     """
-    from sklearn.metrics import silhouette_score
-
     emb = np.asarray(embedding, dtype=np.float64)
     types = np.asarray(node_type)
     present = np.unique(types)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 
 PHASE_COLOURS = {"joint": "#dfe9f5", "V_rest": "#fbe5d6"}
 
@@ -73,8 +74,6 @@ def loss_plot(ax, loss: np.ndarray, n_iter: int, joint_iters: int, n_epochs: int
 
 def function_curves(axes, model, stats, node_type, gt, cell_types, n_types_shown: int = 65) -> None:
     """g_phi(v)^2 per type vs ReLU and f_theta(v, M=0, I=0) per type vs the true leak line."""
-    import torch
-
     colours = type_colours(len(cell_types))
     dev = model.W.device
     reps = [int(np.flatnonzero(node_type == k)[0]) for k in range(min(n_types_shown, len(cell_types)))

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from flyvis_study.fast.csr import target_csr
 from flyvis_study.fast.fused_ops import split_first_layer
 
 if TYPE_CHECKING:
@@ -24,8 +25,6 @@ class FrozenPredictor:
 
     @torch.no_grad()
     def __init__(self, model: FlyVisGNN):
-        from flyvis_study.fast.csr import target_csr
-
         a = model.embedding.detach()
         d = a.shape[-1]
         self.positive = model.config.g_phi_positive

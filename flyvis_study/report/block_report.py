@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 import pandas as pd
 import yaml
+from IPython import get_ipython
 from IPython.display import HTML, Markdown, display
 
 from flyvis_study.evaluation.names import R2_DEFINITIONS
@@ -92,8 +93,6 @@ def notebook_parameters(number: int, given: list[str], namespace: dict) -> Block
     papermill injected). A name that is not one of the block's parameters (a misspelt ``-p``),
     a bad value or a value no run config accepts raises ``BlockParameterError``, shown as its one line (the kernel's
     traceback mode is Minimal until the parameters are valid)."""
-    from IPython import get_ipython
-
     shell = get_ipython()
     if shell is not None:
         shell.InteractiveTB.set_mode("Minimal")

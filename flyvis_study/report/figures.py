@@ -14,6 +14,7 @@ from flyvis_study.evaluation.figure import PHASE_COLOURS, embedding_plot
 from flyvis_study.evaluation.names import HEADLINE_METRICS
 from flyvis_study.study.comparison import PairedComparison
 from flyvis_study.study.results import runs_table
+from flyvis_study.world.connectome import cached_connectome
 
 
 # ----------------------------------------------------------------------------- figures
@@ -80,8 +81,6 @@ def representative_runs(ds: xr.Dataset) -> pd.DataFrame:
 
 def embedding_figure(ds: xr.Dataset, out_dir: str | Path) -> plt.Figure | None:
     """Embeddings of the representative run of each config, coloured by cell type."""
-    from flyvis_study.world.connectome import cached_connectome
-
     reps = representative_runs(ds)
     items = []
     for _, r in reps.iterrows():

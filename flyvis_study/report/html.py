@@ -15,6 +15,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import nbformat
+from nbconvert import HTMLExporter
+
+from flyvis_study.atomic import write_text_atomic
+
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE = "offline"
 FIGURE = 'src="data:image/png;base64'
@@ -34,11 +39,6 @@ def strip_css_comments(html: str) -> str:
 
 def render_html(executed: Path, html: Path) -> Path:
     """nbconvert HTML of an executed notebook: no input cells, no re-execution, nothing from the network."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    from flyvis_study.atomic import write_text_atomic
-
     nb = nbformat.read(str(executed), as_version=4)
     exporter = HTMLExporter(template_name=TEMPLATE, extra_template_basedirs=[str(TEMPLATES)], exclude_input=True,
                             exclude_input_prompt=True, exclude_output_prompt=True)

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import xarray as xr
 
+from flyvis_study.atomic import write_text_atomic
 from flyvis_study.evaluation.names import R2_DEFINITIONS
 from flyvis_study.report.levers import headline as lever_headline
 from flyvis_study.report.summary import load_blocks, self_controlled, study_comparisons
 from flyvis_study.report.summary import scope as summary_scope
 from flyvis_study.report.verdicts import block_headline, study_answer
-from flyvis_study.study.blocks import BASELINE_BLOCK
+from flyvis_study.study.blocks import BASELINE_BLOCK, block_definition
 from flyvis_study.study.levers import lever_comparisons
 from flyvis_study.study.statistics import config_statistics
 
@@ -32,8 +33,6 @@ _HIDDEN = {"out_dir", "preset"}  # given as --out and --preset
 
 def reproduce_command(ds: xr.Dataset, out: str) -> str:
     """``flyvis-study block N --preset P --out OUT -p name=value ...`` for the non-default parameters."""
-    from flyvis_study.study.blocks import block_definition
-
     number = int(ds.attrs["block"])
     stored = json.loads(ds.attrs.get("parameters", "{}") or "{}")
     defaults = block_definition(number).parameters().model_dump(mode="json")
@@ -108,8 +107,6 @@ trains only the missing ones.</p>
 
 def write_index(reports_dir: str | Path, baseline_block: int = BASELINE_BLOCK) -> Path:
     """Write ``reports_dir/index.html``; returns its path."""
-    from flyvis_study.atomic import write_text_atomic
-
     path = Path(reports_dir) / INDEX
     write_text_atomic(path, index_html(reports_dir, baseline_block))
     return path

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import xarray as xr
+from IPython.display import Markdown, display
 
 from flyvis_study.evaluation.figure import PHASE_COLOURS
 from flyvis_study.report.figures import paired_figure
@@ -343,8 +344,6 @@ def show_report(ds: xr.Dataset, comparisons: list[PairedComparison] | None = Non
     """Display every section of the block's report in order (in a notebook); returns the
     comparisons. ``out_dir``: the results folder (its runs' recovered values give the per-type
     errors)."""
-    from IPython.display import Markdown, display
-
     comparisons = lever_comparisons(ds) if comparisons is None else comparisons
     block = block_of(ds)
 

@@ -16,8 +16,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import nbformat
+import papermill
 from jupyter_client.manager import AsyncKernelManager
 
+from flyvis_study.atomic import write_text_atomic
 from flyvis_study.report.html import render_html
 from flyvis_study.report.index import write_index
 from flyvis_study.resources import notebook_file, project_path
@@ -51,8 +54,6 @@ class LocalKernelManager(AsyncKernelManager):
 
 def execute_notebook(notebook: Path, executed: Path, parameters: dict, timeout: int | None = None) -> Path:
     """papermill ``notebook`` into ``executed`` (kernel in the project folder), widget state removed."""
-    import papermill
-
     executed.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, kernel_name="python3",
                                progress_bar=False, cwd=str(project_path(".")), execution_timeout=timeout,
@@ -67,10 +68,6 @@ def strip_widget_state(path: Path) -> None:
     A progress bar is live feedback in JupyterLab; saved, it is a dead widget and kilobytes of
     state in every executed notebook and HTML report.
     """
-    import nbformat
-
-    from flyvis_study.atomic import write_text_atomic
-
     nb = nbformat.read(str(path), as_version=4)
     changed = nb.metadata.pop("widgets", None) is not None
     for cell in nb.cells:

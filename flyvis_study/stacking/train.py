@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from flyvis_study.config import RunConfig
 from flyvis_study.stacking.adam import adam_step
@@ -237,8 +238,6 @@ def train_stack(cfgs: list[RunConfig], datasets: list[Dataset], run_dirs: list[s
     result)`` as each replica finishes (its outputs are written then). Returns the results
     in run order.
     """
-    from tqdm.auto import tqdm
-
     keys = {stack_key(c) for c in cfgs}
     if len(keys) != 1:
         raise ValueError("runs of one stack must share extent, model shape and batch size (stack_key)")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy import stats as st
 
 from flyvis_study.study.results import runs_table
 
@@ -128,8 +129,6 @@ class PairedComparison:
 
 def t_interval(x: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
     """The t interval of the mean of x (NaN with fewer than two values)."""
-    from scipy import stats as st
-
     x = np.asarray(x, dtype=float)
     if x.size < 2:
         return math.nan, math.nan
@@ -156,8 +155,6 @@ def paired_comparison(baseline: xr.Dataset, treatment: xr.Dataset, metric: str,
                       n_resamples: int = 9999, seed: int = 0) -> PairedComparison:
     """treatment - baseline on shared (ground_truth, sim_seed, train_seed) cells of one config each
     (default: each block's first config)."""
-    from scipy import stats as st
-
     def per_pair(ds, config):
         df = runs_table(ds)
         config = config if config is not None else df["config"].iloc[0]

@@ -60,6 +60,7 @@ from pydantic import (
 )
 
 from flyvis_study.config import DEFAULT_PRESET, describe_errors
+from flyvis_study.flyvis_ids import resolvable
 from flyvis_study.resources import project_path
 from flyvis_study.study.result_files import read_result_file
 
@@ -118,8 +119,6 @@ class BlockParameters(BaseModel):
     @field_validator("ground_truth_models", mode="before")
     @classmethod
     def _models(cls, models):
-        from flyvis_study.flyvis_ids import resolvable
-
         models = [models] if isinstance(models, str) else models
         if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
             raise ValueError("a list of flyvis model ids such as ['flow/0000/000', 'flow/0000/001']")
@@ -150,7 +149,7 @@ class BlockParameters(BaseModel):
     @classmethod
     def _device(cls, device: str) -> str:
         if device == "cuda":
-            import torch
+            import torch  # noqa: PLC0415 - torch only when device=cuda is asked for
 
             if not torch.cuda.is_available():
                 raise ValueError("cuda: no CUDA device is available on this machine (allowed here: cpu)")

@@ -25,14 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from flyvis_study.atomic import write_json_atomic
 from flyvis_study.train.progress import RUN_PROGRESS
 
 BLOCK_STATUS = ".flyvis-study.block.json"
 
 
 def write_block_status(out_dir: Path, block: int, dashboard: str | None) -> None:
-    from flyvis_study.atomic import write_json_atomic
-
     write_json_atomic(out_dir / BLOCK_STATUS, {"block": block, "dashboard": dashboard or "", "updated": time.time()})
 
 

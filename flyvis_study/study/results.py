@@ -26,14 +26,13 @@ import xarray as xr
 from xarray.indexes import PandasMultiIndex
 
 from flyvis_study.atomic import atomic_path
+from flyvis_study.config import GroundTruthConfig, RunConfig
 from flyvis_study.study.record import RUN_DIMS, cell_coords
 
 
 def _stored_ground_truth(ds: xr.Dataset) -> str:
     """The ground-truth label of the (first) run stored in a file without the axis (the default
     ground truth's when no config is stored)."""
-    from flyvis_study.config import GroundTruthConfig, RunConfig
-
     if "config_json" in ds:
         for text in np.asarray(ds["config_json"].values, dtype=object).ravel():
             if text:

@@ -37,15 +37,15 @@ class SchedulerError(RuntimeError):
 def make_client(workers: int = 0, scheduler: str | None = None, timeout: float = 10.0):
     """A Dask client for ``scheduler`` (address) or a LocalCluster of ``workers``; None for serial."""
     if scheduler:
-        from dask.distributed import Client
+        from dask.distributed import Client  # noqa: PLC0415 - dask only when a cluster is used
 
         try:
             return Client(scheduler, timeout=f"{timeout}s")
         except (OSError, TimeoutError) as err:
             raise SchedulerError(f"scheduler {scheduler}: not reachable ({type(err).__name__}: {err})") from None
     if workers and workers > 0:
-        import dask
-        from dask.distributed import Client, LocalCluster
+        import dask  # noqa: PLC0415 - dask only when a cluster is used
+        from dask.distributed import Client, LocalCluster  # noqa: PLC0415 - dask only when a cluster is used
 
         # Dask's default MALLOC_TRIM_THRESHOLD_=65536 makes torch's many small CPU allocations
         # slower (docs/benchmarks.md); keep the thread limits only.
@@ -147,7 +147,7 @@ def run_many(specs: list[RunSpec], out_root: str | Path, client=None, progress: 
             fn, arg = task(group)
             collect(group, fn(arg, out_root))
     else:
-        from dask.distributed import as_completed
+        from dask.distributed import as_completed  # noqa: PLC0415 - dask only when a cluster is used
 
         futures = {}
         for group in groups:

@@ -125,8 +125,8 @@ class Connectome:
         ``pos`` (N, 2) float32 axial column (u, v); ``input_mask`` (N,) bool, the photoreceptors;
         ``cell_types`` the 65 names; ``extent``; ``num_nodes`` N.
         """
-        import torch
-        from torch_geometric.data import Data
+        import torch  # noqa: PLC0415 - torch-free import path: the connectome is read without torch
+        from torch_geometric.data import Data  # noqa: PLC0415 - torch-free import path: the connectome is read without torch
 
         graph = Data(
             edge_index=torch.from_numpy(np.stack([self.edge_src, self.edge_tgt]).astype(np.int64)),

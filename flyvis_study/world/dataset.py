@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from flyvis_study.atomic import atomic_path
 from flyvis_study.config import SimulationConfig, drop_later_defaults
@@ -145,8 +146,6 @@ class Dataset:
         """The connectome as a ``torch_geometric.data.Data`` with the ground truth on it:
         ``edge_attr`` (E, 1) the true W, ``V_rest`` and ``tau`` (N,) per neuron
         (``Connectome.to_pyg``)."""
-        import torch
-
         graph = self.connectome.to_pyg(W=self.ground_truth.W)
         graph.V_rest = torch.from_numpy(np.asarray(self.ground_truth.V_rest, dtype=np.float32).copy())
         graph.tau = torch.from_numpy(np.asarray(self.ground_truth.tau, dtype=np.float32).copy())
@@ -156,8 +155,6 @@ class Dataset:
 
 def _generate(sim: SimulationConfig, connectome: Connectome, params: GroundTruthParams,
               folder: Path, device: str, progress: bool) -> dict:
-    from tqdm.auto import tqdm
-
     t_start = time.perf_counter()
     gt = instantiate(params, connectome)
     st = sim.stimulus

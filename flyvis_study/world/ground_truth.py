@@ -117,7 +117,7 @@ def instantiate(params: GroundTruthParams, connectome: Connectome) -> GroundTrut
 
 def load_flyvis_checkpoint(path: str | Path) -> GroundTruthParams:
     """Read a flyvis checkpoint (torch zip); vectors are in reference first-appearance order."""
-    import torch
+    import torch  # noqa: PLC0415 - torch-free import path: ground truths are read without torch
 
     path = Path(path)
     if not path.is_file():

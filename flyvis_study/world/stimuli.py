@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
+from tqdm.auto import tqdm
 
 BOX = 13  # pixels per hexal (flyvis box eye)
 
@@ -199,8 +201,6 @@ def load_video_folder(folder: str | Path) -> list[np.ndarray]:
     Frames are image files sorted by name, converted to grey levels in [0, 1]. Returns a
     list of (T, H, W) float32 arrays. Raises ``ValueError`` naming the folder when empty.
     """
-    from PIL import Image
-
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"stimulus.video_folder: {folder} is not a directory")
@@ -239,8 +239,6 @@ def build_clip_library(columns: np.ndarray, source: str = "natural", n_base_clip
                        test_fraction: float = 0.2, video_folder: str | None = None,
                        progress: bool = False) -> ClipLibrary:
     """Render the base clips onto the eye, augment 8x, and split by base clip (80/20)."""
-    from tqdm.auto import tqdm
-
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5717]))
     extent = int(np.abs(columns).max())
     shape = frame_shape(extent)
