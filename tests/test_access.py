@@ -11,6 +11,7 @@ from conftest import FAST
 import flyvis_study as fs
 from flyvis_study import run_block
 from flyvis_study.study.comparison import paired_comparison
+from flyvis_study.study.record import SCHEMA_VERSION
 from flyvis_study.study.statistics import config_statistics
 from flyvis_study.world.dataset import get_dataset
 
@@ -29,7 +30,7 @@ def blocks(tmp_path_factory, dataset_root):
 def test_open_block_has_the_dataset_runs_and_statistics(blocks):
     _, b1 = blocks
     block = fs.open_block(b1.path)
-    assert block.number == 1 and block.configs == ["two_stage_default"]
+    assert block.number == 1 and block.configs == ["two_stage"]
     assert len(block.runs) == 3 and set(block.runs["sim_seed"]) == {0, 1, 2}
     np.testing.assert_allclose(block.statistics["connectivity_R2_mean"],
                                config_statistics(b1.ds)["connectivity_R2_mean"])
@@ -58,7 +59,7 @@ def test_median_run_and_run_contents(blocks, dataset_root):
     model = run.model()
     np.testing.assert_array_equal(model.embedding.detach().numpy(), rec["embedding"])
     assert not model.training and isinstance(model.W, torch.nn.Parameter)
-    same = block.run("two_stage_default", int(run.config.simulation.seed), int(run.config.training.seed))
+    same = block.run("two_stage", int(run.config.simulation.seed), int(run.config.training.seed))
     assert same.path == run.path
 
 
@@ -84,9 +85,9 @@ def test_compare_is_the_paired_comparison(blocks):
 
 
 def test_blocks_0_1_and_6_in_one_folder_train_shared_runs_once(blocks, tmp_path, dataset_root):
-    """Runs are keyed by content: block 6's standard_1_epoch and two_stage cells at blank 0 are
+    """Runs are keyed by content: block 6's gold_standard and two_stage cells at blank 0 are
     the runs blocks 0 and 1 made (same resolved config, same seeds) and are not trained again;
-    only its new cells (standard_1_epoch at blank 0.5) are. The factors are coordinates."""
+    only its new cells (gold_standard at blank 0.5) are. The factors are coordinates."""
     import shutil
 
     folder = tmp_path / "study"
@@ -94,21 +95,21 @@ def test_blocks_0_1_and_6_in_one_folder_train_shared_runs_once(blocks, tmp_path,
     before = {p.parent.name: p.stat().st_mtime_ns for p in (folder / "runs").glob("*/run.nc")}
     assert len(before) == 5  # block 0: 2 runs, block 1: 3 runs
     six = run_block(6, {"overrides": FAST, "cache_dir": str(dataset_root), "out_dir": str(folder),
-                        "replicates": 2, "arms": ["standard_1_epoch", "two_stage"], "blank_fraction": [0],
-                        "arm_levels": {"standard_1_epoch": {"blank_fraction": [0, 0.5]}}}, progress=False)
+                        "replicates": 2, "arms": ["gold_standard", "two_stage"], "blank_fraction": [0],
+                        "arm_levels": {"gold_standard": {"blank_fraction": [0, 0.5]}}}, progress=False)
     after = {p.parent.name: p.stat().st_mtime_ns for p in (folder / "runs").glob("*/run.nc")}
     assert len(six.specs) == 6 and len(after) == 7  # 4 of block 6's runs were there already
     assert {k: after[k] for k in before} == before  # and were not rewritten
     ds = fs.open_block(six.path).ds
-    assert ds.attrs["schema_version"] == 2
+    assert ds.attrs["schema_version"] == SCHEMA_VERSION
     b0, b1 = blocks[0].ds, blocks[1].ds
-    shared = {"standard_1_epoch_blank=0_noise=0.05": b0.sel(config="standard"),
-              "two_stage_blank=0_noise=0.05": b1.sel(config="two_stage_default", sim_seed=[0, 1], train_seed=[0, 1])}
+    shared = {"gold_standard_blank=0_noise=0.05": b0.sel(config="gold_standard"),
+              "two_stage_blank=0_noise=0.05": b1.sel(config="two_stage", sim_seed=[0, 1], train_seed=[0, 1])}
     for label, earlier in shared.items():
         np.testing.assert_array_equal(ds["V_rest_R2"].sel(config=label).values, earlier["V_rest_R2"].values)
         np.testing.assert_array_equal(ds["run_id"].sel(config=label).values, earlier["run_id"].values)
-    cell = fs.open_block(six.path).factorial.sel(arm="standard_1_epoch", blank_fraction=0.5, noise_level=0.05)
-    assert cell["label"].item() == "standard_1_epoch_blank=0.5_noise=0.05"
+    cell = fs.open_block(six.path).factorial.sel(arm="gold_standard", blank_fraction=0.5, noise_level=0.05)
+    assert cell["label"].item() == "gold_standard_blank=0.5_noise=0.05"
     assert np.isfinite(np.diagonal(cell["V_rest_R2"].squeeze("ground_truth").values)).all()
     missing = fs.open_block(six.path).factorial.sel(arm="two_stage", blank_fraction=0.5)  # not in the plan
     assert np.isnan(missing["V_rest_R2"].values).all()
@@ -120,8 +121,8 @@ def test_clear_errors(blocks, tmp_path):
         fs.open_block(tmp_path / "block9.nc")
     with pytest.raises(FileNotFoundError, match="not a finished run folder .*config.json"):
         fs.open_run(tmp_path)
-    with pytest.raises(KeyError, match=r"no run of 'two_stage_default' with sim_seed=7.*runs: \(0, 0\)"):
-        fs.open_block(b1.path).run("two_stage_default", 7, 7)
+    with pytest.raises(KeyError, match=r"no run of 'two_stage' with sim_seed=7.*runs: \(0, 0\)"):
+        fs.open_block(b1.path).run("two_stage", 7, 7)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         fs.nope  # noqa: B018
 

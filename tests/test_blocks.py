@@ -1,6 +1,7 @@
 """The block registry and its validated parameters (the one definition the CLI, notebooks and API use)."""
 
 import pytest
+from conftest import REPO
 
 from flyvis_study.study.blocks import BLOCKS, block_parameters, plan_block
 from flyvis_study.study.parameters import BlockParameterError
@@ -11,7 +12,7 @@ def test_registry_defines_every_block_once():
     assert sorted(BLOCKS) == [0, 1, 2, 3, 4, 5, 6, 7]
     assert [b.base_config for b in BLOCKS.values()] == ["gold_standard.yaml"] + ["two_stage.yaml"] * 5 + [
         "gold_standard.yaml"] * 2  # blocks 6, 7: their first arm's config (each arm has its own)
-    assert [b.baseline for b in BLOCKS.values()] == ["standard", "", "", "", "", "", "standard_1_epoch",
+    assert [b.baseline for b in BLOCKS.values()] == ["gold_standard", "", "", "", "", "", "gold_standard",
                                                      "gold_standard"]
     assert [n for n, b in BLOCKS.items() if b.self_controlled] == [6, 7]
     assert all(b.question.endswith("?") for b in BLOCKS.values())
@@ -49,11 +50,11 @@ def test_block7_design_is_an_incomplete_factorial_with_fewer_pairs_where_asked()
 
 def test_default_grids_and_labels():
     labels = {n: [c.label for c in b.cells(block_parameters(n))] for n, b in BLOCKS.items()}
-    assert labels[0] == ["standard"] and labels[1] == ["two_stage_default"]
+    assert labels[0] == ["gold_standard"] and labels[1] == ["two_stage"]
     assert labels[2] == ["joint_ratio=0.2", "joint_ratio=0.3", "joint_ratio=0.4", "joint_ratio=0.5"]
     assert labels[3] == ["lr_ratio=0.01", "lr_ratio=0.05", "lr_ratio=0.1", "lr_ratio=0.2"]
     assert labels[4] == [f"epochs={e}_aug={a}" for e in (2, 3) for a in (20, 25, 30)]
-    assert labels[5] == ["two_stage_default"]
+    assert labels[5] == ["two_stage"]
     cells = BLOCKS[4].cells(block_parameters(4, n_epochs=3, augmentation_loop=[25]))
     assert cells == [Cell("epochs=3_aug=25", "two_stage", "two_stage.yaml",
                           {"training.n_epochs": 3, "training.data_augmentation_loop": 25},
@@ -105,3 +106,11 @@ def test_factor_coordinates_never_take_a_run_variables_name():
     factors = {a.factor for b in BLOCKS.values() for a in b.axes} | {"arm"}
     assert not factors & {*RUN_METRICS, *EXTRA_METRICS, *RECORD_STRINGS, "replicate"}
     assert BLOCKS[4].axes[0].factor == "epochs" and BLOCKS[6].axes[0].factor == "blank_fraction"
+
+
+def test_every_arm_has_the_name_of_its_config_file():
+    """One name per config: an arm is params/<arm>.yaml in every block (schema 3)."""
+    arms = {arm for b in BLOCKS.values() for arm in b.arms}
+    assert {"gold_standard", "two_stage"} <= arms and not arms & {"standard", "standard_1_epoch", "two_stage_default"}
+    for arm in arms:
+        assert BLOCKS[0].config_of(arm) == f"{arm}.yaml" and (REPO / "params" / f"{arm}.yaml").is_file(), arm

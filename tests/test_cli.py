@@ -83,7 +83,7 @@ def test_train_with_a_shipped_config_from_any_folder(tmp_path, dataset_root):
               *sum((["-s", f"{k}={v}"] for k, v in FAST.items()), []), cwd=tmp_path)
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     # FAST trains too little to recover W (conn_R2 < 0.3: status failed, kind unrecovered): exit 1, one line
-    assert (res.returncode, m["status"]) in ((0, "ok"), (1, "failed")), res.stderr
+    assert (res.returncode, m["status"]) in ((0, "converged"), (0, "partial"), (1, "failed")), res.stderr
     assert res.returncode == 0 or res.stderr.startswith(f"error: run {tmp_path / 'run'} failed (unrecovered)")
     for key in ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy", "test_R2", "test_pearson",
                 "training_time_min", "status", "failure_kind"):

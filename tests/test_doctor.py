@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from flyvis_study.cli import app
 from flyvis_study.study.doctor import examine
+from flyvis_study.study.record import SCHEMA_VERSION
 
 EXAMPLES = REPO / "reports" / "examples" / "small"
 
@@ -33,7 +34,7 @@ def test_doctor_reads_a_healthy_folder_and_names_what_a_rerun_would_do(tmp_path)
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
     assert lines[0] == f"folder {folder}: lock free"
-    assert lines[1] == "  block0.nc: ok: block 0, schema 2, 4 runs"
+    assert lines[1] == f"  block0.nc: ok: block 0, schema {SCHEMA_VERSION}, 4 runs"
     assert lines[2].startswith(f"  block0.nc: 1 of its runs are not in runs/ ({ids[3]}")
     assert lines[3] == "  runs/: 3 finished, 0 failed, 0 in flight, 0 damaged, 0 not started"
     assert lines[4].startswith("  a rerun would: recompute 0 run(s)")

@@ -207,7 +207,7 @@ def test_killed_worker_is_recorded_and_the_block_finishes(tmp_path, dataset_root
     import dask
     from distributed.diagnostics.plugin import WorkerPlugin
 
-    specs = grid_specs(0, {"standard": FAST}, 3, base_config="gold_standard.yaml", cache=str(dataset_root))
+    specs = grid_specs(0, {"gold_standard": FAST}, 3, base_config="gold_standard.yaml", cache=str(dataset_root))
     victim = f"run-{specs[1].run_id}"
 
     class KillOnStart(WorkerPlugin):

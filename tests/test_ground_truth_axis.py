@@ -63,11 +63,11 @@ def test_a_block_over_two_networks_records_and_pairs_on_the_ground_truth(tmp_pat
         assert json.loads(run["config_json"].item())["simulation"]["ground_truth"]["model"] == model
     # the two networks are different worlds: different data, different numbers
     assert runs["test_pearson"].nunique() == 2
-    assert result.statistics.loc["standard", "n_runs"] == 2
+    assert result.statistics.loc["gold_standard", "n_runs"] == 2
     c = paired_comparison(ds, ds, "connectivity_R2")
     assert c.n_pairs == 2 and sorted(c.ground_truths) == ["flow/0000/000", "flow/0000/001"]
     assert c.pairs == [(0, 0), (0, 0)] and c.mean_difference == 0
-    log = (tmp_path / "out" / "standard_analysis.md").read_text()
+    log = (tmp_path / "out" / "gold_standard_analysis.md").read_text()
     assert log.count("## Iter") == 2 and "ground_truth=flow/0000/001" in log
 
 

@@ -24,7 +24,7 @@ def test_new_keys_at_their_default_keep_earlier_run_ids_and_dataset_keys(dataset
     from flyvis_study.world.connectome import cached_connectome
     from flyvis_study.world.dataset import dataset_key, resolve_ground_truth
 
-    spec = RunSpec(block=1, label="two_stage_default", base_config="two_stage.yaml", preset="small", sim_seed=0,
+    spec = RunSpec(block=1, label="two_stage", base_config="two_stage.yaml", preset="small", sim_seed=0,
                    train_seed=0)
     assert spec.run_id == "s0_t0__bfa309e7"  # the content key (study.spec.run_id_of)
     assert (REPO / "reports" / "examples" / "small" / "runs" / spec.run_id / "run.nc").is_file()
@@ -192,19 +192,20 @@ def test_run_files_from_before_the_identity_r2_combine_with_new_ones(tmp_path):
     from flyvis_study.study.run import run_one
 
     committed = xr.load_dataset(REPO / "reports" / "examples" / "small" / "runs" / "s2_t2__94c81600" / "run.nc",
-                                engine="h5netcdf").assign_coords(config=["standard"], arm=("config", ["standard"]))
+                                engine="h5netcdf")
+    committed = committed.assign_coords(config=["gold_standard"], arm=("config", ["gold_standard"]))
     later = [v for v in committed.data_vars if "identity" in v or "outlier" in v]
     assert "V_rest_R2_identity" in later
     old = tmp_path / "old.nc"
     committed.drop_vars(later).to_netcdf(old, engine="h5netcdf")
-    spec = RunSpec(block=0, label="standard", base_config="gold_standard.yaml", overrides=FAST, sim_seed=0,
+    spec = RunSpec(block=0, label="gold_standard", base_config="gold_standard.yaml", overrides=FAST, sim_seed=0,
                    train_seed=0, cache=str(tmp_path / "cache"))
     new = run_one(spec, tmp_path / "out", progress=False)
     ds = combine_runs([old, new])
-    values = ds["V_rest_R2_identity"].sel(config="standard")
+    values = ds["V_rest_R2_identity"].sel(config="gold_standard")
     assert np.isnan(values.sel(sim_seed=2, train_seed=2)).all()
     assert np.isfinite(values.sel(sim_seed=0, train_seed=0)).any()
-    assert np.isfinite(ds["V_rest_R2"].sel(config="standard", sim_seed=2, train_seed=2)).any()
+    assert np.isfinite(ds["V_rest_R2"].sel(config="gold_standard", sim_seed=2, train_seed=2)).any()
 
 
 # ----------------------------------------------------------------------------- block 6 plan
@@ -221,12 +222,12 @@ def test_block_6_plans_every_arm_at_every_level_on_shared_seed_pairs():
     assert cfg.training.regulariser_schedule == "constant" and cfg.training.alternate_training
     assert cfg.simulation.stimulus.blank_fraction == 0.5 and cfg.simulation.noise_model_level == 0.5
     assert by_label["lr_drop_blank=0_noise=0.05"].config.training.epoch_lr_ratio == 0.1
-    assert {s.config.training.n_epochs for s in specs if s.label.startswith("standard_1_epoch")} == {1}
-    assert {s.config.training.n_epochs for s in specs if not s.label.startswith("standard_1_epoch")} == {2}
+    assert {s.config.training.n_epochs for s in specs if s.label.startswith("gold_standard")} == {1}
+    assert {s.config.training.n_epochs for s in specs if not s.label.startswith("gold_standard")} == {2}
     pairs = {label: sorted((x.sim_seed, x.train_seed) for x in specs if x.label == label) for label in by_label}
     assert all(p == [(0, 0), (1, 1), (2, 2), (3, 3)] for p in pairs.values())
     # the standard 1-epoch cell at blank 0 is block 0's config: the same numbers, the same dataset
-    gold = next(x for x in specs if x.label == "standard_1_epoch_blank=0_noise=0.05" and x.sim_seed == 0)
+    gold = next(x for x in specs if x.label == "gold_standard_blank=0_noise=0.05" and x.sim_seed == 0)
     assert gold.config.to_json() == plan_block(0, {})[0].config.to_json()
     for bad in ({"arms": ["two_stage", "two_stage"]}, {"arms": ["fast"]}, {"arms": []},
                 {"blank_fraction": [1.0]}):
@@ -239,15 +240,15 @@ def test_block_6_arm_levels_narrow_one_arm_to_an_incomplete_factorial():
     from flyvis_study.study.blocks import block_parameters, plan_block
     from flyvis_study.study.parameters import BlockParameterError
 
-    specs = plan_block(6, {"arms": ["standard_1_epoch", "two_stage", "lr_drop"],
+    specs = plan_block(6, {"arms": ["gold_standard", "two_stage", "lr_drop"],
                            "arm_levels": {"lr_drop": {"blank_fraction": 0}}})
     labels = sorted({s.label for s in specs})
-    assert labels == ["lr_drop_blank=0_noise=0.05", "standard_1_epoch_blank=0.5_noise=0.05",
-                      "standard_1_epoch_blank=0_noise=0.05", "two_stage_blank=0.5_noise=0.05",
+    assert labels == ["gold_standard_blank=0.5_noise=0.05", "gold_standard_blank=0_noise=0.05",
+                      "lr_drop_blank=0_noise=0.05", "two_stage_blank=0.5_noise=0.05",
                       "two_stage_blank=0_noise=0.05"]
     assert len(specs) == 5 * 4
     # the narrowed arm's cell is the full factorial's cell: the same run ids, so runs are shared
-    full = {s.run_id for s in plan_block(6, {"arms": ["standard_1_epoch", "two_stage", "lr_drop"]})}
+    full = {s.run_id for s in plan_block(6, {"arms": ["gold_standard", "two_stage", "lr_drop"]})}
     assert {s.run_id for s in specs} <= full
     for bad, words in (({"arm_levels": {"lr_drop": {"blank": [0]}}}, "unknown axis blank; allowed: blank_fraction"),
                        ({"arms": ["two_stage"], "arm_levels": {"lr_drop": {"blank_fraction": [0]}}},

@@ -104,21 +104,21 @@ def test_blocks_0_1_summary_and_block5_from_the_best_of_block1(tmp_path, dataset
     common = {"overrides": FAST, "cache_dir": str(dataset_root), "out_dir": str(tmp_path)}
     out0 = execute_block(0, {**common, "replicates": 2})
     out1 = execute_block(1, {**common, "replicates": 3})
-    _check_block_outputs(out0, 0, ["standard"], 2)
-    ds1, html1 = _check_block_outputs(out1, 1, ["two_stage_default"], 3)
+    _check_block_outputs(out0, 0, ["gold_standard"], 2)
+    ds1, html1 = _check_block_outputs(out1, 1, ["two_stage"], 3)
     assert list(ds1["sim_seed"].values) == [0, 1, 2]
     assert ds1["summary"].sel(metric="connectivity_R2", statistic="n").item() == 3
     assert "step" in ds1.dims and "traj_phase" in ds1
     assert "mean_difference" in json.dumps(nbformat.read(str(out1["ipynb"]), as_version=4))  # found block0.nc
     assert "on 2 seed pairs" in html1
-    log = (tmp_path / "two_stage_default_analysis.md").read_text()
+    log = (tmp_path / "two_stage_analysis.md").read_text()
     assert log.count("## Iter") == 3 and log.count("Observation: conn_R2 peaked at ") == 3
     verbs = ("rose", "fell", "stayed")
     assert sum(log.count(f"V_rest_R2 {verb} in the V_rest phase of epoch 0") for verb in verbs) == 3
     assert log.count("Embedding: silhouette by cell type ") == 3 and " of 65 types separated" in log
     summary = execute_summary(tmp_path)
     text = summary["html"].read_text()
-    assert "Answer:" in text and "two_stage_default (block 1)" in text
+    assert "Answer:" in text and "two_stage (block 1)" in text
     assert report_problems(text, min_figures=1) == []  # the paired figure leads
     assert text.index("Answer:") < text.index('src="data:image/png') < text.index("Per-block statistics")
     assert text.index("What limits V_rest here:") < text.index("Answer:")  # not measured yet: said first
@@ -127,9 +127,9 @@ def test_blocks_0_1_summary_and_block5_from_the_best_of_block1(tmp_path, dataset
     for link in ("block0.html", "block1.html", "study_summary.html"):
         assert f'href="{link}"' in index
     assert "flyvis-study block 1 --preset tiny --out" in index and "-p replicates=3" in index
-    assert "two_stage_default: V_rest_R2 " in index  # block 1's one-line verdict against block 0
+    assert "two_stage: V_rest_R2 " in index  # block 1's one-line verdict against block 0
     out5 = execute_block(5, {**common, "replicates": 1, "best_from": [str(out1["nc"])]})
-    _check_block_outputs(out5, 5, ["best(two_stage_default)"], 1)
+    _check_block_outputs(out5, 5, ["best(two_stage)"], 1)
 
 
 def test_blocks_2_and_4_grids(tmp_path, dataset_root):
@@ -161,7 +161,7 @@ def test_block_6_levers_report_and_its_comparisons(tmp_path, dataset_root):
     factorial, paired numbers equal to the runs', std_2's first epoch equal to std_1."""
     from flyvis_study.study.levers import lever_comparisons, lever_table
 
-    arms = ["standard_1_epoch", "standard_2_epochs", "two_stage"]
+    arms = ["gold_standard", "standard_2_epochs", "two_stage"]
     out = execute_block(6, {"replicates": 2, "arms": arms + ["lr_drop"], "blank_fraction": [0, 0.5],
                             "arm_levels": {"lr_drop": {"blank_fraction": [0]}}, "overrides": FAST,
                             "cache_dir": str(dataset_root), "out_dir": str(tmp_path)})
@@ -180,7 +180,7 @@ def test_block_6_levers_report_and_its_comparisons(tmp_path, dataset_root):
     assert sorted(ds["config"].values) == sorted(labels) and int((ds["run_id"] != "").sum()) == 14
     comparisons = lever_comparisons(ds, n_resamples=999)
     kinds = [c.kind for c in comparisons if c.metric == "V_rest_R2"]
-    assert {k: kinds.count(k) for k in set(kinds)} == {"vs standard_1_epoch": 5, "vs standard_2_epochs": 5,
+    assert {k: kinds.count(k) for k in set(kinds)} == {"vs gold_standard": 5, "vs standard_2_epochs": 5,
                                                        "blank_fraction": 3, "vs gold standard": 6}
     assert not any(c.arm == "lr_drop" and c.levels["blank_fraction"] == 0.5 for c in comparisons)
     log = (tmp_path / "two_stage_blank=0.5_noise=0.05_analysis.md").read_text()
@@ -199,7 +199,7 @@ def test_block_6_levers_report_and_its_comparisons(tmp_path, dataset_root):
     assert c.mean_difference == pytest.approx(float(np.mean(two[ok] - std[ok])))
     table = lever_table(ds)
     assert table.loc[("two_stage", 0.5, 0.05), "V_rest_R2_identity_mean"] == pytest.approx(float(np.mean(two[ok])))
-    one, two_epochs = (ds.sel(config=f"{a}_blank=0_noise=0.05") for a in ("standard_1_epoch", "standard_2_epochs"))
+    one, two_epochs = (ds.sel(config=f"{a}_blank=0_noise=0.05") for a in ("gold_standard", "standard_2_epochs"))
     first = np.isfinite(one["traj_conn"].values)
     np.testing.assert_array_equal(one["traj_conn"].values[first], two_epochs["traj_conn"].values[first])
 

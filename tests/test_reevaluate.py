@@ -31,7 +31,7 @@ def test_reevaluation_restores_the_metrics_a_run_had_at_the_end_of_training(tmp_
     """Same checkpoint, same data: re-evaluation measures exactly what the end of training did;
     the run stays finished (its manifest follows metrics.json), the file names who re-evaluated
     it, and a run without its final checkpoint is left, with the reason."""
-    spec = RunSpec(block=0, label="standard", base_config="gold_standard.yaml", overrides=FAST, sim_seed=0,
+    spec = RunSpec(block=0, label="gold_standard", base_config="gold_standard.yaml", overrides=FAST, sim_seed=0,
                    train_seed=0, cache=str(dataset_root))
     path = run_one(spec, tmp_path)
     original = xr.load_dataset(path, engine="h5netcdf")

@@ -86,9 +86,9 @@ def test_flag_reasons_name_the_rule_each_metric_misses():
     assert flag_reasons(_stats(n_runs=1)) == "robust / fragile need >= 2 runs"
 
 
-def _comparison(metric, baseline, treatment, config="two_stage_default"):
+def _comparison(metric, baseline, treatment, config="two_stage"):
     diff = np.subtract(treatment, baseline)
-    return PairedComparison(metric, "standard", config, pairs=[(k, k) for k in range(len(diff))],
+    return PairedComparison(metric, "gold_standard", config, pairs=[(k, k) for k in range(len(diff))],
                             baseline=list(baseline), treatment=list(treatment),
                             t_low=float(diff.min()), t_high=float(diff.max()))
 
@@ -97,15 +97,15 @@ def test_headline_and_paired_figure():
     comps = [_comparison("V_rest_R2", [0.2, 0.3], [0.1, 0.2]), _comparison("connectivity_R2", [0.9, 0.9], [0.8, 0.9]),
              _comparison("tau_R2", [0.9, 0.9], [0.9, 0.9])]
     line = block_headline(pd.DataFrame(), comps)
-    assert line == ("vs standard on 2 seed pairs (mean paired difference, 95 % t interval): two_stage_default: "
+    assert line == ("vs gold_standard on 2 seed pairs (mean paired difference, 95 % t interval): two_stage: "
                     "V_rest_R2 -0.100 [-0.100, -0.100], connectivity_R2 -0.050 [-0.100, +0.000]")
     fig = paired_figure(comps)
     paired_axes, forest = fig.axes[:3], fig.axes[3]
     assert [len(ax.lines) for ax in paired_axes] == [2, 2, 2]  # one line per seed pair
     assert [t.get_text() for t in forest.get_yticklabels()] == [
-        "two_stage_default: V_rest_R2", "two_stage_default: connectivity_R2", "two_stage_default: tau_R2"]
+        "two_stage: V_rest_R2", "two_stage: connectivity_R2", "two_stage: tau_R2"]
     plt.close(fig)
-    assert paired_figure([PairedComparison("V_rest_R2", "standard", "two_stage_default")]) is None
+    assert paired_figure([PairedComparison("V_rest_R2", "gold_standard", "two_stage")]) is None
 
 
 def _rows(conn, vrest, phases, epochs):

@@ -109,7 +109,8 @@ def test_ranking_needs_three_runs(tmp_path):
 
 
 def test_paired_comparison(tmp_path):
-    base = block_dataset([fake_run(tmp_path, "standard", r, r, 0.94, v) for r, v in enumerate([0.2, 0.4, 0.3, 0.5])], 0)
+    base = block_dataset([fake_run(tmp_path, "gold_standard", r, r, 0.94, v)
+                          for r, v in enumerate([0.2, 0.4, 0.3, 0.5])], 0)
     two = block_dataset([fake_run(tmp_path, "two_stage", r, r, 0.93, v)
                          for r, v in enumerate([0.5, 0.6, 0.55, 0.7])], 1)
     c = paired_comparison(base, two, "V_rest_R2")

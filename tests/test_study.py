@@ -18,8 +18,8 @@ def test_seed_modes_are_deterministic_and_shared_across_blocks():
     assert suggest_seeds(3, "generalisation") == (3, 3)
     assert suggest_seeds(3, "robustness") == (0, 3)
     assert suggest_seeds(3, "robustness", seed_base=10) == (10, 13)
-    a = grid_specs(0, {"standard": {}}, 4, base_config="gold_standard.yaml")
-    b = grid_specs(1, {"two_stage_default": {}}, 4)
+    a = grid_specs(0, {"gold_standard": {}}, 4, base_config="gold_standard.yaml")
+    b = grid_specs(1, {"two_stage": {}}, 4)
     assert [(s.sim_seed, s.train_seed) for s in a] == [(s.sim_seed, s.train_seed) for s in b]
     both = grid_specs(1, {"x": {}}, 4, seed_mode="both")
     assert [s.seed_mode for s in both] == ["generalisation", "robustness"] * 2
@@ -143,7 +143,7 @@ def test_local_cluster_runs_match_serial_bitwise_at_equal_thread_counts(tmp_path
     """The reproducibility promise on one machine: a run's numbers depend on its seeds and its
     intra-op thread count only (``study.run.run_threads``), not on where it ran. Serial runs at
     1 thread equal, bit for bit, the same runs on Dask workers of 1 thread each, whatever the CPU."""
-    specs = grid_specs(0, {"standard": FAST}, 2, base_config="gold_standard.yaml", cache=str(dataset_root),
+    specs = grid_specs(0, {"gold_standard": FAST}, 2, base_config="gold_standard.yaml", cache=str(dataset_root),
                        threads=1)
     before = torch.get_num_threads()
     serial = run_many(specs, tmp_path / "serial", progress=False)

@@ -6,11 +6,11 @@ from flyvis_study.report.verdicts import study_answer
 from flyvis_study.study.comparison import CLAIM_MIN_PAIRS, PairedComparison, t_interval
 
 
-def comparison(metric, differences, config="two_stage_default"):
+def comparison(metric, differences, config="two_stage"):
     """A comparison with these paired differences over a baseline of 0.5 per pair."""
     d = np.asarray(differences, dtype=float)
     low, high = t_interval(d)
-    return PairedComparison(metric, "standard", config, pairs=[(k, k) for k in range(d.size)],
+    return PairedComparison(metric, "gold_standard", config, pairs=[(k, k) for k in range(d.size)],
                             baseline=[0.5] * d.size, treatment=list(0.5 + d), t_low=low, t_high=high, block=1)
 
 
@@ -56,9 +56,9 @@ def test_no_verdict_without_first_saying_that_runs_did_not_converge():
     stats = pd.DataFrame({"n_runs": [4], "converged": [1], "partial": [1], "failed": [2],
                           **{f"{m}_{s}": [0.5] for m in ("connectivity_R2", "V_rest_R2", "tau_R2")
                              for s in ("mean", "cv", "min")}, "robust": [False], "fragile": [True]},
-                         index=pd.Index(["standard"], name="config"))
+                         index=pd.Index(["gold_standard"], name="config"))
     verdict = block_verdict(stats, pd.DataFrame(), [], "tiny", caveat=caveat)
     assert verdict.splitlines()[0] == f"- **{caveat}**"
-    assert block_headline(stats, []).startswith("CAUTION: 3 of 4 runs did not converge. standard: conn_R2")
+    assert block_headline(stats, []).startswith("CAUTION: 3 of 4 runs did not converge. gold_standard: conn_R2")
     assert preset_statement(["tiny", "tiny"]).startswith("Made at the `tiny` preset: a test of the machinery")
     assert preset_statement(["small", "full"]).count("Made at the") == 2

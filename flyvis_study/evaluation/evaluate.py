@@ -119,10 +119,3 @@ def evaluate(model: FlyVisGNN, dataset: Dataset, cfg: RunConfig,
     model.train()
     return out, rec
 
-
-def run_status(metrics: dict, trained_ok: bool) -> str:
-    """converged (conn_R2 > 0.8), partial (0.3 - 0.8), failed (< 0.3, NaN or diverged)."""
-    conn = metrics.get("connectivity_R2", float("nan"))
-    if not trained_ok or not np.isfinite(conn) or conn < 0.3:
-        return "failed"
-    return "converged" if conn > 0.8 else "partial"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from flyvis_study.failures import CONVERGED_CONN, UNRECOVERED_CONN, Status
 from flyvis_study.study.comparison import CLAIM_MIN_PAIRS, PairedComparison
 
 GOLD_STANDARD_CONN_R2 = 0.94  # the reference's full-scale standard training (12 runs)
@@ -34,15 +35,15 @@ def outcome_caveat(runs: pd.DataFrame) -> str:
     how many runs failed or are partial, their failure kinds and first reasons. ``runs``: a run
     table (``study.results.runs_table``: status, failure_kind, reason)."""
     n = len(runs)
-    failed = runs[runs["status"] == "failed"]
-    partial = runs[runs["status"] == "partial"]
+    failed = runs[runs["status"] == Status.FAILED]
+    partial = runs[runs["status"] == Status.PARTIAL]
     if not len(failed) and not len(partial):
         return ""
-    kinds = failed["failure_kind"].replace("", "unrecovered").value_counts()
+    kinds = failed["failure_kind"].value_counts()
     why = "; ".join(dict.fromkeys(str(r) for r in failed["reason"] if str(r)))
     parts = [f"{len(failed)} failed" + (f" ({', '.join(f'{k} {v}' for k, v in kinds.items())})" if len(failed)
                                         else ""),
-             f"{len(partial)} partial (conn_R2 0.3 - 0.8)"]
+             f"{len(partial)} partial (conn_R2 {UNRECOVERED_CONN} - {CONVERGED_CONN})"]
     return (f"Caution: {len(failed) + len(partial)} of {n} runs did not converge: {', '.join(parts)}"
             + (f"; reasons: {why[:300]}" if why else "") + ". The numbers below include them; read them as such.")
 

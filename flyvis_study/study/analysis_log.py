@@ -13,6 +13,7 @@ from flyvis_study.config import ConfigError, GroundTruthConfig, load_run_config
 from flyvis_study.evaluation.clustering import embedding_separation
 from flyvis_study.evaluation.names import R2_DEFINITIONS
 from flyvis_study.evaluation.trajectory import trajectory_observations
+from flyvis_study.failures import Status
 from flyvis_study.study.results import runs_table
 from flyvis_study.study.spec import safe_name
 from flyvis_study.world.connectome import cached_connectome
@@ -51,7 +52,7 @@ def analysis_entries(ds: xr.Dataset, start_iter: int = 1, runs_dir: str | Path |
             seen_vrest.append(r["V_rest_R2"])
             mode = {"robustness": "same-data-robustness", "generalisation": "different-data-generalization",
                     "custom": "user-chosen"}.get(r["seed_mode"], r["seed_mode"])
-            status = {"converged": "converged", "partial": "partial"}.get(r["status"], "failed")
+            status = r["status"] if r["status"] in (Status.CONVERGED, Status.PARTIAL) else Status.FAILED.value
             mutation, rule = _mutation(ds, r, cfgj, parent, definition)
             observation = "; ".join(trajectory_observations(_trajectory_rows(ds, r)))
             if r["reason"]:
@@ -160,7 +161,7 @@ def _mutation(ds: xr.Dataset, r, cfgj: dict, parent: dict,
     mutation = "; ".join(changes) if changes else "none (the block's parent config)"
     arm = ""
     if definition is not None and definition.arm_choice and r.get("arm") in definition.arms:
-        arm = f"the arm {r['arm']} ({definition.arms[r['arm']]}) x "
+        arm = f"the arm {r['arm']} ({definition.config_of(r['arm'])}) x "
     if definition is not None and definition.replication:
         rule = (f"replication of the best-ranked config (block 5); parent = {base} at the preset "
                 f"`{ds.attrs.get('preset')}`")

@@ -2,18 +2,23 @@
 
 What each block tests, in prose, is the markdown of its notebook (``notebooks/blockN.ipynb``).
 
-| block | focus          | arms (arm: named config)           | axes (block parameter -> config key)                   |
+An arm is a named config and has its name everywhere: arm ``two_stage`` is ``params/two_stage.yaml``
+(``BlockDefinition.config_of``), in every block, run file, block file, log and report.
+
+| block | focus          | arms                               | axes (block parameter -> config key)                   |
 |-------|----------------|------------------------------------|--------------------------------------------------------|
-| 0     | baseline       | standard: gold_standard.yaml       | none                                                   |
-| 1     | two-stage      | two_stage_default: two_stage.yaml  | none                                                   |
-| 2     | joint ratio    | two_stage: two_stage.yaml          | joint_ratio -> training.alternate_joint_ratio          |
-| 3     | LR ratio       | two_stage: two_stage.yaml          | lr_ratio -> training.alternate_lr_ratio                |
-| 4     | budget         | two_stage: two_stage.yaml          | n_epochs -> training.n_epochs x augmentation_loop ->   |
+| 0     | baseline       | gold_standard                      | none                                                   |
+| 1     | two-stage      | two_stage                          | none                                                   |
+| 2     | joint ratio    | two_stage                          | joint_ratio -> training.alternate_joint_ratio          |
+| 3     | LR ratio       | two_stage                          | lr_ratio -> training.alternate_lr_ratio                |
+| 4     | budget         | two_stage                          | n_epochs -> training.n_epochs x augmentation_loop ->   |
 |       |                |                                    | training.data_augmentation_loop                        |
-| 5     | replication    | best: two_stage.yaml + best_config | none (best_config, or the best-ranked of best_from)    |
+| 5     | replication    | best: two_stage + best_config      | none (best_config, or the best-ranked of best_from)    |
 | 6     | V_rest levers  | ``ARMS`` (chosen with ``arms``)    | blank_fraction -> simulation.stimulus.blank_fraction x |
 |       |                |                                    | noise_level -> simulation.noise_model_level;           |
 |       |                |                                    | ``arm_levels`` narrows one arm's levels                |
+| 7     | V_rest limits  | ``VREST_ARMS`` (chosen with        | blank_fraction -> simulation.stimulus.blank_fraction   |
+|       |                | ``arms``)                          |                                                        |
 
 A block's cells (``BlockDefinition.cells``) are its arms crossed with its axes; each cell's
 arm and axis levels are coordinates of its runs in the run and block files (``study.record``).
@@ -72,26 +77,26 @@ class Axis:
         return self.coordinate or self.name
 
 
-# Block 6's training arms: arm name -> its named config (params/). Budgets: standard_1_epoch 1
-# epoch, every other arm 2 epochs of the same iterations per epoch.
-ARMS = {
-    "standard_1_epoch": "gold_standard.yaml",  # the gold standard
-    "standard_2_epochs": "standard_2_epochs.yaml",  # the budget-matched control of two-stage
-    "two_stage": "two_stage.yaml",
-    "lr_drop": "lr_drop.yaml",  # every group's LR x 0.1 from epoch 1 on
-    "two_stage_constant_schedule": "two_stage_constant_schedule.yaml",  # epoch-0 coefficients throughout
-}
+# Block 6's training arms (each params/<arm>.yaml). Budgets: gold_standard 1 epoch (standard
+# training), every other arm 2 epochs of the same iterations per epoch.
+ARMS = (
+    "gold_standard",
+    "standard_2_epochs",  # the budget-matched control of two-stage
+    "two_stage",
+    "lr_drop",  # every group's LR x 0.1 from epoch 1 on
+    "two_stage_constant_schedule",  # epoch-0 coefficients throughout
+)
 
 # Block 7's training arms: what limits V_rest. Budgets: 1 epoch, except the two constant-schedule
 # arms (2 epochs: the phase split against its own standard-training control).
-VREST_ARMS = {
-    "gold_standard": "gold_standard.yaml",
-    "two_stage_constant_schedule": "two_stage_constant_schedule.yaml",
-    "standard_2_epochs_constant_schedule": "standard_2_epochs_constant_schedule.yaml",  # its control
-    "silent_anchor": "silent_anchor.yaml",  # g_phi pinned to 0 below the transmission threshold
-    "observed_target": "observed_target.yaml",  # the finite difference of the noisy voltages as target
-    "silent_anchor_observed_target": "silent_anchor_observed_target.yaml",
-}
+VREST_ARMS = (
+    "gold_standard",
+    "two_stage_constant_schedule",
+    "standard_2_epochs_constant_schedule",  # its control
+    "silent_anchor",  # g_phi pinned to 0 below the transmission threshold
+    "observed_target",  # the finite difference of the noisy voltages as target
+    "silent_anchor_observed_target",
+)
 
 # The blank-fraction axis of blocks 6 and 7.
 BLANK_FRACTION = Axis("blank_fraction", "simulation.stimulus.blank_fraction", (0.0, 0.5), float, "blank",
@@ -119,7 +124,7 @@ class BlockDefinition:
     number: int
     title: str
     question: str
-    arms: dict[str, str]
+    arms: tuple[str, ...]
     axes: tuple[Axis, ...] = ()
     about: str = ""
     examples: tuple[str, str] = ("-p replicates 2", "-p replicates=4")
@@ -138,10 +143,15 @@ class BlockDefinition:
     def notebook(self) -> str:
         return f"block{self.number}.ipynb"
 
+    @staticmethod
+    def config_of(arm: str) -> str:
+        """The named config (a file in params/) of ``arm``: the arm's own name."""
+        return f"{arm}.yaml"
+
     @property
     def base_config(self) -> str:
         """The named config of the block's first arm (the parent of its analysis log)."""
-        return next(iter(self.arms.values()))
+        return self.config_of(self.arms[0])
 
     @property
     def self_controlled(self) -> bool:
@@ -158,7 +168,7 @@ class BlockDefinition:
         over its levels) seed pairs.
         """
         if self.replication:
-            arm, base = next(iter(self.arms.items()))
+            arm, base = self.arms[0], self.base_config
             if params.best_config:
                 return [Cell("best", "best", base, dict(params.best_config))]
             if params.best_from:
@@ -177,7 +187,7 @@ class BlockDefinition:
                 caps += [getattr(params, "level_replicates", {}).get(a.name, {}).get(a.kind(v))
                          for a, v in zip(self.axes, values)]
                 caps = [c for c in caps if c is not None]
-                out.append(Cell(label, arm, self.arms[arm], {a.key: a.kind(v) for a, v in zip(self.axes, values)},
+                out.append(Cell(label, arm, self.config_of(arm), {a.key: a.kind(v) for a, v in zip(self.axes, values)},
                                 {a.factor: a.kind(v) for a, v in zip(self.axes, values)},
                                 min(caps) if caps else None))
         return out
@@ -299,19 +309,19 @@ BLOCKS: dict[int, BlockDefinition] = {b.number: b for b in (
         0, "Block 0: standard training baseline (gold standard)",
         "How well does standard training (one joint phase, 1 epoch, gold-standard settings) recover W, tau "
         "and V_rest on the seed pairs the two-stage blocks share?",
-        {"standard": "gold_standard.yaml"}, baseline="standard",
+        ("gold_standard",), baseline="gold_standard",
         about="It is the control: every two-stage config is compared with it pair by pair."),
     BlockDefinition(
         1, "Block 1: variance of the two-stage default",
         "How much do the two-stage default's metrics vary from one seed pair to the next, and does it beat "
         "standard training (block 0) on the same pairs?",
-        {"two_stage_default": "two_stage.yaml"},
+        ("two_stage",),
         about="The two-stage default: joint phase 40 % of each epoch, then W and g_phi at 0.1 x their LR; "
               "2 epochs."),
     BlockDefinition(
         2, "Block 2: joint-phase ratio",
         "How long a joint warm-up before the V_rest-focus phase?",
-        {"two_stage": "two_stage.yaml"},
+        ("two_stage",),
         axes=(Axis("joint_ratio", "training.alternate_joint_ratio", (0.2, 0.3, 0.4, 0.5), float,
                    "joint_ratio", "fraction of each epoch in the joint phase, in (0, 1]"),),
         about="Each config sets the fraction of every epoch spent in the joint phase "
@@ -320,7 +330,7 @@ BLOCKS: dict[int, BlockDefinition] = {b.number: b for b in (
     BlockDefinition(
         3, "Block 3: V_rest-phase LR ratio",
         "How much must W and g_phi be slowed in the V_rest-focus phase for f_theta to settle V_rest?",
-        {"two_stage": "two_stage.yaml"},
+        ("two_stage",),
         axes=(Axis("lr_ratio", "training.alternate_lr_ratio", (0.01, 0.05, 0.1, 0.2), float,
                    "lr_ratio", "LR multiplier of W and g_phi in the V_rest phase, in (0, 1]"),),
         about="Each config sets their LR multiplier (`training.alternate_lr_ratio`).",
@@ -328,7 +338,7 @@ BLOCKS: dict[int, BlockDefinition] = {b.number: b for b in (
     BlockDefinition(
         4, "Block 4: training budget (epochs x augmentation)",
         "Does more training help V_rest, and at what cost in time?",
-        {"two_stage": "two_stage.yaml"},
+        ("two_stage",),
         axes=(Axis("n_epochs", "training.n_epochs", (2, 3), int, "epochs", "epochs, 1 or more", "epochs"),
               Axis("augmentation_loop", "training.data_augmentation_loop", (20, 25, 30), int, "aug",
                    "data augmentation loop, 1 or more")),
@@ -339,21 +349,21 @@ BLOCKS: dict[int, BlockDefinition] = {b.number: b for b in (
         5, "Block 5: best-config replication",
         "Does the best-ranked config of blocks 1-4 keep its rank on the shared seed pairs (>= 4 runs), or was "
         "its rank luck?",
-        {"two_stage_default": "two_stage.yaml"}, replication=True,
+        ("two_stage",), replication=True,
         examples=("-p best_from '[\"reports/block3.nc\"]'", "-p 'best_from=[\"reports/block3.nc\"]'")),
     BlockDefinition(
         6, "Block 6: V_rest levers (training arm x blank fraction x noise level)",
         "(1) Does two-stage training raise V_rest_R2 while keeping conn_R2 *at equal budget*, i.e. against "
         "standard training for the same 2 epochs? (2) Which lever raises V_rest_R2 most over the gold standard, "
         "and at what cost in conn_R2 and tau_R2?",
-        ARMS, baseline="standard_1_epoch", controls=("standard_1_epoch", "standard_2_epochs"),
+        ARMS, baseline="gold_standard", controls=("gold_standard", "standard_2_epochs"),
         focus=("two_stage", "standard_2_epochs"), arm_choice=True,
         axes=(BLANK_FRACTION,
               Axis("noise_level", "simulation.noise_model_level", (0.05,), float, "noise",
                    "process noise level of the simulation, 0 or more")),
         about="""The levers:
-- **training arms** (each a named config, `study.blocks.ARMS`): `standard_1_epoch` (the gold
-  standard), `standard_2_epochs` (the budget-matched control), `two_stage`, `lr_drop` (every
+- **training arms** (each a named config, `study.blocks.ARMS`): `gold_standard` (standard
+  training, 1 epoch), `standard_2_epochs` (the budget-matched control), `two_stage`, `lr_drop` (every
   group's LR x 0.1 from epoch 2 on, `training.epoch_lr_ratio`) and `two_stage_constant_schedule`
   (two-stage with the regulariser coefficients held at their epoch-1 values,
   `training.regulariser_schedule: constant`, which separates the phase split from the switch of
@@ -367,7 +377,7 @@ comparison is paired; `arm_levels` narrows one arm's levels (an incomplete facto
 extra arms at blank 0 only), and a comparison whose cells were not run is left out. Every R2 is
 named with its definition (**affine** and **identity**, see *How to read* at the end). Epochs
 are counted from 1 in prose (metrics.log counts from 0).""",
-        examples=("-p preset small", "-p 'arms=[standard_1_epoch, standard_2_epochs, two_stage]' "
+        examples=("-p preset small", "-p 'arms=[gold_standard, standard_2_epochs, two_stage]' "
                                      "-p 'blank_fraction=[0, 0.5]'")),
     BlockDefinition(
         7, "Block 7: what limits V_rest (message offset, training target, silent anchor, phase split)",
@@ -450,8 +460,8 @@ def plan_block(number: int, params: BlockParameters | dict) -> list[RunSpec]:
 
 def best_config_from(paths: list[str | Path]) -> tuple[str, dict]:
     """(label, overrides) of the best-ranked config (>= 3 runs) across the given block files."""
-    from flyvis_study.study.results import runs_table
-    from flyvis_study.study.statistics import config_statistics, ranking
+    from flyvis_study.study.results import runs_table  # noqa: PLC0415 - blocks is the CLI's validation path: no xarray/pandas at import
+    from flyvis_study.study.statistics import config_statistics, ranking  # noqa: PLC0415 - blocks is the CLI's validation path: no xarray/pandas at import
 
     best = None
     for p in paths:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from flyvis_study.failures import RETRIED_FAILURES
+from flyvis_study.failures import RETRIED_FAILURES, Status
 from flyvis_study.integrity import verify, verify_manifest
 from flyvis_study.locks import LOCK_NAME, describe_owner, holder, read_owner
 from flyvis_study.study.result_files import ResultFileError, read_result_file
@@ -113,7 +113,7 @@ def _examine_run(run_dir: Path, report: FolderReport) -> None:
     bad = verify_manifest(run_dir, files)
     if bad is not None:
         report.damaged[run_id] = f"{bad[0]} {bad[1]}"
-    elif status == "failed":
+    elif status == Status.FAILED:
         report.failed[run_id] = kind
     else:
         report.finished.append(run_id)

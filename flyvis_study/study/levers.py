@@ -54,8 +54,8 @@ def lever_factors(ds: xr.Dataset) -> pd.DataFrame:
     names = factor_names(ds)
     missing = [name for name in names if name not in ds.coords]
     if missing:
-        raise ValueError(f"block file without the factor coordinate(s) {', '.join(missing)} (written before "
-                         f"schema {SCHEMA_VERSION}); run `flyvis-study migrate <its folder>`")
+        raise ValueError(f"block file without the factor coordinate(s) {', '.join(missing)} (a schema-1 "
+                         f"file; schema {SCHEMA_VERSION} is current); run `flyvis-study migrate <its folder>`")
     table = pd.DataFrame({name: ds[name].values for name in names}, index=ds["config"].values)
     table.index.name = "config"
     table[names[1:]] = table[names[1:]].astype(float)

@@ -13,8 +13,9 @@ keyed by content (``study.spec.run_id_of``) and may serve several blocks: a bloc
 its own label and factors to the runs it combines (``study.results.combine_runs``).
 
 Schema versions: 1 (no ``schema_version`` attribute): run ids carried the block's label; 2:
-content-keyed run ids and factor coordinates (``flyvis-study migrate`` brings a folder of
-version 1 to 2).
+content-keyed run ids and factor coordinates; 3: every arm named after its config file
+(``gold_standard``, ``two_stage``, ...) in every block. Older files are read as version 3
+(``study.schema.load_block``); ``flyvis-study migrate`` rewrites a folder of them once.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from flyvis_study.study.spec import RunSpec
 
 RUN_METRICS = (*HEADLINE_METRICS, "training_time_min")
 RUN_DIMS = ("config", "ground_truth", "sim_seed", "train_seed")  # one cell per run
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RECORD_STRINGS = ("status", "failure_kind", "reason", "metric_failures", "seed_mode", "run_id", "config_json",
                   "overrides_json")
 

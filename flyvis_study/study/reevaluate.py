@@ -25,6 +25,7 @@ from flyvis_study.atomic import write_json_atomic
 from flyvis_study.config import validate
 from flyvis_study.evaluation.evaluate import evaluate
 from flyvis_study.evaluation.names import METRIC_NAMES
+from flyvis_study.failures import FailureKind
 from flyvis_study.integrity import manifest
 from flyvis_study.provenance import provenance
 from flyvis_study.study.record import RUN_DIMS, write_netcdf_atomic
@@ -66,7 +67,7 @@ def reevaluate_run(run_dir: str | Path, cache: str | Path | None = None, device:
         raise ValueError("no run file (run.nc)")
     cfg = validate(json.loads((run_dir / "config.json").read_text()))
     record = json.loads((run_dir / "metrics.json").read_text())
-    if record.get("failure_kind") == "diverged" or not np.isfinite(record.get("connectivity_R2", np.nan)):
+    if record.get("failure_kind") == FailureKind.DIVERGED or not np.isfinite(record.get("connectivity_R2", np.nan)):
         raise ValueError(f"not evaluated at the end of training (status {record.get('status')})")
     ckpt = final_checkpoint(run_dir, cfg.training.n_epochs)
     if ckpt is None:

@@ -31,10 +31,18 @@ import xarray as xr
 from flyvis_study.atomic import write_json_atomic, write_text_atomic
 from flyvis_study.config import RunConfig
 from flyvis_study.evaluation import figure as P
-from flyvis_study.evaluation.evaluate import evaluate, run_status
+from flyvis_study.evaluation.evaluate import evaluate
 from flyvis_study.evaluation.names import HEADLINE_METRICS
 from flyvis_study.evaluation.trajectory import trajectory_summary
-from flyvis_study.failures import FINAL_FAILURES, RETRIED_FAILURES, failure_kind_of
+from flyvis_study.failures import (
+    FINAL_FAILURES,
+    RETRIED_FAILURES,
+    UNRECOVERED_CONN,
+    FailureKind,
+    Status,
+    failure_kind_of,
+    run_status,
+)
 from flyvis_study.fast.allocator import keep_freed_memory, release_freed_memory
 from flyvis_study.integrity import IntegrityWarning, manifest, sidecar, verify, verify_manifest
 from flyvis_study.provenance import provenance
@@ -71,7 +79,7 @@ def finish_run(cfg: RunConfig, dataset, result: TrainResult, out_dir: str | Path
     n_iter = cfg.n_iterations(dataset.n_train)
     joint_iters = cfg.joint_iterations(dataset.n_train)
     record: dict = {
-        "status": "failed", "reason": result.reason,
+        "status": Status.FAILED.value, "reason": result.reason,
         "training_time_min": result.training_time_s / 60.0,
         "data_generation_time_s": dataset.meta["timing_s"]["total"],
         "data_wait_time_s": data_wait_s,
@@ -80,23 +88,25 @@ def finish_run(cfg: RunConfig, dataset, result: TrainResult, out_dir: str | Path
         "n_epochs": cfg.training.n_epochs, "dataset": str(dataset.path),
         "ground_truth": dataset.meta["ground_truth_source"], "device": device, "stacked_with": stacked_with,
         "trajectory": trajectory_summary(result.log_rows), "log_rows": result.log_rows,
-        "failure_kind": "diverged" if result.status != "ok" else "", "provenance": provenance(device),
+        "failure_kind": (FailureKind.DIVERGED if result.diverged else FailureKind.NONE).value,
+        "provenance": provenance(device),
     }
-    if result.status == "ok":
+    if not result.diverged:
         metrics, rec = evaluate(result.model, dataset, cfg, result.data)
         failures = metrics.pop("metric_failures")
         record.update(metrics)
-        record["status"] = run_status(metrics, True)
-        if record["status"] == "failed":
-            conn = metrics["connectivity_R2"]
-            record["failure_kind"] = "unrecovered" if np.isfinite(conn) else "evaluation"
-            record["reason"] = record["reason"] or (
-                f"connectivity_R2 {conn:.3f} < 0.3" if np.isfinite(conn) else "connectivity_R2 not measured")
+        conn = metrics["connectivity_R2"]
+        status, kind = run_status(conn, diverged=False)
+        record["status"], record["failure_kind"] = status.value, kind.value
+        if kind == FailureKind.UNRECOVERED:
+            record["reason"] = record["reason"] or f"connectivity_R2 {conn:.3f} < {UNRECOVERED_CONN}"
+        elif kind == FailureKind.EVALUATION:
+            record["reason"] = record["reason"] or "connectivity_R2 not measured"
         if plots and rec is not None:
             try:
                 _save_run_plots(result, dataset, rec, metrics, cfg, n_iter, joint_iters, out_dir)
             except Exception as err:  # noqa: BLE001 - a figure never loses the metrics
-                if failure_kind_of(err) == "infrastructure":
+                if failure_kind_of(err) == FailureKind.INFRASTRUCTURE:
                     raise
                 failures["figure"] = f"{type(err).__name__}: {err}"
         record["metric_failures"] = failures
@@ -188,7 +198,7 @@ def run_stack(specs: list[RunSpec], out_root: str | Path, progress: bool = False
                     record = finish_run(spec.config, datasets[k], result, run_dirs[k], device, data_wait,
                                         stacked_with=len(todo))
                 except Exception as err:  # noqa: BLE001 - one run's evaluation error is that run's failure
-                    if failure_kind_of(err) == "infrastructure":
+                    if failure_kind_of(err) == FailureKind.INFRASTRUCTURE:
                         raise
                     paths[todo[k]] = record_raised_run(spec, out_root, err)
                     return
@@ -219,7 +229,8 @@ def record_failed_run(spec: RunSpec, out_root: str | Path, err: BaseException) -
 
     Its failure kind (infrastructure or error) makes the next ``run_one`` recompute it.
     """
-    record = {"status": "failed", "failure_kind": failure_kind_of(err), "reason": f"{type(err).__name__}: {err}",
+    record = {"status": Status.FAILED.value, "failure_kind": failure_kind_of(err).value,
+              "reason": f"{type(err).__name__}: {err}",
               "log_rows": [], "n_iterations_per_epoch": 1, "provenance": provenance(spec.device)}
     return write_run_file(spec, out_root, record)
 
@@ -251,7 +262,7 @@ def run_threads(threads: int | None):
     counts are bitwise equal, serial or on Dask (tested); the reductions' order depends on it."""
     if threads is None:
         try:
-            from dask.distributed import get_worker
+            from dask.distributed import get_worker  # noqa: PLC0415 - dask only inside a Dask worker
 
             threads = max(1, int(get_worker().state.nthreads))
         except (ImportError, ValueError):

@@ -1,14 +1,17 @@
-"""Results written before schema 2, brought up to it: content-keyed run ids, factor coordinates.
+"""Results written before schema 3, brought up to it: content-keyed run ids, factor coordinates, arm names.
 
 Schema 1 (files without a ``schema_version`` attribute) named each run folder after the label
 of the block that made it (``two_stage_default__s0_t0__bfa309e7``), so two blocks needing the
 same run trained it twice, and a block's factors (arm, axis levels) were only in its labels.
 Schema 2 (``study.record.SCHEMA_VERSION``) keys a run by content (``study.spec.run_id_of``:
-``s0_t0__bfa309e7``) and stores the factors as coordinates along ``config``.
+``s0_t0__bfa309e7``) and stores the factors as coordinates along ``config``. Schema 3 names every
+arm after its config file (``RENAMED_ARMS``: block 0's ``standard`` and block 6's
+``standard_1_epoch`` are ``gold_standard``, blocks 1 and 5's ``two_stage_default`` is ``two_stage``),
+in labels, ``arm`` coordinates and stored block parameters; run ids do not change.
 
-``load_block(path)`` reads a block file of either schema (``upgrade_block``: an old block
-Dataset gets its factor coordinates in memory); ``migrate_folder(folder)`` rewrites a folder
-on disk once (``flyvis-study migrate FOLDER``):
+``load_block(path)`` reads a block file of any schema (``upgrade_block``: an old block
+Dataset gets its arm names and factor coordinates in memory); ``migrate_folder(folder)``
+rewrites a folder on disk once (``flyvis-study migrate FOLDER``):
 
 1. every block file's cells are re-planned from the block parameters stored in it
    (``stored_cells``: the block's definition, no label parsing) and its runs take their cell's
@@ -18,10 +21,10 @@ on disk once (``flyvis-study migrate FOLDER``):
    run made twice by two blocks): the one whose run file has more variables (the more complete
    record, e.g. with the identity R2) is kept, takes over what only the other has (e.g. its
    ``checkpoints/``), and the other is removed;
-3. every run file gets its new ``run_id``, factor coordinates and ``schema_version`` (written
-   atomically with a new checksum); every block file its new run ids (each from the resolved
-   config stored beside it, so runs whose folders were not kept are renamed too), factor
-   coordinates and ``schema_version``.
+3. every run file gets its new ``run_id``, arm names, factor coordinates and ``schema_version``
+   (written atomically with a new checksum); every block file its new run ids (each from the
+   resolved config stored beside it, so runs whose folders were not kept are renamed too), arm
+   names, factor coordinates and ``schema_version``.
 
 A migrated folder is left as it is by a second call.
 """
@@ -43,10 +46,50 @@ from flyvis_study.study.result_files import read_result_file
 from flyvis_study.study.results import save_block, with_ground_truth_axis
 from flyvis_study.study.spec import Cell, run_id_of
 
+# Schema 3: arm names of schema 1 and 2 files -> the name of their config file (params/<name>.yaml)
+RENAMED_ARMS = {"standard": "gold_standard", "standard_1_epoch": "gold_standard", "two_stage_default": "two_stage"}
+
 
 def schema_version(ds: xr.Dataset) -> int:
     """The file's schema version (1 when it has no ``schema_version`` attribute)."""
     return int(ds.attrs.get("schema_version", 1))
+
+
+def renamed_label(label: str) -> str:
+    """A cell label of schema 1 or 2 with its arm's schema-3 name: the arm alone
+    (``standard``), the arm then axis levels (``standard_1_epoch_blank=0_noise=0.05``), or a
+    replication's ``best(two_stage_default)``; any other label as it is."""
+    if label.startswith("best(") and label.endswith(")"):
+        return f"best({renamed_label(label[5:-1])})"
+    for old, new in RENAMED_ARMS.items():
+        rest = label[len(old) + 1:]
+        if label == old:
+            return new
+        if label.startswith(old + "_") and "=" in rest.split("_")[0]:  # the next part is an axis level
+            return f"{new}_{rest}"
+    return label
+
+
+def rename_arms(ds: xr.Dataset) -> xr.Dataset:
+    """A run or block Dataset of schema 1 or 2 with schema 3's arm names (``RENAMED_ARMS``) in
+    its labels, ``arm`` coordinate and stored ``parameters`` / ``configs`` attributes; the
+    schema version is left to the caller."""
+    out = ds.assign_coords(config=[renamed_label(str(c)) for c in ds["config"].values])
+    if "arm" in out.coords:
+        out = out.assign_coords(arm=("config", [renamed_label(str(a)) for a in out["arm"].values]))
+    attrs = dict(out.attrs)
+    if attrs.get("parameters"):
+        stored = json.loads(attrs["parameters"])
+        if isinstance(stored.get("arms"), list):
+            stored["arms"] = [renamed_label(a) for a in stored["arms"]]
+        for name in ("arm_levels", "arm_replicates"):
+            if isinstance(stored.get(name), dict):
+                stored[name] = {renamed_label(a): v for a, v in stored[name].items()}
+        attrs["parameters"] = json.dumps(stored, separators=(",", ":"))
+    if attrs.get("configs"):
+        attrs["configs"] = json.dumps({renamed_label(k): v for k, v in json.loads(attrs["configs"]).items()})
+    out.attrs = attrs
+    return out
 
 
 def stored_cells(ds: xr.Dataset) -> dict[str, Cell]:
@@ -56,10 +99,12 @@ def stored_cells(ds: xr.Dataset) -> dict[str, Cell]:
     number = int(ds.attrs.get("block", -1))
     if number not in BLOCKS:
         return {}
+    if schema_version(ds) < 3:
+        ds = rename_arms(ds)
     block = BLOCKS[number]
     stored = json.loads(ds.attrs.get("parameters", "") or "{}")
     if block.replication:
-        arm, base = next(iter(block.arms.items()))
+        arm, base = block.arms[0], block.base_config
         configs = json.loads(ds.attrs.get("configs", "") or "{}")
         return {label: Cell(label, arm if label == arm else "best", base, over) for label, over in configs.items()}
     known = {name: value for name, value in stored.items() if name in block.parameters.model_fields}
@@ -79,12 +124,16 @@ def factor_coords(labels: list[str], cells: dict[str, Cell]) -> dict[str, tuple[
 
 
 def upgrade_block(ds: xr.Dataset) -> xr.Dataset:
-    """A block Dataset of schema 1 with the factor coordinates of schema 2 (in memory; run ids
-    unchanged); a Dataset of schema 2 as it is."""
-    if schema_version(ds) >= SCHEMA_VERSION:
+    """A block Dataset of an older schema in the current one, in memory (run ids unchanged):
+    schema 3's arm names (``rename_arms``), then, for schema 1, the factor coordinates of
+    schema 2. A current Dataset as it is."""
+    version = schema_version(ds)
+    if version >= SCHEMA_VERSION:
         return ds
-    labels = [str(c) for c in ds["config"].values]
-    out = ds.assign_coords(factor_coords(labels, stored_cells(ds)))
+    out = rename_arms(ds)
+    if version < 2:
+        labels = [str(c) for c in out["config"].values]
+        out = out.assign_coords(factor_coords(labels, stored_cells(out)))
     out.attrs["schema_version"] = SCHEMA_VERSION
     return out
 
@@ -111,7 +160,7 @@ class Migration:
 
 
 def migrate_folder(folder: str | Path) -> Migration:
-    """Rewrite a results folder (``blockN.nc`` and ``runs/``) to schema 2 (module docstring)."""
+    """Rewrite a results folder (``blockN.nc`` and ``runs/``) to the current schema (module docstring)."""
     folder = Path(folder)
     done = Migration()
     blocks = {p: xr.load_dataset(p, engine="h5netcdf") for p in sorted(folder.glob("block[0-9]*.nc"))}
@@ -120,14 +169,19 @@ def migrate_folder(folder: str | Path) -> Migration:
         if schema_version(ds) >= SCHEMA_VERSION:
             continue
         cells = stored_cells(ds)
-        for label, run_id in _run_ids(ds):
+        for label, run_id in _run_ids(rename_arms(ds)):
             if label in cells:
                 cell_of_run.setdefault(run_id, cells[label])
     for run_dir in sorted(p for p in (folder / "runs").glob("*") if (p / "run.nc").is_file()):
         with xr.open_dataset(run_dir / "run.nc", engine="h5netcdf") as ds:
-            if schema_version(ds) >= SCHEMA_VERSION:
-                continue
+            version = schema_version(ds)
             config_json = str(np.asarray(ds["config_json"].values).ravel()[0])
+        if version >= SCHEMA_VERSION:
+            continue
+        if version == 2:  # keyed by content already: its arm names and version only
+            _rewrite_run_file(run_dir / "run.nc", run_dir.name, None)
+            done.run_files += 1
+            continue
         old = run_dir.name
         new = run_id_of(RunConfig.model_validate_json(config_json))
         target = folder / "runs" / new
@@ -185,9 +239,12 @@ def _rewrite_run_file(path: Path, run_id: str, cell: Cell | None) -> None:
     """The run file at ``path`` with its new ``run_id``, the factor coordinates of ``cell`` (its
     own label as the arm when no block names it) and the schema version."""
     ds = xr.load_dataset(path, engine="h5netcdf")
+    version = schema_version(ds)
+    ds = rename_arms(ds)
     label = str(ds["config"].values[0])
-    cells = {label: Cell(label, cell.arm, cell.base_config, cell.overrides, cell.factors)} if cell else {}
     ds = ds.assign(run_id=(ds["run_id"].dims, np.full(ds["run_id"].shape, run_id, dtype=object)))
-    ds = ds.assign_coords(factor_coords([label], cells))
+    if version < 2:
+        cells = {label: Cell(label, cell.arm, cell.base_config, cell.overrides, cell.factors)} if cell else {}
+        ds = ds.assign_coords(factor_coords([label], cells))
     ds.attrs["schema_version"] = SCHEMA_VERSION
     write_netcdf_atomic(ds, path)

@@ -13,6 +13,7 @@ import pandas as pd
 import xarray as xr
 
 from flyvis_study.evaluation.names import HEADLINE_METRICS
+from flyvis_study.failures import Status
 from flyvis_study.study.record import SCHEMA_VERSION
 from flyvis_study.study.results import combine_runs, runs_table
 
@@ -33,9 +34,7 @@ def config_statistics(ds: xr.Dataset) -> pd.DataFrame:
     rows = []
     for config, grp in df.groupby("config", sort=False):
         row = {"config": config, "n_runs": len(grp),
-               "converged": int((grp["status"] == "converged").sum()),
-               "partial": int((grp["status"] == "partial").sum()),
-               "failed": int((grp["status"] == "failed").sum())}
+               **{status.value: int((grp["status"] == status).sum()) for status in Status}}
         for m in (*HEADLINE_METRICS, "training_time_min"):
             x = grp[m].to_numpy(dtype=float)
             x = x[np.isfinite(x)]

@@ -65,7 +65,7 @@ def build_model(cfg: RunConfig, dataset: Dataset, device: torch.device) -> FlyVi
 @dataclass
 class TrainResult:
     model: FlyVisGNN
-    status: str  # "ok" or "failed"
+    diverged: bool  # non-finite loss or parameters (``failures.FailureKind.DIVERGED``)
     reason: str
     log_rows: list[dict]
     loss: np.ndarray
@@ -96,7 +96,7 @@ class RunState:
     rows: list[dict] = field(default_factory=list)
     losses: list[np.ndarray] = field(default_factory=list)
     coeff_log: list[dict] = field(default_factory=list)
-    status: str = "ok"
+    diverged: bool = False
     reason: str = ""
     t0: float = field(default_factory=time.perf_counter)
     t_end: float | None = None  # set by finish()
@@ -187,12 +187,12 @@ class RunState:
         return (t.g_phi_silent_low + (t.g_phi_silent_high - t.g_phi_silent_low) * u).to(self.model.W)
 
     def log_row(self, epoch: int, iteration: int, phase: str, losses: torch.Tensor) -> dict | None:
-        """At a metrics.log iteration: stop a diverged run (status failed, None returned) or
+        """At a metrics.log iteration: stop a diverged run (``diverged``, None returned) or
         evaluate the in-loop R2, append the row, rewrite metrics.log and progress.json."""
         seen = losses[: iteration + 1]
         bad = ~torch.isfinite(seen)
         if bool(bad.any()):
-            self.status = "failed"
+            self.diverged = True
             self.reason = f"non-finite loss at epoch {epoch}, iteration {int(torch.nonzero(bad)[0])}"
             self.losses.append(seen.cpu().numpy())
             return None
@@ -232,10 +232,10 @@ class RunState:
         np.save(self.run_dir / "loss.npy", loss_all.astype(np.float32))
         write_json_atomic(self.run_dir / "coefficients.json", self.coeff_log)
         _write_log(self.run_dir / "metrics.log", self.rows)
-        if self.status == "ok" and not all(math.isfinite(p.detach().double().sum().item())
-                                           for p in self.model.parameters()):
-            self.status, self.reason = "failed", "non-finite parameters after training"
-        return TrainResult(self.model, self.status, self.reason, self.rows, loss_all, self.coeff_log,
+        if not self.diverged and not all(math.isfinite(p.detach().double().sum().item())
+                                         for p in self.model.parameters()):
+            self.diverged, self.reason = True, "non-finite parameters after training"
+        return TrainResult(self.model, self.diverged, self.reason, self.rows, loss_all, self.coeff_log,
                            self.training_time_s, self.data)
 
 

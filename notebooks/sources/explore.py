@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -55,7 +55,7 @@ two_stage.ds[["connectivity_R2", "V_rest_R2", "tau_R2"]]
 
 # %%
 # one config, every seed pair: .sel, then the run table's groupby
-print(two_stage.ds["V_rest_R2"].sel(config="two_stage_default").to_series().dropna())
+print(two_stage.ds["V_rest_R2"].sel(config="two_stage").to_series().dropna())
 two_stage.runs.groupby("config")[["connectivity_R2", "tau_R2", "V_rest_R2"]].agg(["mean", "std"]).round(3)
 
 # %%
@@ -68,7 +68,7 @@ two_stage.ds["summary"].sel(metric=["connectivity_R2", "V_rest_R2"], statistic=[
 rows = []
 for metric in ("connectivity_R2", "tau_R2", "V_rest_R2"):
     c = fs.compare(standard, two_stage, metric)
-    rows.append({"metric": metric, "pairs": c.n_pairs, "standard": c.mean_baseline,
+    rows.append({"metric": metric, "pairs": c.n_pairs, "gold standard": c.mean_baseline,
                  "two-stage": c.mean_treatment, "difference": c.mean_difference,
                  "t interval": f"[{c.t_low:+.3f}, {c.t_high:+.3f}]", "sign-flip p": c.sign_flip_p,
                  "d_z": c.effect_size_dz})
