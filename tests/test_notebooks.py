@@ -289,11 +289,13 @@ def test_notebook_runs_print_no_kernel_transport_warning(tmp_path):
     assert out.returncode == 0, out.stderr
     assert set(REPO.glob("kernel-ipc*")) == before and not list(caller.iterdir())
     assert "without encryption" not in out.stderr and "WARNING" not in out.stderr, out.stderr
+    assert "never awaited" not in out.stderr and "Warning" not in out.stderr, out.stderr  # a quiet terminal
     cells = nbformat.read(str(tmp_path / "o.ipynb"), as_version=4).cells
     assert cells[0].outputs[0]["text"] == "42\n"
     transport, sockets = cells[1].outputs[0]["text"].split()
     assert transport == "ipc" and Path(sockets).is_absolute(), sockets
     assert REPO not in Path(sockets).parents and caller not in Path(sockets).parents, sockets
+    assert not Path(sockets).parent.exists()  # the private socket folder went with the kernel
 
 
 @pytest.mark.parametrize("parameters,message", [

@@ -46,10 +46,13 @@ class LocalKernelManager(AsyncKernelManager):
             kwargs.setdefault("ip", str(Path(tempfile.mkdtemp(prefix="flyvis-study-kernel-")) / "kernel"))
         super().__init__(**kwargs)
 
-    def cleanup_resources(self, restart: bool = False) -> None:
-        super().cleanup_resources(restart=restart)
-        if not restart and self.transport == "ipc":  # the private folder, once its sockets are gone
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        """What the manager cleans at shutdown, then the private socket folder (not on restart)."""
+        await super()._async_cleanup_resources(restart=restart)
+        if not restart and self.transport == "ipc":
             shutil.rmtree(Path(self.ip).parent, ignore_errors=True)
+
+    cleanup_resources = _async_cleanup_resources  # an AsyncKernelManager's public name is the coroutine
 
 
 def execute_notebook(notebook: Path, executed: Path, parameters: dict, timeout: int | None = None) -> Path:
