@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from flyvis_study.config import DEFAULT_PRESET
+from flyvis_study.failures import Status
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Two-stage GNN training study on the simulated fly optic lobe.")
@@ -136,13 +137,13 @@ def train(config: Path = typer.Option(..., help="YAML run config: a file, or a s
     for key in (*HEADLINE_METRICS, "training_time_min"):
         value = record.get(key)
         typer.echo(f"  {key:20s} {value:.4f}" if isinstance(value, float) else f"  {key:20s} {value}")
-    if record["status"] == "failed":  # diverged, unrecovered or not evaluated: the shell sees it
+    if record["status"] == Status.FAILED:  # diverged, unrecovered or not evaluated: the shell sees it
         typer.echo(f"error: run {out} failed ({record.get('failure_kind') or 'failed'}): {record['reason']}", err=True)
         raise typer.Exit(code=1)
 
 
 @app.command()
-def block(number: int = typer.Argument(..., help="block number, 0 to 7 (an unknown one is refused with the list)"),
+def block(number: int = typer.Argument(..., help="block number, 0 to 8 (an unknown one is refused with the list)"),
           preset: str | None = typer.Option(None, help=f"tiny | small | full (default {DEFAULT_PRESET})"),
           out: Path = typer.Option(Path("reports"), help="output folder"),
           param: list[str] | None = typer.Option(None, "-p", "--param",
@@ -203,7 +204,7 @@ def _duration(option: str, text: str) -> float:
 
 
 @app.command()
-def window(number: int = typer.Argument(..., help="block number, 0 to 7"),
+def window(number: int = typer.Argument(..., help="block number, 0 to 8"),
            preset: str | None = typer.Option(None, help=f"tiny | small | full (default {DEFAULT_PRESET})"),
            out: Path = typer.Option(Path("reports"), help="output folder (its runs/ holds the plan's runs)"),
            param: list[str] | None = typer.Option(None, "-p", "--param",

@@ -9,17 +9,18 @@ from flyvis_study.study.spec import Cell
 
 
 def test_registry_defines_every_block_once():
-    assert sorted(BLOCKS) == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert sorted(BLOCKS) == [0, 1, 2, 3, 4, 5, 6, 7, 8]
     assert [b.base_config for b in BLOCKS.values()] == ["gold_standard.yaml"] + ["two_stage.yaml"] * 5 + [
-        "gold_standard.yaml"] * 2  # blocks 6, 7: their first arm's config (each arm has its own)
+        "gold_standard.yaml"] * 3  # blocks 6-8: their first arm's config (each arm has its own)
     assert [b.baseline for b in BLOCKS.values()] == ["gold_standard", "", "", "", "", "", "gold_standard",
-                                                     "gold_standard"]
-    assert [n for n, b in BLOCKS.items() if b.self_controlled] == [6, 7]
+                                                     "gold_standard", "gold_standard"]
+    assert [n for n, b in BLOCKS.items() if b.self_controlled] == [6, 7, 8]
     assert all(b.question.endswith("?") for b in BLOCKS.values())
     assert {a.name: a.key for b in BLOCKS.values() for a in b.axes} == {
         "joint_ratio": "training.alternate_joint_ratio", "lr_ratio": "training.alternate_lr_ratio",
         "n_epochs": "training.n_epochs", "augmentation_loop": "training.data_augmentation_loop",
-        "blank_fraction": "simulation.stimulus.blank_fraction", "noise_level": "simulation.noise_model_level"}
+        "blank_fraction": "simulation.stimulus.blank_fraction", "noise_level": "simulation.noise_model_level",
+        "budget": "training.iterations_fraction"}
     assert BLOCKS[3].notebook == "block3.ipynb"
 
 
@@ -46,6 +47,28 @@ def test_block7_design_is_an_incomplete_factorial_with_fewer_pairs_where_asked()
                          ({"arm_replicates": {"gold_standard": 0}}, "must be >= 1")):
         with pytest.raises(BlockParameterError, match=message):
             block_parameters(7, **bad)
+
+
+def test_block8_budget_levels_multiply_the_presets_iterations_and_reuse_block7s_runs():
+    """Block 8's budget level k sets training.iterations_fraction to k x the preset's (0.25 at
+    small, 0.05 at tiny; k x 0.25 is exact in binary for k in 1, 3, 10), so level 1 is the
+    preset's own budget: its runs are block 7's at blank 0 (same content, same run ids)."""
+    specs = plan_block(8, {"preset": "small"})
+    ladder = sorted((s.arm, s.factors["budget"], s.config.training.iterations_fraction) for s in specs
+                    if s.replicate == 0)
+    assert ladder == [("gold_standard", 1.0, 0.25), ("gold_standard", 3.0, 0.75), ("gold_standard", 10.0, 2.5),
+                      ("two_stage_constant_schedule", 1.0, 0.25), ("two_stage_constant_schedule", 3.0, 0.75)]
+    assert len(specs) == 10 and {s.replicate for s in specs} == {0, 1}
+    seven = {(s.arm, s.sim_seed, s.train_seed): s.run_id for s in plan_block(7, {"preset": "small"})
+             if s.factors["blank_fraction"] == 0.0}
+    assert {s.run_id for s in specs if s.factors["budget"] == 1.0} == {
+        seven[(s.arm, s.sim_seed, s.train_seed)] for s in specs if s.factors["budget"] == 1.0}
+    tiny = plan_block(8, {"preset": "tiny", "arms": ["gold_standard"], "budget": [3], "replicates": 1})
+    assert [s.config.training.iterations_fraction for s in tiny] == [3 * 0.05]
+    with pytest.raises(BlockParameterError, match=r"budget \(config key training.iterations_fraction\)"):
+        plan_block(8, {"preset": "small", "budget": [50]})  # 12.5 > the config's bound of 10
+    with pytest.raises(BlockParameterError, match="budget .* Input should be greater than 0"):
+        plan_block(8, {"budget": [0]})
 
 
 def test_default_grids_and_labels():
@@ -83,7 +106,7 @@ def test_plan_resolves_every_config_with_the_axis_value():
     (3, {"lr_ratio": [True]}, "numbers required"),
     (2, {"joint_ratio": []}, "give at least one value"),
     (1, {"seed_mode": "both", "sim_seeds": [1]}, "give both or neither"),
-    (8, {}, "block 8: unknown"),
+    (9, {}, "block 9: unknown"),
 ])
 def test_bad_parameters_raise_one_line(number, values, needle):
     with pytest.raises(BlockParameterError, match=None) as err:

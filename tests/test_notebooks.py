@@ -228,12 +228,24 @@ def test_block_7_what_limits_v_rest_report(tmp_path, dataset_root):
     log = (tmp_path / "silent_anchor_blank=0_analysis.md").read_text()
     assert "target=clean, silent_anchor=1.0" in log and "Readouts and the field's convention: V_rest_R2 (affine) " \
         "plain=" in log and "V_rest corrected " in log
+    # block 8 (the budget ladder) in the same folder: budget 1 is block 7's gold standard (reused),
+    # budget 2 trains 2 x FAST's iterations per epoch on the same 2 pairs
+    before = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    ladder = execute_block(8, {"replicates": 2, "arms": ["gold_standard"], "budget": [1, 2], "overrides": FAST,
+                               "cache_dir": str(dataset_root), "out_dir": str(tmp_path)})
+    assert report_problems(ladder["html"].read_text(), min_figures=3) == []
+    new = sorted(set(p.name for p in (tmp_path / "runs").iterdir()) - set(before))
+    eight = xr.load_dataset(ladder["nc"], engine="h5netcdf")
+    assert len(new) == 2 and set(eight["run_id"].sel(config="gold_standard_budget=1").values.ravel()) <= set(before)
+    one, two = (eight["n_iterations_per_epoch"].sel(config=f"gold_standard_budget={k}").values for k in (1, 2))
+    assert (abs(two - 2 * one) <= 1).all()  # int(samples x 2 x fraction) against 2 x int(samples x fraction)
     summary = execute_summary(tmp_path)["html"].read_text()
     assert report_problems(summary) == []
     first = summary.index("What limits V_rest here (block 7, against gold_standard")
     caveats = summary.index("Caveats: preset <code>tiny</code>, extent")
     assert first < summary.index("silent_anchor: V_rest_R2 ") < caveats
     assert first < summary.index("Answers of the blocks with their own controls")
+    assert "gold_standard along budget, against budget 1 on the same pairs: budget 2: V_rest_R2 " in summary
 
 
 def test_explore_notebook_tours_blocks_and_trains_a_live_run(tmp_path, dataset_root):

@@ -20,7 +20,7 @@ def test_wheel_contains_package_data_and_every_subpackage(tmp_path):
                  "params/lr_drop.yaml", "params/two_stage_constant_schedule.yaml", "params/silent_anchor.yaml",
                  "params/observed_target.yaml", "params/presets/tiny.yaml",
                  "params/presets/small.yaml", "params/presets/full.yaml", "notebooks/study_summary.ipynb",
-                 "notebooks/explore.ipynb", *(f"notebooks/block{n}.ipynb" for n in range(8))):
+                 "notebooks/explore.ipynb", *(f"notebooks/block{n}.ipynb" for n in range(9))):
         assert f"flyvis_study/{name}" in names, name
     assert "flyvis_study/world/flyvis_models/flow_0000_000.json" in names  # the built-in flyvis network
     for name in ("index.html.j2", "conf.json"):  # the offline HTML template of the reports

@@ -5,7 +5,7 @@ definition (``study.blocks.BLOCKS``): the first markdown cell (title, question, 
 usage line), the parameters cell (every parameter of the block's validated model with its
 default and meaning, so papermill and the CLI take the same names) and ``BLOCK = N``.
 
-    python tools/block_notebooks.py          # write notebooks/block0.ipynb .. block6.ipynb
+    python tools/block_notebooks.py          # write notebooks/block0.ipynb .. block8.ipynb
     python tools/block_notebooks.py --check  # exit 1 naming each notebook that differs
 
 ``tests/test_notebooks.py`` checks that the committed notebooks equal what this writes.

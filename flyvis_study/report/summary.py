@@ -97,10 +97,37 @@ def lever_comparisons(blocks: dict[int, xr.Dataset]) -> list[PairedComparison]:
 def lever_answers(comparisons: list[PairedComparison]) -> str:
     """The answers of each block with its own controls (``report.levers.answers``), or why there are none."""
     if not comparisons:
-        return ("No block with its own controls (block 6, V_rest levers; block 7, what limits V_rest) in this "
-                "folder: run `flyvis-study block 6` or `flyvis-study block 7`.")
+        return ("No block with its own controls (block 6, V_rest levers; block 7, what limits V_rest; block 8, "
+                "the budget ladder) in this folder: run `flyvis-study block 6`, `7` or `8`.")
     blocks = list(dict.fromkeys(c.block for c in comparisons))
     return "\n\n".join(f"#### Block {b}\n\n" + answers([c for c in comparisons if c.block == b]) for b in blocks)
+
+
+def _along_axes(block, comparisons: list[PairedComparison], first: dict) -> list[str]:
+    """One line per arm and axis: V_rest_R2 at each other level of the axis against the same arm
+    at its first level, on the same pairs (block 8's budget ladder; block 7's blank fraction):
+    the level's mean, the first level's mean and the paired difference with its t interval,
+    affine with the plain readout and in the field's convention with the corrected one."""
+
+    def step(c: PairedComparison, factor: str) -> str:
+        f = next((f for f in comparisons if (f.kind, f.arm, f.levels, f.metric)
+                  == (c.kind, c.arm, c.levels, "V_rest_R2_field_corrected") and f.n_pairs), None)
+        text = (f"{factor} {c.levels[factor]:g}: V_rest_R2 {c.mean_treatment:.3f} vs {c.mean_baseline:.3f}, "
+                f"{c.interval()} (affine, plain)")
+        if f is not None:
+            text += (f"; {f.mean_treatment:.3f} vs {f.mean_baseline:.3f}, {f.interval()} (field, corrected"
+                     + (f", {f.n_pairs} pairs with it" if f.n_pairs != c.n_pairs else "") + ")")
+        return text + f", {c.n_pairs} pairs"
+
+    lines = []
+    for axis in block.axes:
+        for arm in block.arms:
+            steps = [c for c in comparisons if (c.kind, c.arm, c.metric) == (axis.factor, arm, "V_rest_R2")
+                     and c.n_pairs > 0]
+            if steps:
+                lines.append(f"- {arm} along {axis.factor}, against {axis.factor} {first[axis.factor]:g} on the "
+                             f"same pairs: " + "; ".join(step(c, axis.factor) for c in steps) + ".")
+    return lines
 
 
 def vrest_limits(blocks: dict[int, xr.Dataset], comparisons: list[PairedComparison]) -> str:
@@ -112,7 +139,7 @@ def vrest_limits(blocks: dict[int, xr.Dataset], comparisons: list[PairedComparis
     numbers = sorted((n for n in blocks if self_controlled(n)), reverse=True)
     if not numbers:
         return ("**What limits V_rest here:** not measured yet (run `flyvis-study block 7`, what limits V_rest, "
-                "or block 6, the V_rest levers).")
+                "block 8, the budget ladder, or block 6, the V_rest levers).")
     lines = []
     for number in numbers:
         ds, block = blocks[number], block_definition(number)
@@ -131,6 +158,7 @@ def vrest_limits(blocks: dict[int, xr.Dataset], comparisons: list[PairedComparis
                             + (f", {f.n_pairs} pairs with it" if f.n_pairs != v.n_pairs else "") + ")"
                             if f is not None else "")
                          + (f"; conn_R2 {k.interval()}" if k is not None else "") + f"; {v.n_pairs} pairs.")
+        lines += _along_axes(block, [c for c in comparisons if c.block == number], first)
         runs = runs_table(ds)
         gold = runs[runs["arm"] == block.baseline] if "arm" in runs else runs.iloc[0:0]
         if len(gold) and "V_rest_R2_corrected" in gold:

@@ -19,6 +19,8 @@ An arm is a named config and has its name everywhere: arm ``two_stage`` is ``par
 |       |                |                                    | ``arm_levels`` narrows one arm's levels                |
 | 7     | V_rest limits  | ``VREST_ARMS`` (chosen with        | blank_fraction -> simulation.stimulus.blank_fraction   |
 |       |                | ``arms``)                          |                                                        |
+| 8     | budget ladder  | ``BUDGET_ARMS`` (chosen with       | budget -> training.iterations_fraction, a multiple of  |
+|       |                | ``arms``)                          | the preset's (``Axis.relative``)                       |
 
 A block's cells (``BlockDefinition.cells``) are its arms crossed with its axes; each cell's
 arm and axis levels are coordinates of its runs in the run and block files (``study.record``).
@@ -50,7 +52,7 @@ from typing import Any
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
-from flyvis_study.config import ConfigError
+from flyvis_study.config import ConfigError, load_run_config
 from flyvis_study.resources import project_path
 from flyvis_study.study.parameters import BlockParameterError, BlockParameters, format_validation_error
 from flyvis_study.study.result_files import read_result_file
@@ -61,7 +63,11 @@ from flyvis_study.study.spec import Cell, RunSpec, grid_specs
 class Axis:
     """A grid axis: block parameter ``name`` sets config key ``key``; labels read ``label=value``;
     its levels are the runs' coordinate ``coordinate`` (default: ``name``; block 4's epochs axis
-    is ``epochs``, since ``n_epochs`` is a variable of every run file)."""
+    is ``epochs``, since ``n_epochs`` is a variable of every run file).
+
+    ``relative``: a level is a multiple of the key's value in the arm's config at the block's
+    preset (with the block's ``overrides``), so one design holds at every preset: block 8's
+    budget level 3 sets ``training.iterations_fraction`` to 3 x the preset's."""
 
     name: str
     key: str
@@ -70,6 +76,11 @@ class Axis:
     label: str
     help: str
     coordinate: str = ""
+    relative: bool = False
+
+    def setting(self, level, reference) -> Any:
+        """The config value a cell at ``level`` sets (``reference``: the key's unscaled value)."""
+        return self.kind(level) * reference if self.relative else self.kind(level)
 
     @property
     def factor(self) -> str:
@@ -97,6 +108,10 @@ VREST_ARMS = (
     "observed_target",  # the finite difference of the noisy voltages as target
     "silent_anchor_observed_target",
 )
+
+# Block 8's arms: the gold standard and block 7's best arm (the largest paired V_rest_R2 gain at
+# blank 0 over the gold standard), each on a ladder of training budgets.
+BUDGET_ARMS = ("gold_standard", "two_stage_constant_schedule")
 
 # The blank-fraction axis of blocks 6 and 7.
 BLANK_FRACTION = Axis("blank_fraction", "simulation.stimulus.blank_fraction", (0.0, 0.5), float, "blank",
@@ -180,6 +195,7 @@ class BlockDefinition:
         for arm in arms:
             own = getattr(params, "arm_levels", {}).get(arm, {})
             levels = [own.get(a.name, getattr(params, a.name)) for a in self.axes]
+            reference = {a.key: _config_value(self.config_of(arm), params, a.key) for a in self.axes if a.relative}
             for values in itertools.product(*levels):
                 parts = [f"{a.label}={v:g}" for a, v in zip(self.axes, values)]
                 label = "_".join([arm] * (self.arm_choice or not parts) + parts)
@@ -187,10 +203,19 @@ class BlockDefinition:
                 caps += [getattr(params, "level_replicates", {}).get(a.name, {}).get(a.kind(v))
                          for a, v in zip(self.axes, values)]
                 caps = [c for c in caps if c is not None]
-                out.append(Cell(label, arm, self.config_of(arm), {a.key: a.kind(v) for a, v in zip(self.axes, values)},
+                settings = {a.key: a.setting(v, reference.get(a.key)) for a, v in zip(self.axes, values)}
+                out.append(Cell(label, arm, self.config_of(arm), settings,
                                 {a.factor: a.kind(v) for a, v in zip(self.axes, values)},
                                 min(caps) if caps else None))
         return out
+
+
+def _config_value(config: str, params: BlockParameters, key: str) -> Any:
+    """The value of dotted ``key`` in named ``config`` at the block's preset and overrides."""
+    value = load_run_config(config, params.preset, dict(params.overrides))
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
 
 
 def _chosen(per_arm: dict, arms: list[str], defaults: dict) -> dict:
@@ -418,6 +443,28 @@ blank 0.5 the gold standard, the anchor and the observed target on 4 pairs (`arm
 `arm_replicates`, `level_replicates`). A "raised" verdict needs at least 8 pairs and the paired
 t interval above 0.""",
         examples=("-p preset small", "-p 'arms=[gold_standard, silent_anchor]' -p replicates=2")),
+    BlockDefinition(
+        8, "Block 8: V_rest against the training budget (budget ladder)",
+        "Where does V_rest recovery saturate with training length, under the plain and the corrected "
+        "readout: the gold standard at 1x, 3x and 10x the preset's iterations, and block 7's best arm at "
+        "1x and 3x, on the same seed pairs?",
+        BUDGET_ARMS, baseline="gold_standard", controls=("gold_standard",), arm_choice=True,
+        axes=(Axis("budget", "training.iterations_fraction", (1.0, 3.0, 10.0), float, "budget",
+                   "multiple of the preset's iterations per epoch (training.iterations_fraction x budget), > 0",
+                   relative=True),),
+        defaults={"replicates": 2, "arm_levels": {"two_stage_constant_schedule": {"budget": [1.0, 3.0]}}},
+        about="""The arms (`study.blocks.BUDGET_ARMS`, each a named config): `gold_standard` (standard
+training, 1 epoch) and `two_stage_constant_schedule` (2 epochs; block 7's largest paired V_rest_R2
+gain over the gold standard at blank 0). A budget level multiplies the preset's iterations per
+epoch (`training.iterations_fraction`): at the small preset, level 1 is the 20,000 iterations per
+epoch of blocks 0-7 (those runs are reused, not retrained), 3 and 10 are 60,000 and 200,000. The
+two-stage arm has 2 epochs, so its level 3 is 6x the gold standard's level 1 in iterations.
+
+Every run is read out with both readouts (plain and corrected) and every R2 under its named
+definition. The `budget` comparisons set each arm at a higher level against the same arm at level
+1 on the same seed pairs: where they stop rising, V_rest has saturated under that readout. With
+2 pairs (the default) this is a trend, not a claim.""",
+        examples=("-p preset small", "-p 'budget=[1, 3]' -p replicates=2")),
 )}
 
 # The study's baseline block: every block without a control of its own (``BlockDefinition.baseline``
