@@ -179,8 +179,8 @@ class BlockDefinition:
         Labels: the arm alone without axes; ``name=value_...`` with axes and one arm;
         ``{arm}_name=value_...`` when the block takes an ``arms`` parameter. An arm's levels of an
         axis are ``params.arm_levels[arm][axis]`` where given (an incomplete factorial); a cell
-        runs on the first min(replicates, arm_replicates[arm], level_replicates[axis][level]
-        over its levels) seed pairs.
+        runs on the first ``min(replicates, arm_replicates[arm], level_replicates[axis][level])``
+        (the min over its levels) seed pairs.
         """
         if self.replication:
             arm, base = self.arms[0], self.base_config
