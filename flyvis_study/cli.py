@@ -45,6 +45,16 @@ def _check_device(device: str) -> None:
             _fail("--device cuda: no CUDA device is available on this machine (allowed here: cpu)")
 
 
+def _check_out_folder(out: Path) -> None:
+    """--out must be (or become) a writable folder: one line before any compute, not a traceback after."""
+    from flyvis_study.study.parameters import check_writable_folder
+
+    try:
+        check_writable_folder(out.resolve())
+    except ValueError as err:
+        _fail(f"--out {out}: {err}")
+
+
 @app.command()
 def connectome(extent: int = typer.Option(8, help="lattice extent n >= 1"),
                as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
@@ -130,6 +140,7 @@ def train(config: Path = typer.Option(..., help="YAML run config: a file, or a s
     except ConfigError as err:
         _fail(str(err))
     _check_device(device)
+    _check_out_folder(out)
     keep_freed_memory()  # this process trains: keep freed memory (fast/allocator.py)
     record = run_training(cfg, out, device=device, progress=progress, cache=cache, plots=plots)
     release_freed_memory()
@@ -148,7 +159,8 @@ def block(number: int = typer.Argument(..., help="block number, 0 to 8 (an unkno
           out: Path = typer.Option(Path("reports"), help="output folder"),
           param: list[str] | None = typer.Option(None, "-p", "--param",
                                                  help="block parameter name=value (YAML value)"),
-          progress_every: float = typer.Option(30.0, help="seconds between live progress lines (on stderr)")) -> None:
+          progress_every: float = typer.Option(30.0, help="seconds between live progress lines (on stderr), > 0")
+          ) -> None:
     """Run block N's notebook with papermill; write blockN.ipynb, blockN.html and blockN.nc.
 
     Every parameter is validated, every run's config resolved and the scheduler (if any)
@@ -161,6 +173,8 @@ def block(number: int = typer.Argument(..., help="block number, 0 to 8 (an unkno
     from flyvis_study.study.parameters import BlockParameterError
     from flyvis_study.study.runner import SchedulerError, check_scheduler
 
+    if not progress_every > 0:
+        _fail(f"--progress-every {progress_every:g}: seconds between progress lines, a number > 0")
     params = _parse_params(param)
     if preset is not None:
         params["preset"] = preset

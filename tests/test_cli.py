@@ -32,6 +32,11 @@ def cli(*args, cwd=REPO):
     (["block", "1", "-p", "overrides={training.bogus: 1}"], "training.bogus: unknown key"),
     (["block", "5", "-p", "best_from=[nofile.nc]"], "nofile.nc: no such block file"),
     (["block", "1", "-p", "compare_with=nofile.nc"], "nofile.nc: no such block file"),
+    (["block", "0", "-p", "sim_seeds=[0, 1, 0]", "-p", "train_seeds=[0, 1, 0]"],
+     "the seed pair(s) (0, 0) given more than once"),
+    (["block", "0", "--progress-every", "0"], "--progress-every 0: seconds between progress lines, a number > 0"),
+    (["block", "0", "--progress-every", "-5"], "--progress-every -5: seconds between progress lines"),
+    (["block", "0", "-p", f"cache_dir={__file__}"], f"cache_dir: {__file__} is a file, not a folder"),
 ])
 def test_block_bad_input_is_one_line_before_any_run(tmp_path, args, needle):
     res = cli(*args, "--out", str(tmp_path / "out"))
@@ -54,6 +59,14 @@ def test_block_out_that_is_a_file_is_one_line(tmp_path):
     for out in (tmp_path / "file", tmp_path / "file" / "below"):
         res = cli("block", "0", "--out", str(out))
         assert res.returncode == 2 and "is a file, not a folder" in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_train_out_that_is_a_file_is_one_line_before_any_compute(tmp_path):
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file", tmp_path / "file" / "below"):
+        res = cli("train", "--config", "gold_standard.yaml", "--preset", "tiny", "--out", str(out))
+        message = f"error: --out {out}: {tmp_path / 'file'} is a file, not a folder\n"
+        assert res.returncode == 2 and res.stderr == message
 
 
 def test_broken_or_missing_config_file_is_one_line(tmp_path):

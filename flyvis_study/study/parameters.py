@@ -14,12 +14,12 @@ Common parameters (every block):
 | replicates | integer >= 1 | runs per config |
 | seed_mode | generalisation, robustness, both | how replicate r picks its seeds (``study.spec``) |
 | seed_base | integer >= 0 | first suggested seed (shared by all blocks, so blocks pair up) |
-| sim_seeds, train_seeds | lists of integers >= 0, equal lengths, or None | explicit seed pairs |
+| sim_seeds, train_seeds | lists of integers >= 0, equal lengths, or None | explicit seed pairs, each once |
 | workers | integer >= 0 | > 0: a Dask LocalCluster with this many workers |
 | scheduler | "" or a Dask address (tcp://host:port, ...) | a running Dask cluster |
 | device | cpu, cuda | where runs train |
 | out_dir | a writable folder | block outputs (a relative path is taken from the project folder) |
-| cache_dir | "" or a folder | dataset cache (default ~/.cache/flyvis_study/datasets) |
+| cache_dir | "" or a writable folder | dataset cache (default ~/.cache/flyvis_study/datasets) |
 | overrides | mapping of dotted config keys | applied to every run |
 | compare_with | "" or a block file | the baseline of the paired comparison |
 | ground_truth_models | flyvis model ids, or [] | each run repeated on each network (seed-like) |
@@ -161,6 +161,13 @@ class BlockParameters(BaseModel):
         check_writable_folder(project_path(out_dir))
         return out_dir
 
+    @field_validator("cache_dir")
+    @classmethod
+    def _cache_dir(cls, cache_dir: str) -> str:
+        if cache_dir:  # the datasets are written there: a file there would be silently passed over
+            check_writable_folder(project_path(cache_dir))
+        return cache_dir
+
     @field_validator("compare_with")
     @classmethod
     def _compare_with(cls, path: str) -> str:
@@ -175,6 +182,12 @@ class BlockParameters(BaseModel):
         if self.sim_seeds is not None and len(self.sim_seeds) != len(self.train_seeds):
             raise ValueError(f"sim_seeds and train_seeds: equal lengths required "
                              f"(got {len(self.sim_seeds)} and {len(self.train_seeds)})")
+        if self.sim_seeds is not None:
+            pairs = list(zip(self.sim_seeds, self.train_seeds))
+            twice = sorted({p for p in pairs if pairs.count(p) > 1})
+            if twice:  # one pair is one run: given twice it would be planned twice and paired with itself
+                raise ValueError(f"sim_seeds and train_seeds: the seed pair(s) {', '.join(map(str, twice))} "
+                                 "given more than once; each (sim_seed, train_seed) pair is one run")
         if self.workers and self.scheduler:
             raise ValueError("workers and scheduler: give one of them (a LocalCluster or a running cluster)")
         return self
