@@ -8,7 +8,7 @@ default and meaning, so papermill and the CLI take the same names) and ``BLOCK =
     python tools/block_notebooks.py          # write notebooks/block0.ipynb .. block8.ipynb
     python tools/block_notebooks.py --check  # exit 1 naming each notebook that differs
 
-``tests/test_notebooks.py`` checks that the committed notebooks equal what this writes.
+``tests/report/test_notebooks.py`` checks that the committed notebooks equal what this writes.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ export PYTHONPATH=$PWD:/tmp/site
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; python3 -c "import torch; print(torch.__version__)"
 timeout 270 python3 -m flyvis_study.cli bench --preset full --device cuda --json > $OUT/bench_full_cuda.json 2>$OUT/bench_err.txt
 cat $OUT/bench_full_cuda.json; echo; tail -3 $OUT/bench_err.txt
-timeout 100 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -15 | tee $OUT/gpu_tests.txt
+timeout 100 python3 -m pytest -q -p no:cacheprovider tests/train/test_gpu.py 2>&1 | tail -15 | tee $OUT/gpu_tests.txt
 timeout 80 python3 tools/gpu_profile.py full $OUT > $OUT/profile.txt 2>&1; grep "^==" $OUT/profile.txt
 for d in .old/*/; do
   (cd $d && timeout 60 python3 -m flyvis_study.cli bench --preset full --device cuda --json --no-eval --naive-iters 1 > $OUT/bench_$(basename $d).json 2>/dev/null)

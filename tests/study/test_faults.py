@@ -329,7 +329,7 @@ def test_two_processes_generate_one_dataset_once(tmp_path, dataset_root):
         torch.from_numpy(get_dataset(sim, root=dataset_root).array("train_v")[:].copy()))
 
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "reports" / "examples" / "small"
+EXAMPLES = Path(__file__).resolve().parents[2] / "reports" / "examples" / "small"
 
 
 def _damaged(kind: str, folder: Path) -> Path:
