@@ -14,8 +14,8 @@ import xarray as xr
 
 from flyvis_study.evaluation.names import HEADLINE_METRICS
 from flyvis_study.failures import Status
-from flyvis_study.study.record import SCHEMA_VERSION
-from flyvis_study.study.results import combine_runs, runs_table
+from flyvis_study.study.record import RUN_DIMS, SCHEMA_VERSION
+from flyvis_study.study.results import combine_runs, runs_table, with_ground_truth_axis
 
 STATISTICS = ("n", "mean", "std", "cv", "min")
 
@@ -28,21 +28,38 @@ RANK_MIN_RUNS = 3  # configs with at least this many runs are ranked
 RANK_V_REST_WEIGHT = 0.5  # score = mean(conn)(1 - CV(conn)) + weight * mean(V_rest)(1 - CV(V_rest))
 
 
+def metric_statistics(ds: xr.Dataset, metrics=(*HEADLINE_METRICS, "training_time_min")) -> xr.Dataset:
+    """n, mean, std (ddof 1), CV = std / mean and min of each metric per config: xarray reductions
+    over a config's runs (the seed dims ground_truth x sim_seed x train_seed), skipping NaN (a run
+    not made, or a metric a run could not measure). std and CV need 2 values, CV a non-zero mean.
+
+    Shapes: each metric (config, ground_truth, sim_seed, train_seed) -> (config, statistic).
+    """
+    ds = with_ground_truth_axis(ds)
+    runs = ds[list(metrics)].where(ds["run_id"] != "")
+    seeds = [d for d in RUN_DIMS if d != "config"]
+    n = runs.count(seeds)
+    mean = runs.mean(seeds)
+    std = runs.var(seeds, ddof=0).where(n > 1) * (n / (n - 1)).where(n > 1)  # ddof 1 without the n = 1 warning
+    std = np.sqrt(std)
+    cv = (std / mean).where((n > 1) & (mean != 0))
+    return xr.concat([n.astype(float), mean, std, cv, runs.min(seeds)],
+                     pd.Index(list(STATISTICS), name="statistic"))
+
+
 def config_statistics(ds: xr.Dataset) -> pd.DataFrame:
-    """Per config: n_runs, status counts, and n/mean/std/CV/min of each metric; robust, fragile, score."""
+    """Per config: n_runs, status counts, and n/mean/std/CV/min of each metric
+    (``metric_statistics``); robust, fragile, score."""
     df = runs_table(ds)
+    stats = metric_statistics(ds)
     rows = []
     for config, grp in df.groupby("config", sort=False):
         row = {"config": config, "n_runs": len(grp),
                **{status.value: int((grp["status"] == status).sum()) for status in Status}}
-        for m in (*HEADLINE_METRICS, "training_time_min"):
-            x = grp[m].to_numpy(dtype=float)
-            x = x[np.isfinite(x)]
-            mean = float(x.mean()) if x.size else math.nan
-            std = float(x.std(ddof=1)) if x.size > 1 else math.nan
-            row.update({f"{m}_n": int(x.size), f"{m}_mean": mean, f"{m}_std": std,
-                        f"{m}_cv": std / mean if x.size > 1 and mean != 0 else math.nan,
-                        f"{m}_min": float(x.min()) if x.size else math.nan})
+        for m in stats.data_vars:
+            values = stats[m].sel(config=config)
+            row.update({f"{m}_{s}": float(values.sel(statistic=s)) for s in STATISTICS})
+            row[f"{m}_n"] = int(row[f"{m}_n"])
         row["robust"] = bool(all(
             row[f"{m}_cv"] < cv and row[f"{m}_min"] > lo for m, (cv, lo) in ROBUST_RULES.items()))
         row["fragile"] = bool(any(

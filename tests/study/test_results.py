@@ -10,7 +10,7 @@ from flyvis_study.study.record import run_dataset, write_netcdf_atomic
 from flyvis_study.study.results import save_block
 from flyvis_study.study.schema import load_block
 from flyvis_study.study.spec import RunSpec
-from flyvis_study.study.statistics import block_dataset, config_statistics, ranking
+from flyvis_study.study.statistics import block_dataset, config_statistics, metric_statistics, ranking
 
 
 def fake_run(tmp_path, label, sim, train, conn, vrest, tau=0.97, cluster=0.88, status="converged", n_iter=100,
@@ -100,6 +100,25 @@ def test_statistics_match_numpy(block):
         1 - st.loc["a", "V_rest_R2_cv"])
     assert st.loc["a", "score"] == pytest.approx(score_a)
     assert list(ranking(st).index) == ["a", "b"]
+
+
+def test_metric_statistics_skip_missing_runs_and_unmeasured_metrics():
+    """The xarray reductions of ``metric_statistics`` on a hand-made block: cells without a run
+    (run_id "") hold garbage that must not count, a NaN metric is skipped, one value has no std."""
+    seeds = {"ground_truth": ["g"], "sim_seed": [0, 1, 2], "train_seed": [0, 1, 2]}
+    conn = np.full((2, 1, 3, 3), 123.0)
+    run_id = np.full((2, 1, 3, 3), "", dtype=object)
+    for i, value in enumerate((0.5, 0.7, np.nan)):  # config a: 3 runs, the third unmeasured
+        conn[0, 0, i, i], run_id[0, 0, i, i] = value, f"a{i}"
+    conn[1, 0, 0, 0], run_id[1, 0, 0, 0] = 0.9, "b0"  # config b: one run
+    dims = ("config", "ground_truth", "sim_seed", "train_seed")
+    ds = xr.Dataset({"connectivity_R2": (dims, conn), "run_id": (dims, run_id.astype(str))},
+                    coords={"config": ["a", "b"], **seeds})
+    st = metric_statistics(ds, metrics=("connectivity_R2",))["connectivity_R2"]
+    a, b = (st.sel(config=c).to_series() for c in ("a", "b"))
+    assert a["n"] == 2 and a["mean"] == pytest.approx(0.6) and a["min"] == 0.5
+    assert a["std"] == pytest.approx(np.std([0.5, 0.7], ddof=1)) and a["cv"] == pytest.approx(a["std"] / 0.6)
+    assert b["n"] == 1 and b["mean"] == 0.9 and b["min"] == 0.9 and np.isnan(b["std"]) and np.isnan(b["cv"])
 
 
 def test_ranking_needs_three_runs(tmp_path):
