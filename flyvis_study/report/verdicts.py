@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from flyvis_study.failures import CONVERGED_CONN, UNRECOVERED_CONN, Status
+from flyvis_study.failures import CONVERGED_CONN, UNRECOVERED_CONN, FailureKind, Status
 from flyvis_study.study.comparison import CLAIM_MIN_PAIRS, PairedComparison
 
 GOLD_STANDARD_CONN_R2 = 0.94  # the reference's full-scale standard training (12 runs)
@@ -39,7 +39,8 @@ def outcome_caveat(runs: pd.DataFrame) -> str:
     partial = runs[runs["status"] == Status.PARTIAL]
     if not len(failed) and not len(partial):
         return ""
-    kinds = failed["failure_kind"].value_counts()
+    # runs recorded before the one outcome vocabulary (schema < 3) left an unrecovered run's kind empty
+    kinds = failed["failure_kind"].replace("", FailureKind.UNRECOVERED.value).value_counts()
     why = "; ".join(dict.fromkeys(str(r) for r in failed["reason"] if str(r)))
     parts = [f"{len(failed)} failed" + (f" ({', '.join(f'{k} {v}' for k, v in kinds.items())})" if len(failed)
                                         else ""),
