@@ -210,7 +210,8 @@ def forest_figure(comparisons: list[PairedComparison], kinds: tuple[str, ...] | 
     labels = list(dict.fromkeys(label(c) for c in rows))
     ncol = 2
     nrow = int(np.ceil(len(metrics) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(12, 0.3 * len(labels) * nrow + 1.5), squeeze=False, sharey=True)
+    row_height = 0.3 * len(labels) + 0.9  # inches: the labels, plus a title and an axis label per panel row
+    fig, axes = plt.subplots(nrow, ncol, figsize=(12, row_height * nrow + 0.6), squeeze=False, sharey=True)
     y = {lab: i for i, lab in enumerate(labels[::-1])}
     colours = {k: f"C{i}" for i, k in enumerate(kinds)}
     for ax, m in zip(axes.ravel(), metrics):

@@ -236,14 +236,18 @@ def test_block_7_what_limits_v_rest_report(tmp_path, dataset_root):
     assert report_problems(ladder["html"].read_text(), min_figures=3) == []
     new = sorted(set(p.name for p in (tmp_path / "runs").iterdir()) - set(before))
     eight = xr.load_dataset(ladder["nc"], engine="h5netcdf")
-    assert len(new) == 2 and set(eight["run_id"].sel(config="gold_standard_budget=1").values.ravel()) <= set(before)
+    reused = {r for r in eight["run_id"].sel(config="gold_standard_budget=1").values.ravel() if r}  # "": no run
+    assert len(new) == 2 and len(reused) == 2 and reused <= set(before)
     one, two = (eight["n_iterations_per_epoch"].sel(config=f"gold_standard_budget={k}").values for k in (1, 2))
+    one, two = one[np.isfinite(one)], two[np.isfinite(two)]  # the cells with a run: the 2 pairs
+    assert one.size == two.size == 2
     assert (abs(two - 2 * one) <= 1).all()  # int(samples x 2 x fraction) against 2 x int(samples x fraction)
     summary = execute_summary(tmp_path)["html"].read_text()
     assert report_problems(summary) == []
     first = summary.index("What limits V_rest here (block 7, against gold_standard")
-    caveats = summary.index("Caveats: preset <code>tiny</code>, extent")
+    caveats = summary.index("Caveats: preset <code>tiny</code>, extent", first)  # block 7's (block 8's come first)
     assert first < summary.index("silent_anchor: V_rest_R2 ") < caveats
+    assert summary.index("What limits V_rest here (block 8, against gold_standard, budget 1)") < first  # newest first
     assert first < summary.index("Answers of the blocks with their own controls")
     assert "gold_standard along budget, against budget 1 on the same pairs: budget 2: V_rest_R2 " in summary
 
