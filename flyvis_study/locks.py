@@ -70,7 +70,7 @@ def is_stale(path: str | Path, owner: dict | None = None, stale_after_s: float =
         return True
     me = this_process()
     if owner and owner.get("host") == me["host"] and owner.get("pid_namespace") == me["pid_namespace"]:
-        return not _pid_alive(int(owner.get("pid", -1)))
+        return not pid_alive(int(owner.get("pid", -1)))
     return False
 
 
@@ -189,7 +189,8 @@ def _pid_namespace() -> str:
         return ""
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True if a process ``pid`` runs on this machine (one we may not signal counts)."""
     if pid <= 0:
         return False
     try:

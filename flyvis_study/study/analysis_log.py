@@ -47,47 +47,60 @@ def analysis_entries(ds: xr.Dataset, start_iter: int = 1, runs_dir: str | Path |
         seen_conn, seen_vrest = [], []
         for _, r in grp.iterrows():
             cfgj = _json(r["config_json"])
-            t = cfgj.get("training", {})
             seen_conn.append(r["connectivity_R2"])
             seen_vrest.append(r["V_rest_R2"])
-            mode = {"robustness": "same-data-robustness", "generalisation": "different-data-generalization",
-                    "custom": "user-chosen"}.get(r["seed_mode"], r["seed_mode"])
             status = r["status"] if r["status"] in (Status.CONVERGED, Status.PARTIAL) else Status.FAILED.value
             mutation, rule = _mutation(ds, r, cfgj, parent, definition)
-            observation = "; ".join(trajectory_observations(_trajectory_rows(ds, r)))
-            if r["reason"]:
-                observation += f"; reason: {r['reason']}"
+            lines = run_lines(ds, r, runs_dir)
             entries.append("\n".join([
                 f"## Iter {counter}: {status}",
                 f"Node: id={counter}, parent=root",
                 f"Mode/Strategy: block {int(ds.attrs.get('block', -1))} grid, config {config}",
-                f"Seeds: sim_seed={r['sim_seed']}, train_seed={r['train_seed']}, rationale={mode}"
-                + ("" if r["ground_truth"] == DEFAULT_GROUND_TRUTH else f", ground_truth={r['ground_truth']}"),
-                f"Config: lr_W={t.get('lr_W')}, lr={t.get('lr')}, lr_emb={t.get('lr_embedding')}, "
-                f"joint_ratio={t.get('alternate_joint_ratio') if t.get('alternate_training') else 'n/a (standard)'}, "
-                f"lr_ratio={t.get('alternate_lr_ratio') if t.get('alternate_training') else 'n/a'}, "
-                f"n_epochs={t.get('n_epochs')}, aug_loop={t.get('data_augmentation_loop')}, "
-                f"target={t.get('derivative_target', 'clean')}, silent_anchor={t.get('coeff_g_phi_silent', 0.0)}",
-                f"Metrics: connectivity_R2={_f(r['connectivity_R2'])}, tau_R2={_f(r['tau_R2'])}, "
-                f"V_rest_R2={_f(r['V_rest_R2'])}, cluster_accuracy={_f(r['cluster_accuracy'])}, "
-                f"test_R2={_f(r['test_R2'])}, test_pearson={_f(r['test_pearson'])}, "
-                f"training_time_min={_f(r['training_time_min'], 2)}",
-                f"R2 definitions: {_definitions(r)}",
-                f"Readouts and the field's convention: {_field(r)}",
-                "R2 trajectory: " + ", ".join(
-                    f"{n} peak={_f(r[f'{n}_peak'])} final={_f(r[f'{n}_final'])} trend={r[f'{n}_trend'] or 'n/a'}"
-                    f" (peak in {r[f'{n}_peak_phase'] or 'n/a'} phase)" for n in ("conn", "vrest", "tau")),
-                f"Embedding: {_embedding(runs_dir, r, cfgj)}",
+                *lines[:-1],
                 f"Mutation: {mutation}",
                 f"Parent rule: {rule}",
-                f"Observation: {observation}",
-                f"Variance update: {config} now has {len(seen_conn)} runs, CV(conn_R2)={_cv(seen_conn)}, "
-                f"CV(V_rest_R2)={_cv(seen_vrest)}",
+                lines[-1],
+                f"Variance update: {config} now has {len(seen_conn)} runs, CV(conn_R2)={cv_text(seen_conn)}, "
+                f"CV(V_rest_R2)={cv_text(seen_vrest)}",
                 "Next: parent=root",
             ]))
             counter += 1
         out[str(config)] = entries
     return out
+
+
+def run_lines(ds: xr.Dataset, r, runs_dir: str | Path | None = None) -> list[str]:
+    """The lines of a log entry that describe the run itself, in the seed's order: Seeds,
+    Config, Metrics, R2 definitions, readouts, R2 trajectory, Embedding, and last the
+    Observation (which the seed puts after Mutation and Parent rule). ``r``: the run's row of
+    ``runs_table(ds)``."""
+    cfgj = _json(r["config_json"])
+    t = cfgj.get("training", {})
+    mode = {"robustness": "same-data-robustness", "generalisation": "different-data-generalization",
+            "custom": "user-chosen"}.get(r["seed_mode"], r["seed_mode"])
+    observation = "; ".join(trajectory_observations(_trajectory_rows(ds, r)))
+    if r["reason"]:
+        observation += f"; reason: {r['reason']}"
+    return [
+        f"Seeds: sim_seed={r['sim_seed']}, train_seed={r['train_seed']}, rationale={mode}"
+        + ("" if r["ground_truth"] == DEFAULT_GROUND_TRUTH else f", ground_truth={r['ground_truth']}"),
+        f"Config: lr_W={t.get('lr_W')}, lr={t.get('lr')}, lr_emb={t.get('lr_embedding')}, "
+        f"joint_ratio={t.get('alternate_joint_ratio') if t.get('alternate_training') else 'n/a (standard)'}, "
+        f"lr_ratio={t.get('alternate_lr_ratio') if t.get('alternate_training') else 'n/a'}, "
+        f"n_epochs={t.get('n_epochs')}, aug_loop={t.get('data_augmentation_loop')}, "
+        f"target={t.get('derivative_target', 'clean')}, silent_anchor={t.get('coeff_g_phi_silent', 0.0)}",
+        f"Metrics: connectivity_R2={fmt(r['connectivity_R2'])}, tau_R2={fmt(r['tau_R2'])}, "
+        f"V_rest_R2={fmt(r['V_rest_R2'])}, cluster_accuracy={fmt(r['cluster_accuracy'])}, "
+        f"test_R2={fmt(r['test_R2'])}, test_pearson={fmt(r['test_pearson'])}, "
+        f"training_time_min={fmt(r['training_time_min'], 2)}",
+        f"R2 definitions: {_definitions(r)}",
+        f"Readouts and the field's convention: {_field(r)}",
+        "R2 trajectory: " + ", ".join(
+            f"{n} peak={fmt(r[f'{n}_peak'])} final={fmt(r[f'{n}_final'])} trend={r[f'{n}_trend'] or 'n/a'}"
+            f" (peak in {r[f'{n}_peak_phase'] or 'n/a'} phase)" for n in ("conn", "vrest", "tau")),
+        f"Embedding: {_embedding(runs_dir, r, cfgj)}",
+        f"Observation: {observation}",
+    ]
 
 
 def _trajectory_rows(ds: xr.Dataset, r) -> list[dict]:
@@ -179,7 +192,7 @@ def _definitions(r) -> str:
     names = ("connectivity", "tau", "V_rest")
     if not all(f"{n}_R2_identity" in r for n in names):
         return affine + "; identity R2 not measured (run file from before it)"
-    parts = [f"{n}_R2_identity={_f(r[f'{n}_R2_identity'])} (outliers {_percent(r.get(f'{n}_outlier_share'))})"
+    parts = [f"{n}_R2_identity={fmt(r[f'{n}_R2_identity'])} (outliers {_percent(r.get(f'{n}_outlier_share'))})"
              for n in names]
     return affine + f"; identity ({R2_DEFINITIONS['identity']}): " + ", ".join(parts)
 
@@ -190,10 +203,10 @@ def _field(r) -> str:
         return "not measured (run file from before them: `flyvis-study reevaluate`)"
 
     def field(p: str, suffix: str = "") -> str:
-        return (f"{_f(r.get(f'{p}_R2_field{suffix}'))} [{_f(r.get(f'{p}_R2_field_all{suffix}'))}] "
+        return (f"{fmt(r.get(f'{p}_R2_field{suffix}'))} [{fmt(r.get(f'{p}_R2_field_all{suffix}'))}] "
                 f"({_percent(r.get(f'{p}_field_dropped{suffix}'))})")
 
-    return (f"V_rest_R2 (affine) plain={_f(r['V_rest_R2'])}, corrected={_f(r.get('V_rest_R2_corrected'))}; "
+    return (f"V_rest_R2 (affine) plain={fmt(r['V_rest_R2'])}, corrected={fmt(r.get('V_rest_R2_corrected'))}; "
             f"inliers [all] (% dropped): W {field('connectivity')}, tau {field('tau')}, "
             f"tau corrected {field('tau', '_corrected')}, V_rest {field('V_rest')}, "
             f"V_rest corrected {field('V_rest', '_corrected')}")
@@ -227,11 +240,13 @@ def _json(text: str) -> dict:
         return {}
 
 
-def _f(x, digits: int = 3) -> str:
+def fmt(x, digits: int = 3) -> str:
+    """``x`` to ``digits`` decimals; "nan" for a missing or non-finite value."""
     return "nan" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
 
-def _cv(values) -> str:
+def cv_text(values) -> str:
+    """The coefficient of variation std (ddof 1) / mean in percent; "n/a" below 2 values or at mean 0."""
     x = np.asarray(values, float)
     x = x[np.isfinite(x)]
     if x.size < 2 or x.mean() == 0:

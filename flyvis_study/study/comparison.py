@@ -164,7 +164,18 @@ def paired_comparison(baseline: xr.Dataset, treatment: xr.Dataset, metric: str,
     a, a_cfg = per_pair(baseline, baseline_config)
     b, b_cfg = per_pair(treatment, treatment_config)
     joined = pd.concat({"baseline": a, "treatment": b}, axis=1, join="inner").dropna()
-    diff = (joined["treatment"] - joined["baseline"]).to_numpy(dtype=float)
+    return compare_pairs(metric, a_cfg, b_cfg, [(int(s), int(t)) for _, s, t in joined.index],
+                         joined["baseline"].tolist(), joined["treatment"].tolist(),
+                         ground_truths=[str(g) for g, _, _ in joined.index], n_resamples=n_resamples, seed=seed)
+
+
+def compare_pairs(metric: str, baseline_config: str, treatment_config: str, pairs: list[tuple[int, int]],
+                  baseline: list[float], treatment: list[float], ground_truths: list[str] | None = None,
+                  n_resamples: int = 9999, seed: int = 0, **where) -> PairedComparison:
+    """The paired statistics (module docstring) of ``treatment[k] - baseline[k]`` on seed pairs
+    ``pairs[k]``; ``where``: the comparison's place (``kind``, ``arm``, ...)."""
+    baseline, treatment = np.asarray(baseline, dtype=float), np.asarray(treatment, dtype=float)
+    diff = treatment - baseline
     stats: dict = {}
     if diff.size >= 2:
         sd = float(diff.std(ddof=1))
@@ -175,14 +186,14 @@ def paired_comparison(baseline: xr.Dataset, treatment: xr.Dataset, metric: str,
                               method="percentile", rng=np.random.default_rng(seed))
             stats["ci95_low"], stats["ci95_high"] = float(ci.confidence_interval.low), float(
                 ci.confidence_interval.high)
-            stats["ttest_p"] = float(st.ttest_rel(joined["treatment"], joined["baseline"]).pvalue)
+            stats["ttest_p"] = float(st.ttest_rel(treatment, baseline).pvalue)
         if np.any(diff != 0):
             stats["wilcoxon_p"] = float(st.wilcoxon(diff).pvalue)
     if diff.size:
         stats["sign_flip_p"] = sign_flip_p(diff)
-    return PairedComparison(metric, a_cfg, b_cfg, pairs=[(int(s), int(t)) for _, s, t in joined.index],
-                            ground_truths=[str(g) for g, _, _ in joined.index],
-                            baseline=joined["baseline"].tolist(), treatment=joined["treatment"].tolist(), **stats)
+    return PairedComparison(metric, baseline_config, treatment_config, pairs=list(pairs),
+                            ground_truths=list(ground_truths or []), baseline=baseline.tolist(),
+                            treatment=treatment.tolist(), **stats, **where)
 
 
 def describe_comparison(c: PairedComparison) -> str:

@@ -33,11 +33,17 @@ class BlockInUse(BlockParameterError):
 
 
 def block_lock(out_dir: str | Path, number: int):
-    """A context holding ``out_dir``'s writer lock (nothing to take when an ancestor holds it)."""
+    """A context holding ``out_dir``'s writer lock for block ``number`` (``folder_lock``)."""
+    return folder_lock(out_dir, f"flyvis-study block {number}")
+
+
+def folder_lock(out_dir: str | Path, purpose: str):
+    """A context holding ``out_dir``'s writer lock (nothing to take when an ancestor holds it);
+    held by another process: ``BlockInUse``, one line naming the holder."""
     path = Path(out_dir) / LOCK_NAME
     if held_by_ancestor(path):
         return contextlib.nullcontext()
-    lock = FileLock(path, purpose=f"flyvis-study block {number} (writing {out_dir})", timeout=0)
+    lock = FileLock(path, purpose=f"{purpose} (writing {out_dir})", timeout=0)
 
     @contextlib.contextmanager
     def held():

@@ -46,9 +46,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -71,6 +72,39 @@ DEFAULT_STACK = {"cpu": 1, "cuda": 1}
 SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss|inproc)://[^\s/]+$")
 
 
+def _scheduler_address(address: str) -> str:
+    if address and not SCHEDULER_ADDRESS.match(address):
+        raise ValueError("a Dask scheduler address such as tcp://host:8786 (or empty for none)")
+    return address
+
+
+def _available_device(device: str) -> str:
+    if device == "cuda":
+        import torch  # noqa: PLC0415 - torch only when device=cuda is asked for
+
+        if not torch.cuda.is_available():
+            raise ValueError("cuda: no CUDA device is available on this machine (allowed here: cpu)")
+    return device
+
+
+def _out_folder(out_dir: str) -> str:
+    check_writable_folder(project_path(out_dir))
+    return out_dir
+
+
+def _cache_folder(cache_dir: str) -> str:
+    if cache_dir:  # the datasets are written there: a file there would be silently passed over
+        check_writable_folder(project_path(cache_dir))
+    return cache_dir
+
+
+# the execution parameters' types, shared by blocks and explorations (each checked as it is read)
+SchedulerAddress = Annotated[str, AfterValidator(_scheduler_address)]  # "" or a Dask address
+Device = Annotated[Literal["cpu", "cuda"], AfterValidator(_available_device)]  # cuda: only where there is one
+OutFolder = Annotated[str, AfterValidator(_out_folder)]  # a writable folder (relative: the project folder's)
+CacheFolder = Annotated[str, AfterValidator(_cache_folder)]  # "" or a writable folder
+
+
 class BlockParameterError(ValueError):
     """A block parameter is invalid; the message is one line naming it and what is allowed."""
 
@@ -91,10 +125,11 @@ class BlockParameters(BaseModel):
     train_seeds: list[StrictInt] | None = Field(None, description=(
         "explicit training seeds (list, same length as sim_seeds)"))
     workers: StrictInt = Field(0, ge=0, description="positive: a Dask LocalCluster with this many workers")
-    scheduler: str = Field("", description="address of a running Dask scheduler (e.g. dask-jobqueue on SLURM)")
-    device: Literal["cpu", "cuda"] = Field("cpu", description="cpu | cuda")
-    out_dir: str = Field("reports", description="block outputs; a relative path is taken from the project folder")
-    cache_dir: str = Field("", description="dataset cache; empty: ~/.cache/flyvis_study/datasets")
+    scheduler: SchedulerAddress = Field("", description=(
+        "address of a running Dask scheduler (e.g. dask-jobqueue on SLURM)"))
+    device: Device = Field("cpu", description="cpu | cuda")
+    out_dir: OutFolder = Field("reports", description="block outputs; a relative path is taken from the project folder")
+    cache_dir: CacheFolder = Field("", description="dataset cache; empty: ~/.cache/flyvis_study/datasets")
     overrides: dict[str, Any] = Field(default_factory=dict, description=(
         'dotted config overrides for every run, e.g. {"training.n_epochs": 3}'))
     compare_with: str = Field("", description=(
@@ -137,36 +172,6 @@ class BlockParameters(BaseModel):
             if any(s < 0 for s in seeds):
                 raise ValueError("seeds must be integers >= 0")
         return seeds
-
-    @field_validator("scheduler")
-    @classmethod
-    def _scheduler(cls, address: str) -> str:
-        if address and not SCHEDULER_ADDRESS.match(address):
-            raise ValueError("a Dask scheduler address such as tcp://host:8786 (or empty for none)")
-        return address
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, device: str) -> str:
-        if device == "cuda":
-            import torch  # noqa: PLC0415 - torch only when device=cuda is asked for
-
-            if not torch.cuda.is_available():
-                raise ValueError("cuda: no CUDA device is available on this machine (allowed here: cpu)")
-        return device
-
-    @field_validator("out_dir")
-    @classmethod
-    def _out_dir(cls, out_dir: str) -> str:
-        check_writable_folder(project_path(out_dir))
-        return out_dir
-
-    @field_validator("cache_dir")
-    @classmethod
-    def _cache_dir(cls, cache_dir: str) -> str:
-        if cache_dir:  # the datasets are written there: a file there would be silently passed over
-            check_writable_folder(project_path(cache_dir))
-        return cache_dir
 
     @field_validator("compare_with")
     @classmethod

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from flyvis_study.config import DEFAULT_PRESET, RunConfig, load_run_config
 
 SEED_MODES = ("generalisation", "robustness")
+EXPLORATION = -1  # RunSpec.block of a run an exploration planned (not a block)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class RunSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    block: int = Field(ge=0)
+    block: int = Field(ge=EXPLORATION, description="the block that planned the run; EXPLORATION (-1): an "
+                                                   "exploration (flyvis_study.exploration)")
     label: str = Field(min_length=1, description="config name within the block, e.g. 'lr_ratio=0.05'")
     base_config: str = "two_stage.yaml"
     overrides: dict[str, Any] = Field(default_factory=dict)
