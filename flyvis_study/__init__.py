@@ -3,11 +3,13 @@ fly optic lobe better than standard training, and what does?
 
 The results API is importable from here (loaded on first use, so ``import flyvis_study``
 stays light): ``run_block(N, parameters)``, ``open_block(path)``, ``open_run(path)``,
-``compare(block_a, block_b, metric)`` (``flyvis_study.access``).
+``compare(block_a, block_b, metric)`` (``flyvis_study.access``); and the adaptive exploration:
+``run_exploration(parameters)``, ``open_exploration(parameters)`` (``flyvis_study.exploration``).
 """
 
 _RESULTS_API = ("run_block", "open_block", "open_run", "compare", "Block", "Run")
-__all__ = list(_RESULTS_API)
+_EXPLORATION_API = ("run_exploration", "open_exploration")
+__all__ = [*_RESULTS_API, *_EXPLORATION_API]
 
 
 def __getattr__(name: str):
@@ -15,4 +17,8 @@ def __getattr__(name: str):
         from flyvis_study import access
 
         return getattr(access, name)
+    if name in _EXPLORATION_API:
+        from flyvis_study.exploration import search
+
+        return getattr(search, name)
     raise AttributeError(f"module 'flyvis_study' has no attribute {name!r}")

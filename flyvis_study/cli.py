@@ -204,6 +204,38 @@ def block(number: int = typer.Argument(..., help="block number, 0 to 8 (an unkno
         typer.echo(f"{kind:6s} {path}")
 
 
+@app.command()
+def explore(preset: str | None = typer.Option(None, help=f"tiny | small | full (default {DEFAULT_PRESET})"),
+            out: Path = typer.Option(Path("reports/exploration"), help="output folder (runs/, logs, study, report)"),
+            param: list[str] | None = typer.Option(None, "-p", "--param",
+                                                   help="exploration parameter name=value (YAML value), e.g. "
+                                                        "budget=12, proposer=tpe, space={n_epochs: [2, 3]}")) -> None:
+    """Run (or resume) an adaptive exploration with papermill; write <name>.ipynb and <name>.html,
+    the analysis log <name>_analysis.md, the working memory <name>_memory.md and the Optuna study
+    <name>.optuna.db in --out.
+
+    Every parameter, the search space and the storage are checked before papermill starts; a bad
+    value stops with one line and exit code 2. Parameters: see `notebooks/explore_search.ipynb`
+    or docs/exploration.md.
+    """
+    from flyvis_study.exploration.parameters import ExploreParameterError
+    from flyvis_study.report.exploration import check_exploration
+    from flyvis_study.report.notebooks import execute_exploration
+    from flyvis_study.study.parameters import BlockParameterError
+
+    params = _parse_params(param)
+    if preset is not None:
+        params["preset"] = preset
+    params["out_dir"] = str(Path.cwd() / out)
+    try:
+        check_exploration(**params)
+        outputs = execute_exploration(params)
+    except (ExploreParameterError, BlockParameterError) as err:  # BlockParameterError: BlockInUse
+        _fail(str(err))
+    for kind, path in outputs.items():
+        typer.echo(f"{kind:6s} {path}")
+
+
 def _duration(option: str, text: str) -> float:
     """Seconds from '90', '90s', '8m' or '1.5h'; one clear line otherwise."""
     units = {"s": 1.0, "m": 60.0, "h": 3600.0}

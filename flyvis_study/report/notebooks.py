@@ -25,9 +25,10 @@ from flyvis_study.report.html import render_html
 from flyvis_study.report.index import write_index
 from flyvis_study.resources import notebook_file, project_path
 from flyvis_study.study.blocks import block_definition, block_parameters
-from flyvis_study.study.execute import block_lock
+from flyvis_study.study.execute import block_lock, folder_lock
 
 SUMMARY_NOTEBOOK = "study_summary.ipynb"
+EXPLORATION_NOTEBOOK = "explore_search.ipynb"
 
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -92,6 +93,22 @@ def execute_block(block: int, parameters: dict | None = None) -> dict[str, Path]
         executed = execute_notebook(notebook, out_dir / f"block{block}.ipynb", values)
         html = render_html(executed, out_dir / f"block{block}.html")
     return {"ipynb": executed, "html": html, "nc": out_dir / f"block{block}.nc"}
+
+
+def execute_exploration(parameters: dict | None = None) -> dict[str, Path]:
+    """Validate, papermill-run ``explore_search.ipynb`` into ``out_dir/<name>.ipynb``, render its
+    HTML; returns the ipynb, html, analysis log and memory paths (``exploration.search``)."""
+    from flyvis_study.exploration.logs import analysis_path, memory_path  # noqa: PLC0415 - optuna only here
+    from flyvis_study.report.exploration import check_exploration  # noqa: PLC0415 - optuna only here
+
+    params = check_exploration(**(parameters or {}))
+    out_dir = project_path(params.out_dir)
+    values = {**(parameters or {}), "out_dir": str(out_dir)}
+    with folder_lock(out_dir, f"flyvis-study explore {params.name}"):  # the kernel's loop works under it
+        executed = execute_notebook(notebook_file(EXPLORATION_NOTEBOOK), out_dir / f"{params.name}.ipynb", values)
+        html = render_html(executed, out_dir / f"{params.name}.html")
+    return {"ipynb": executed, "html": html, "log": analysis_path(out_dir, params.name),
+            "memory": memory_path(out_dir, params.name)}
 
 
 def execute_summary(reports_dir: str | Path, parameters: dict | None = None) -> dict[str, Path]:

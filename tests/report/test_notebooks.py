@@ -31,8 +31,8 @@ PROVENANCE = ("package_version", "git_commit", "torch_version", "device", "devic
 
 
 def test_one_notebook_per_block_plus_summary_and_explore():
-    assert {p.name for p in NOTEBOOKS} == {b.notebook for b in BLOCKS.values()} | {"study_summary.ipynb",
-                                                                                   "explore.ipynb"}
+    assert {p.name for p in NOTEBOOKS} == {b.notebook for b in BLOCKS.values()} | {
+        "study_summary.ipynb", "explore.ipynb", "explore_search.ipynb"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
