@@ -11,6 +11,7 @@ import typer
 from conftest import REPO
 
 from flyvis_study.cli import app
+from flyvis_study.exploration.parameters import ExploreParameters
 from flyvis_study.study.blocks import block_definition
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -29,7 +30,8 @@ def documented_commands() -> list[tuple[str, str]]:
                 line = line.split("  #")[0].strip()
                 for part in re.split(r"&&|;", line):
                     part = part.strip()
-                    if part.startswith(("flyvis-study ", "papermill notebooks/block")):
+                    if part.startswith(("flyvis-study ", "papermill notebooks/block",
+                                        "papermill notebooks/explore_search")):
                         found.append((page.name, part))
     return found
 
@@ -37,6 +39,9 @@ def documented_commands() -> list[tuple[str, str]]:
 def _check(line: str) -> list[str]:
     """What is wrong with one documented command line (empty: nothing)."""
     words = [w.strip("[]") for w in shlex.split(line.replace("\\|", "|").replace("...", ""))]  # [--opt X]: optional
+    if words[0] == "papermill" and "explore_search" in words[1]:
+        names = [words[i + 1] for i, w in enumerate(words) if w == "-p"]
+        return _exploration_parameters(names)
     if words[0] == "papermill":  # papermill notebooks/blockN.ipynb out.ipynb -p name value
         number = int(re.search(r"block(\d+)\.ipynb", words[1]).group(1))
         names = [words[i + 1] for i, w in enumerate(words) if w == "-p"]
@@ -51,7 +56,14 @@ def _check(line: str) -> list[str]:
     if name in ("block", "window") and len(words) > 2 and words[2].isdigit():
         names = [words[i + 1].split("=")[0] for i, w in enumerate(words) if w == "-p" and i + 1 < len(words)]
         problems += _block_parameters(int(words[2]), names)
+    if name == "explore":
+        problems += _exploration_parameters([words[i + 1].split("=")[0] for i, w in enumerate(words)
+                                             if w == "-p" and i + 1 < len(words)])
     return problems
+
+
+def _exploration_parameters(names: list[str]) -> list[str]:
+    return [f"explore: no parameter {n}" for n in names if n not in ExploreParameters.model_fields and n != "..."]
 
 
 def _block_parameters(number: int, names: list[str]) -> list[str]:
@@ -73,6 +85,9 @@ def test_the_checker_catches_a_wrong_command_option_and_parameter():
     assert _check("flyvis-study block 3 -p lr_ratoi=0.05") == ["block 3: no parameter lr_ratoi"]
     assert _check("papermill notebooks/block8.ipynb out.ipynb -p budget 3") == []
     assert _check("papermill notebooks/block3.ipynb out.ipynb -p budget 3") == ["block 3: no parameter budget"]
+    assert _check("flyvis-study explore -p bugdet=12") == ["explore: no parameter bugdet"]
+    assert _check("papermill notebooks/explore_search.ipynb out.ipynb -p budget 12 -p proposr tpe") == [
+        "explore: no parameter proposr"]
     assert _check("flyvis-study bench [--preset P] [--device cpu|cuda] [--replicaets R]") == [
         "bench: no option --replicaets"]
 
