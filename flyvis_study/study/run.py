@@ -130,10 +130,17 @@ def _save_run_plots(result, dataset, rec, metrics, cfg, n_iter, joint_iters, out
                         tau_true=dataset.ground_truth.tau, V_rest_true=dataset.ground_truth.V_rest)
 
 
+# a run of a block or an exploration saves a within-epoch checkpoint every this many seconds, so
+# a run killed mid-epoch (a session's end, a lost worker) resumes where it was, not at its epoch's
+# start (bitwise as if never cut: train.loop); runs shorter than this never write one
+CHECKPOINT_EVERY_S = 600.0
+
+
 def run_one(spec: RunSpec, out_root: str | Path, progress: bool = False, stop_at: float | None = None,
-            checkpoint_every_s: float | None = None) -> str:
+            checkpoint_every_s: float | None = CHECKPOINT_EVERY_S) -> str:
     """Run (or skip, if finished) one spec; returns the path of its ``run.nc``. Never raises for run errors;
-    a run cut at ``stop_at`` raises ``TrainingCut`` (not an error: it resumes; ``study.window``).
+    a run cut at ``stop_at`` raises ``TrainingCut`` (not an error: it resumes; ``study.window``);
+    ``checkpoint_every_s``: seconds between within-epoch checkpoints (None: at epoch ends only).
 
     Process settings for training (freed memory kept, the run's thread count: ``run_threads``)
     are applied here, the task's entry point.
