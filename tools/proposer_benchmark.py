@@ -26,13 +26,12 @@ from pathlib import Path
 
 import yaml
 
-from flyvis_study.exploration.parameters import PROPOSERS
-from flyvis_study.exploration.search import read_metrics, run_exploration
+from flyvis_study.exploration.parameters import PROPOSERS, explore_parameters
+from flyvis_study.exploration.search import read_metrics, run_exploration, run_spec
 from flyvis_study.exploration.space import build_space
 from flyvis_study.provenance import provenance
 from flyvis_study.study.blocks import block_definition
 from flyvis_study.study.run import run_one
-from flyvis_study.study.spec import EXPLORATION, RunSpec
 
 
 def grid_space() -> dict[str, list]:
@@ -43,13 +42,12 @@ def grid_space() -> dict[str, list]:
 
 def train_grid(out: Path, preset: str, overrides: dict, cache: str | None) -> dict:
     """Every grid config and the gold standard on seed pair (0, 0); {levels: metrics}, reference metrics."""
-    space = build_space(grid_space(), "two_stage.yaml", preset, overrides)
+    params = explore_parameters(preset=preset, space=grid_space(), overrides=overrides, cache_dir=cache or "",
+                                threads_per_run=1, out_dir=str(out))
+    space = build_space(params.space, params.base_config, preset, overrides)
 
-    def spec(levels, reference=False):
-        return RunSpec(block=EXPLORATION, label="gold_standard" if reference else str(levels),
-                       base_config="gold_standard.yaml" if reference else "two_stage.yaml",
-                       overrides=dict(overrides) if reference else {**overrides, **space.overrides(levels)},
-                       preset=preset, sim_seed=0, train_seed=0, cache=cache, threads=1)
+    def spec(levels, reference=False):  # the runs an exploration of this space asks for (content-keyed)
+        return run_spec(params, space, space.root if reference else levels, 0, 0, 0, reference=reference)
 
     reference = read_metrics(run_one(spec(None, reference=True), out))
     table = {}

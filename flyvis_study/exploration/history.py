@@ -46,6 +46,7 @@ class TrialRecord:
     reference_objective: float = math.nan
     metrics: dict = field(default_factory=dict)
     status: str = ""
+    stage: int = 0  # the seed rule's stage of the trial (``exploration.proposers.SeedRule``)
 
     @property
     def finished(self) -> bool:
@@ -175,7 +176,7 @@ def record_of(t: optuna.trial.FrozenTrial, space: SearchSpace) -> TrialRecord | 
         replicate=int(a.get("replicate", 0)), run_id=a.get("run_id", ""), state=state,
         objective=_number(a, "objective"), conn=_number(a, "conn"), reference_conn=_number(a, "reference_conn"),
         reference_objective=_number(a, "reference_objective"),
-        metrics=dict(a.get("metrics", {})), status=a.get("status", ""))
+        metrics=dict(a.get("metrics", {})), status=a.get("status", ""), stage=int(a.get("stage", 0)))
 
 
 def _number(attrs: dict, key: str) -> float:

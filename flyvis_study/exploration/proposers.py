@@ -117,7 +117,7 @@ class SeedRule(Proposer):
         n_params = len(space.parameters)
         stage, empty = 0, 0
         while True:  # walk the stages: the first with something left to ask is the current one
-            in_stage = [t for t in history.runs if _stage(t, history) == stage]
+            in_stage = [t for t in history.runs if t.stage == stage]
             parent = self._stage_parent(history, stage, in_stage)
             if parent is None:
                 return None  # the previous stage still has runs in flight
@@ -139,7 +139,7 @@ class SeedRule(Proposer):
         if in_stage:  # fixed when the stage's first run was asked
             first = in_stage[0]
             return history.levels(first.parent) if first.parent is not None else history.space.root
-        earlier = [t for t in history.runs if _stage(t, history) < stage]
+        earlier = [t for t in history.runs if t.stage < stage]
         if any(t.state == "running" for t in earlier):
             return None
         best = History(earlier, history.space, history.tolerance).best()
@@ -150,7 +150,7 @@ class SeedRule(Proposer):
         space = history.space
         cycle = n_params + 1
         k = (stage - 1) % cycle if stage else -1
-        done_before = [t for t in history.runs if _stage(t, history) < stage]
+        done_before = [t for t in history.runs if t.stage < stage]
         if stage == 0:
             return [(parent, "baseline: the root, replicated")] * min(REPLICATE_BEST, self.max_replicates)
         if k < n_params:
@@ -164,14 +164,6 @@ class SeedRule(Proposer):
             return out
         have = sum(1 for t in done_before if t.levels == parent)
         return [(parent, "replicate the best node so far")] * max(0, self.max_replicates - have)
-
-
-def _stage(t, history: History) -> int:
-    """A trial's seed-rule stage (from its rule text; 0 for the root)."""
-    rule = t.rule
-    if rule.startswith("seed rule, stage "):
-        return int(rule.split("stage ", 1)[1].split(":", 1)[0])
-    return 0
 
 
 # Optuna's samplers: name -> (what the Parent rule says, the sampler for a seed)

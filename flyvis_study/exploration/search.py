@@ -107,6 +107,15 @@ def run_exploration(parameters: ExploreParameters | dict, progress: bool = True)
     return open_exploration(params)
 
 
+@dataclass
+class _Pending:
+    """A trial in flight: its run, its Optuna trial, and its Dask future (None: serial)."""
+
+    spec: RunSpec
+    trial: optuna.trial.Trial
+    future: object = None
+
+
 class _Loop:
     """One exploration's loop (module docstring); serial when ``client`` is None."""
 
@@ -114,7 +123,7 @@ class _Loop:
         self.p, self.space, self.proposer, self.study = params, space, proposer, study
         self.out_dir, self.client, self.progress = out_dir, client, progress
         self.distributions = {q.name: CategoricalDistribution(list(q.values)) for q in space.parameters}
-        self.pending: dict[int, object] = {}  # trial number -> Dask future (None: serial)
+        self.pending: dict[int, _Pending] = {}  # by trial number
         self.references: dict[str, object] = {}  # reference run id -> Dask future
 
     def history(self) -> History:
@@ -158,7 +167,7 @@ class _Loop:
         node = history.node_of(levels)
         node = history.next_node_id() if node is None else node
         replicate = history.asked(node)
-        attrs = {"node": node, "parent": parent, "levels": list(levels), "rule": rule,
+        attrs = {"node": node, "parent": parent, "levels": list(levels), "rule": rule, "stage": proposal.stage,
                  "mutation": self.space.mutation(history.levels(parent) if parent is not None else None, levels)}
         if replicate >= self.p.max_replicates:  # a sampler re-proposing a saturated node: no run
             mean = history.stats()[node].mean
@@ -169,31 +178,21 @@ class _Loop:
                             state=None if math.isfinite(mean) else optuna.trial.TrialState.FAIL)
             return None
         sim_seed, train_seed = suggest_seeds(replicate, self.p.seed_mode, self.p.seed_base)
-        spec = self._spec(levels, sim_seed, train_seed, replicate)
+        spec = run_spec(self.p, self.space, levels, sim_seed, train_seed, replicate)
         attrs.update({"sim_seed": sim_seed, "train_seed": train_seed, "replicate": replicate, "run_id": spec.run_id,
                       "driver": f"{socket.gethostname()}:{os.getpid()}"})
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
-        self._start(trial.number, spec)
+        self._start(trial.number, spec, trial)
         return trial.number
 
-    def _spec(self, levels: Levels, sim_seed: int, train_seed: int, replicate: int,
-              reference: bool = False) -> RunSpec:
-        overrides = dict(self.p.overrides) if reference else {**self.p.overrides, **self.space.overrides(levels)}
-        label = self.p.reference if reference else ",".join(f"{k}={v}" for k, v in self.space.as_dict(levels).items())
-        return RunSpec(block=EXPLORATION, label=label, arm=label,
-                       base_config=self.p.reference_config if reference else self.p.base_config,
-                       overrides=overrides, preset=self.p.preset, sim_seed=sim_seed, train_seed=train_seed,
-                       seed_mode=self.p.seed_mode, replicate=replicate, device=self.p.device,
-                       cache=str(project_path(self.p.cache_dir)) if self.p.cache_dir else None,
-                       threads=self.p.threads_per_run)
-
     def _reference_spec(self, spec: RunSpec) -> RunSpec:
-        return self._spec(self.space.root, spec.sim_seed, spec.train_seed, spec.replicate, reference=True)
+        return run_spec(self.p, self.space, self.space.root, spec.sim_seed, spec.train_seed, spec.replicate,
+                        reference=True)
 
-    def _start(self, number: int, spec: RunSpec) -> None:
+    def _start(self, number: int, spec: RunSpec, trial: optuna.trial.Trial) -> None:
+        self.pending[number] = _Pending(spec, trial)
         if self.client is None:
-            self.pending[number] = None
             return
         from flyvis_study.study.run import run_one  # noqa: PLC0415 - the task function, shipped to workers
 
@@ -201,8 +200,8 @@ class _Loop:
         if ref.run_id not in self.references:
             self.references[ref.run_id] = self.client.submit(run_one, ref, str(self.out_dir), key=f"run-{ref.run_id}",
                                                              pure=False)
-        self.pending[number] = self.client.submit(run_one, spec, str(self.out_dir), key=f"run-{spec.run_id}",
-                                                  pure=False)
+        self.pending[number].future = self.client.submit(run_one, spec, str(self.out_dir),
+                                                         key=f"run-{spec.run_id}", pure=False)
 
     def _result(self, spec: RunSpec, future) -> str:
         """A Dask run's file: its result, or a lost run recorded (``study.runner.lost_run``)."""
@@ -220,24 +219,22 @@ class _Loop:
             if "run_id" not in t.user_attrs or name != host or (pid.isdigit() and pid_alive(int(pid))):
                 continue
             a = t.user_attrs
-            levels = tuple(a["levels"])
-            self._start(t.number, self._spec(levels, a["sim_seed"], a["train_seed"], a["replicate"]))
+            spec = run_spec(self.p, self.space, tuple(a["levels"]), a["sim_seed"], a["train_seed"], a["replicate"])
+            self._start(t.number, spec, optuna.trial.Trial(self.study, t._trial_id))
 
     def _next_done(self) -> int:
         if self.client is None:
             return min(self.pending)
         from dask.distributed import wait  # noqa: PLC0415 - dask only when a cluster is used
 
-        done = wait(list(self.pending.values()), return_when="FIRST_COMPLETED").done
-        return min(n for n, f in self.pending.items() if f in done)
+        done = wait([p.future for p in self.pending.values()], return_when="FIRST_COMPLETED").done
+        return min(n for n, p in self.pending.items() if p.future in done)
 
     def _finish(self, number: int) -> None:
         from flyvis_study.study.run import run_one  # noqa: PLC0415 - heavy (torch)
 
-        future = self.pending.pop(number)
-        t = self.study.get_trials(deepcopy=False)[number]
-        a = t.user_attrs
-        spec = self._spec(tuple(a["levels"]), a["sim_seed"], a["train_seed"], a["replicate"])
+        pending = self.pending.pop(number)
+        spec, trial, future = pending.spec, pending.trial, pending.future
         ref = self._reference_spec(spec)
         if future is None:
             ref_path = run_one(ref, self.out_dir, progress=self.progress)
@@ -252,7 +249,6 @@ class _Loop:
                  "reference_conn": reference.get("connectivity_R2", math.nan),
                  "reference_objective": reference.get(self.p.objective, math.nan), "objective": objective}
         attrs["constraint"] = attrs["reference_conn"] - self.p.tolerance - attrs["conn"]
-        trial = optuna.trial.Trial(self.study, t._trial_id)
         for key, value in attrs.items():
             trial.set_user_attr(key, _json_safe(value))
         finite = all(math.isfinite(x) for x in (objective, attrs["constraint"]))
@@ -267,6 +263,20 @@ class _Loop:
         except Exhausted:
             nxt = "exhausted"
         write_logs(self.p, history, number, nxt, self.out_dir)
+
+
+def run_spec(params: ExploreParameters, space: SearchSpace, levels: Levels, sim_seed: int, train_seed: int,
+             replicate: int, reference: bool = False) -> RunSpec:
+    """The run of node ``levels`` on a seed pair (``reference``: the reference config's run there):
+    the base config with the common overrides and the node's, content-keyed like every run."""
+    overrides = dict(params.overrides) if reference else {**params.overrides, **space.overrides(levels)}
+    label = params.reference if reference else ",".join(f"{k}={v}" for k, v in space.as_dict(levels).items())
+    return RunSpec(block=EXPLORATION, label=label, arm=label,
+                   base_config=params.reference_config if reference else params.base_config,
+                   overrides=overrides, preset=params.preset, sim_seed=sim_seed, train_seed=train_seed,
+                   seed_mode=params.seed_mode, replicate=replicate, device=params.device,
+                   cache=str(project_path(params.cache_dir)) if params.cache_dir else None,
+                   threads=params.threads_per_run)
 
 
 def read_metrics(path: str | Path) -> dict:

@@ -48,10 +48,12 @@ def test_a_bad_space_is_one_line_naming_the_entry(bad, words):
     assert words in str(err.value) and "\n" not in str(err.value)
 
 
-def _trial(number, node, parent, levels, objective, conn=0.9, ref_conn=0.9, state="complete", rule="", seed=0):
+def _trial(number, node, parent, levels, objective, conn=0.9, ref_conn=0.9, state="complete", rule="", seed=0,
+           stage=0):
     return TrialRecord(number=number, node=node, parent=parent, levels=levels, mutation="", rule=rule,
                        sim_seed=seed, train_seed=seed, replicate=seed, run_id=f"r{number}", state=state,
-                       objective=objective, conn=conn, reference_conn=ref_conn, reference_objective=0.2)
+                       objective=objective, conn=conn, reference_conn=ref_conn, reference_objective=0.2,
+                       stage=stage)
 
 
 def test_node_statistics_feasibility_and_best(space):
@@ -98,7 +100,7 @@ def test_seed_rule_runs_the_seeds_block_partition_as_coordinate_ascent(space):
         p = rule.propose(h)
         node = h.node_of(p.levels)
         node = h.next_node_id() if node is None else node
-        trials.append(_trial(len(trials), node, p.parent, p.levels, objective, rule=p.rule,
+        trials.append(_trial(len(trials), node, p.parent, p.levels, objective, rule=p.rule, stage=p.stage,
                              seed=sum(1 for t in trials if t.node == node)))
         return p
 
@@ -112,5 +114,5 @@ def test_seed_rule_runs_the_seeds_block_partition_as_coordinate_ascent(space):
     rep = step(0.31)  # stage 3: replicate the best node (0.05, 0.4) to max_replicates
     assert rep.levels == (0.05, 0.4) and "replicate the best" in rep.rule
     h = History(trials[:-1] + [_trial(len(trials) - 1, 1, 1, (0.05, 0.4), math.nan, state="running",
-                                        rule=rep.rule, seed=1)], space, 0.02)
+                                        rule=rep.rule, stage=rep.stage, seed=1)], space, 0.02)
     assert rule.propose(h).levels == (0.05, 0.4)  # the stage's next replicate does not wait
