@@ -45,6 +45,16 @@ def _check_device(device: str) -> None:
             _fail("--device cuda: no CUDA device is available on this machine (allowed here: cpu)")
 
 
+def _check_connectome_file() -> None:
+    """The connectome file every world is built from: found and verified, or one line."""
+    from flyvis_study.world.connectome_file import ConnectomeFileError, connectome_file_path
+
+    try:
+        connectome_file_path()
+    except ConnectomeFileError as err:
+        _fail(f"connectome file: {err}")
+
+
 def _check_out_folder(out: Path) -> None:
     """--out must be (or become) a writable folder: one line before any compute, not a traceback after."""
     from flyvis_study.study.parameters import check_writable_folder
@@ -63,6 +73,7 @@ def connectome(extent: int = typer.Option(8, help="lattice extent n >= 1"),
 
     if extent < 1:
         _fail(f"--extent must be >= 1 (got {extent})")
+    _check_connectome_file()
     counts = build_connectome(extent).counts()
     if as_json:
         typer.echo(json.dumps(counts))
@@ -95,6 +106,7 @@ def simulate(preset: str = typer.Option(DEFAULT_PRESET, help="tiny | small | ful
         cfg = load_run_config(config, preset=preset, overrides=overrides)
     except ConfigError as err:
         _fail(str(err))
+    _check_connectome_file()
     t0 = time.perf_counter()
     ds = get_dataset(cfg.simulation, root=cache, device=device, progress=progress, regenerate=regenerate)
     elapsed = time.perf_counter() - t0
@@ -141,6 +153,7 @@ def train(config: Path = typer.Option(..., help="YAML run config: a file, or a s
         _fail(str(err))
     _check_device(device)
     _check_out_folder(out)
+    _check_connectome_file()
     keep_freed_memory()  # this process trains: keep freed memory (fast/allocator.py)
     record = run_training(cfg, out, device=device, progress=progress, cache=cache, plots=plots)
     release_freed_memory()
@@ -169,7 +182,8 @@ def block(number: int = typer.Argument(..., help="block number, 0 to 8 (an unkno
     to stderr when something changed, at most every --progress-every seconds.
     """
     from flyvis_study.report.notebooks import execute_block
-    from flyvis_study.study.blocks import block_parameters, plan_block
+    from flyvis_study.resources import PackageDataError, notebook_file
+    from flyvis_study.study.blocks import block_definition, block_parameters, check_input_files, plan_block
     from flyvis_study.study.parameters import BlockParameterError
     from flyvis_study.study.runner import SchedulerError, check_scheduler
 
@@ -182,9 +196,11 @@ def block(number: int = typer.Argument(..., help="block number, 0 to 8 (an unkno
     try:
         validated = block_parameters(number, **params)
         specs = plan_block(number, validated)
+        check_input_files(specs)
+        notebook_file(block_definition(number).notebook)  # its bytes checked against the package manifest
         if validated.scheduler:
             check_scheduler(validated.scheduler)
-    except (BlockParameterError, SchedulerError) as err:
+    except (BlockParameterError, SchedulerError, PackageDataError) as err:
         _fail(str(err))
     from flyvis_study.study.progress import BlockMonitor
 
@@ -220,7 +236,8 @@ def explore(preset: str | None = typer.Option(None, help=f"tiny | small | full (
     """
     from flyvis_study.exploration.parameters import ExploreParameterError
     from flyvis_study.report.exploration import check_exploration
-    from flyvis_study.report.notebooks import execute_exploration
+    from flyvis_study.report.notebooks import EXPLORATION_NOTEBOOK, execute_exploration
+    from flyvis_study.resources import PackageDataError, notebook_file
     from flyvis_study.study.parameters import BlockParameterError
 
     params = _parse_params(param)
@@ -229,8 +246,9 @@ def explore(preset: str | None = typer.Option(None, help=f"tiny | small | full (
     params["out_dir"] = str(Path.cwd() / out)
     try:
         check_exploration(**params)
+        notebook_file(EXPLORATION_NOTEBOOK)  # its bytes checked against the package manifest
         outputs = execute_exploration(params)
-    except (ExploreParameterError, BlockParameterError) as err:  # BlockParameterError: BlockInUse
+    except (ExploreParameterError, BlockParameterError, PackageDataError) as err:  # BlockParameterError: BlockInUse
         _fail(str(err))
     for kind, path in outputs.items():
         typer.echo(f"{kind:6s} {path}")
@@ -267,7 +285,7 @@ def window(number: int = typer.Argument(..., help="block number, 0 to 8"),
     in flight, missing). Build the block's report from what exists with `flyvis-study block N`
     and `-p only_finished=true`.
     """
-    from flyvis_study.study.blocks import block_parameters, plan_block
+    from flyvis_study.study.blocks import block_parameters, check_input_files, plan_block
     from flyvis_study.study.parameters import BlockParameterError
     from flyvis_study.study.window import pack_runs, train_window, unpack_runs, window_status
 
@@ -286,6 +304,8 @@ def window(number: int = typer.Argument(..., help="block number, 0 to 8"),
     try:
         validated = block_parameters(number, **params)
         specs = plan_block(number, validated)
+        if budget_s is not None:  # it will train
+            check_input_files(specs)
     except BlockParameterError as err:
         _fail(str(err))
     if validated.device == "cuda":
@@ -323,7 +343,8 @@ def doctor(out: Path = typer.Argument(Path("reports"), help="results folder (blo
 @app.command()
 def report(out: Path = typer.Option(Path("reports"), help="folder with blockN.nc files")) -> None:
     """Build the study summary across blocks (study_summary.ipynb / .html) and the study index (index.html)."""
-    from flyvis_study.report.notebooks import execute_summary
+    from flyvis_study.report.notebooks import SUMMARY_NOTEBOOK, execute_summary
+    from flyvis_study.resources import PackageDataError, notebook_file
     from flyvis_study.study.result_files import ResultFileError, read_result_file
 
     out = Path.cwd() / out  # the shell's relative path, not the project folder's
@@ -334,6 +355,10 @@ def report(out: Path = typer.Option(Path("reports"), help="folder with blockN.nc
             read_result_file(path, "block")
         except ResultFileError as err:
             _fail(str(err))
+    try:
+        notebook_file(SUMMARY_NOTEBOOK)  # its bytes checked against the package manifest
+    except PackageDataError as err:
+        _fail(str(err))
     for kind, path in execute_summary(out).items():
         typer.echo(f"{kind:6s} {path}")
 

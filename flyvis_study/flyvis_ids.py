@@ -13,6 +13,8 @@ import os
 import re
 from pathlib import Path
 
+from flyvis_study.resources import verified
+
 MODEL_ID = re.compile(r"^[A-Za-z0-9_.-]+/\d{4}/\d{3}$")
 BUILTIN_MODELS = {"flow/0000/000": "flow_0000_000.json"}
 DEFAULT_MODEL = "flow/0000/000"
@@ -25,8 +27,9 @@ class FlyvisModelNotFound(ValueError):
 
 
 def builtin_model_file(model_id: str) -> Path:
-    """The package data file of a built-in model."""
-    return Path(__file__).resolve().parent / "world" / "flyvis_models" / BUILTIN_MODELS[model_id]
+    """The package data file of a built-in model, verified (``resources.verified``)."""
+    name = BUILTIN_MODELS[model_id]
+    return verified(Path(__file__).resolve().parent / "world" / "flyvis_models" / name, f"world/flyvis_models/{name}")
 
 
 def check_model_id(model_id: str) -> str:
@@ -64,6 +67,8 @@ def network_checkpoint(model_id: str) -> Path:
 def resolvable(model_id: str) -> str:
     """``model_id`` if it is built in or its checkpoint is found, else FlyvisModelNotFound (no compute)."""
     check_model_id(model_id)
-    if model_id not in BUILTIN_MODELS:
+    if model_id in BUILTIN_MODELS:
+        builtin_model_file(model_id)  # its bytes checked against the package manifest
+    else:
         network_checkpoint(model_id)
     return model_id

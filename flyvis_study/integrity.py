@@ -9,6 +9,13 @@ its sidecar, else the reason in a few words ("missing", "no checksum", "size 10 
 
 Digests are memoised per (path, size, mtime, inode): a file reread in one process is hashed
 once; any rewrite (new mtime) is hashed again.
+
+A repair (a damaged file regenerated, recomputed or passed over) is announced by ``repaired``:
+one ``IntegrityWarning``, and one line appended to the repairs log named by
+``$FLYVIS_STUDY_REPAIRS_LOG`` when set. A block sets it to ``<out_dir>/.flyvis-study.repairs.log``
+(inherited by its kernel and Dask workers on this host): the CLI prints each new line on the
+terminal while the block runs, and the block file keeps the lines of its own run (``repairs``),
+shown in the report's verdict.
 """
 
 from __future__ import annotations
@@ -16,13 +23,38 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 SIDECAR_SUFFIX = ".sha256"
+REPAIRS_ENV = "FLYVIS_STUDY_REPAIRS_LOG"
+REPAIRS_LOG = ".flyvis-study.repairs.log"
 
 
 class IntegrityWarning(UserWarning):
     """A file failed its checksum (or could not be read) and is being regenerated or recomputed."""
+
+
+def repaired(message: str, stacklevel: int = 2) -> None:
+    """Announce a repair: an ``IntegrityWarning`` from the caller's caller (``stacklevel`` as for
+    ``warnings.warn``, counted from the caller), and a line in ``$FLYVIS_STUDY_REPAIRS_LOG``."""
+    warnings.warn(message, IntegrityWarning, stacklevel=stacklevel + 1)
+    log = os.environ.get(REPAIRS_ENV)
+    if log:
+        with open(log, "a", encoding="utf-8") as fh:  # one short write in append mode: lines never interleave
+            fh.write(" ".join(message.split()) + "\n")
+
+
+def repairs_since(log: str | Path, offset: int) -> tuple[list[str], int]:
+    """The lines of a repairs log after byte ``offset``, and the new offset (no log: none)."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except OSError:
+        return [], offset
+    complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits for the next read
+    return complete.decode("utf-8", "replace").splitlines(), offset + len(complete)
 
 
 def sidecar(path: str | Path) -> Path:
@@ -76,6 +108,14 @@ def verify_manifest(folder: str | Path, entries: dict[str, dict]) -> tuple[str, 
         if reason:
             return name, reason
     return None
+
+
+def compare_entry(path: str | Path, entry: dict) -> str | None:
+    """None when ``path`` matches a manifest entry ``{"bytes", "sha256"}``; else why not."""
+    path = Path(path)
+    if not path.is_file():
+        return "missing"
+    return _compare(path, entry["sha256"], int(entry["bytes"]))
 
 
 def _compare(path: Path, digest: str, size: int) -> str | None:

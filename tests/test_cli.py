@@ -1,6 +1,7 @@
 """The command line: one error line and exit code 2 for bad input, before any run starts."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -8,9 +9,9 @@ import pytest
 from conftest import FAST, REPO
 
 
-def cli(*args, cwd=REPO):
+def cli(*args, cwd=REPO, env=None):
     return subprocess.run([sys.executable, "-m", "flyvis_study.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
+                          cwd=cwd, timeout=120, env=None if env is None else {**os.environ, **env})
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -43,6 +44,33 @@ def test_block_bad_input_is_one_line_before_any_run(tmp_path, args, needle):
     assert res.returncode == 2, res.stderr
     assert needle in res.stderr and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
     assert not (tmp_path / "out").exists()  # nothing started, nothing written
+
+
+@pytest.mark.parametrize("command", [["connectome"], ["train", "--config", "two_stage.yaml", "--preset", "tiny"],
+                                     ["block", "0", "--preset", "tiny"], ["explore", "--preset", "tiny"],
+                                     ["window", "0", "--preset", "tiny", "--budget", "1m"]])
+def test_a_garbage_connectome_file_is_one_line_before_any_compute(tmp_path, command):
+    garbage = tmp_path / "fib25.json"
+    garbage.write_bytes(os.urandom(4096))
+    out = [] if command == ["connectome"] else ["--out", str(tmp_path / "out")]
+    res = cli(*command, *out, env={"FLYVIS_CONNECTOME_FILE": str(garbage)})
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert f"connectome file: FLYVIS_CONNECTOME_FILE={garbage}: sha256 " in res.stderr
+    assert "does not match the flyvis 1.2.0 connectome file" in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_garbage_flyvis_checkpoint_is_one_line_before_any_compute(tmp_path):
+    """A downloaded network's best_chkpt that is not a torch checkpoint: refused at planning."""
+    network = tmp_path / "flyvis" / "results" / "flow" / "0000" / "001"
+    network.mkdir(parents=True)
+    (network / "best_chkpt").write_bytes(os.urandom(2048))
+    res = cli("block", "0", "--preset", "tiny", "-p", "ground_truth_models=[flow/0000/001]",
+              "--out", str(tmp_path / "out"), env={"FLYVIS_ROOT_DIR": str(tmp_path / "flyvis")})
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert f"ground truth: ground_truth.checkpoint: {network / 'best_chkpt'} is not a readable flyvis checkpoint" \
+        in res.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_block_cuda_without_a_gpu_is_one_line(tmp_path):

@@ -46,6 +46,65 @@ def test_wheel_contains_package_data_and_every_subpackage(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(target)})
     assert out.stdout.strip() == "ok", out.stderr
+    # a damaged installed file is refused, with the installed package's remedy
+    shipped = target / "flyvis_study" / "params" / "two_stage.yaml"
+    shipped.write_text(shipped.read_text() + "training: {n_epochs: 9}\n")
+    probe = ("from flyvis_study.config import load_run_config; from flyvis_study.resources import PackageDataError\n"
+             "try:\n    load_run_config('two_stage.yaml', preset='tiny')\n"
+             "except PackageDataError as err:\n    print(err)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(target)})
+    assert "two_stage.yaml: damaged package data (size" in out.stdout, out.stdout + out.stderr
+    assert "pip install --force-reinstall" in out.stdout
+
+
+def test_package_manifest_is_current():
+    """flyvis_study/package_data.json holds the size and sha256 of every shipped config, preset,
+    notebook and built-in network as committed (the package refuses a file that differs)."""
+    out = subprocess.run([sys.executable, str(REPO / "tools" / "package_manifest.py"), "--check"],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, f"stale: {out.stdout}; run `python tools/package_manifest.py`"
+
+
+def _damage(path, how: str) -> None:
+    text = path.read_text()
+    if how == "comment header only":  # parses as an empty mapping: the defaults, under the config's name
+        path.write_text("".join(line for line in text.splitlines(keepends=True) if line.startswith("#")))
+    else:  # "truncated"
+        path.write_text(text[: len(text) // 3])
+
+
+@pytest.mark.parametrize("file,how,command", [
+    ("params/two_stage.yaml", "comment header only", ["block", "1"]),
+    ("params/presets/tiny.yaml", "truncated", ["block", "0"]),
+    ("flyvis_study/world/flyvis_models/flow_0000_000.json", "truncated",
+     ["block", "0", "-p", "ground_truth_models=[flow/0000/000]"]),
+    ("notebooks/block0.ipynb", "truncated", ["block", "0"]),
+    ("notebooks/study_summary.ipynb", "truncated", ["report"]),
+])
+def test_damaged_package_data_is_one_line_before_any_compute(tmp_path, file, how, command):
+    """A copy of the checkout with one shipped file damaged: the CLI stops with one line naming
+    the file, what differs and how to restore it, exit 2, and writes nothing."""
+    copy = tmp_path / "checkout"
+    for part in ("flyvis_study", "params", "notebooks"):
+        shutil.copytree(REPO / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", copy / "pyproject.toml")
+    _damage(copy / file, how)
+    out_dir = tmp_path / "out"
+    if command == ["report"]:  # a folder holding a block file, as the report needs
+        out_dir.mkdir()
+        shutil.copy(REPO / "reports" / "examples" / "small" / "block0.nc", out_dir / "block0.nc")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    out = subprocess.run([sys.executable, "-c", "from flyvis_study.cli import main; main()", *command,
+                          "--preset", "tiny", "--out", str(out_dir)] if command != ["report"] else
+                         [sys.executable, "-c", "from flyvis_study.cli import main; main()", "report", "--out",
+                          str(out_dir)], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"})
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and f"{file}: damaged package data" in lines[0], lines
+    assert f"git checkout -- {file}" in lines[0]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
 
 
 def test_provenance_names_version_commit_torch_and_device():

@@ -5,7 +5,7 @@ definition (``study.blocks.BLOCKS``): the first markdown cell (title, question, 
 usage line), the parameters cell (every parameter of the block's validated model with its
 default and meaning, so papermill and the CLI take the same names) and ``BLOCK = N``.
 
-    python tools/block_notebooks.py          # write notebooks/block0.ipynb .. block8.ipynb
+    python tools/block_notebooks.py          # write notebooks/block0.ipynb .. block8.ipynb (+ the package manifest)
     python tools/block_notebooks.py --check  # exit 1 naming each notebook that differs
 
 ``tests/report/test_notebooks.py`` checks that the committed notebooks equal what this writes.
@@ -20,6 +20,7 @@ from pathlib import Path
 import jupytext
 import nbformat
 
+from flyvis_study.resources import write_package_manifest
 from flyvis_study.study.blocks import BLOCKS, BlockDefinition
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,6 +82,8 @@ def main(argv: list[str]) -> int:
                 stale.append(path.name)
         else:
             path.write_text(text)
+    if "--check" not in argv:
+        write_package_manifest()  # the notebooks are package data, verified against it at load
     if stale:
         print(f"differ from notebooks/sources/block.py: {', '.join(stale)}; run `python tools/block_notebooks.py`")
     return 1 if stale else 0

@@ -24,9 +24,9 @@ from flyvis_study.evaluation.names import R2_DEFINITIONS
 from flyvis_study.evaluation.recovery import W_OUTLIER
 from flyvis_study.report import levers
 from flyvis_study.report.figures import distribution_figure, embedding_figure, paired_figure, trajectory_figure
-from flyvis_study.report.verdicts import KEEP_RULE, RAISE_RULE, block_verdict, outcome_caveat
+from flyvis_study.report.verdicts import KEEP_RULE, RAISE_RULE, block_verdict, outcome_caveat, repairs_note
 from flyvis_study.resources import project_path
-from flyvis_study.study.blocks import BASELINE_BLOCK, block_definition, block_parameters, plan_block
+from flyvis_study.study.blocks import BASELINE_BLOCK, block_definition, block_parameters, check_input_files, plan_block
 from flyvis_study.study.comparison import CLAIM_MIN_PAIRS, COMPARED_METRICS, PairedComparison, compare_with_baseline
 from flyvis_study.study.parameters import BlockParameterError, BlockParameters
 from flyvis_study.study.schema import load_block
@@ -102,7 +102,7 @@ def notebook_parameters(number: int, given: list[str], namespace: dict) -> Block
         raise BlockParameterError(f"block {number}: unknown parameter {', '.join(map(repr, unknown))}; allowed: "
                                   + ", ".join(fields))
     params = block_parameters(number, **{name: namespace[name] for name in fields})
-    plan_block(number, params)  # every run's config too, before anything runs
+    check_input_files(plan_block(number, params))  # every run's config and input files too, before anything runs
     if shell is not None:
         shell.InteractiveTB.set_mode("Context")
     return params
@@ -178,6 +178,9 @@ def show_block_report(result: Block) -> list[PairedComparison]:
     definitions and its resolved configuration; any other block its comparison with the
     baseline block (``baseline_comparisons``, ``show_report``).
     """
+    note = repairs_note(json.loads(result.ds.attrs.get("repairs", "[]")))
+    if note:
+        display(Markdown(note))
     if not block_definition(result.number).self_controlled:
         comparisons = baseline_comparisons(result)
         show_report(result, comparisons)

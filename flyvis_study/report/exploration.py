@@ -19,6 +19,7 @@ from flyvis_study.exploration.parameters import ExploreParameterError, ExplorePa
 from flyvis_study.exploration.search import Exploration, open_study
 from flyvis_study.exploration.space import build_space
 from flyvis_study.report.block_report import IPYTHON_NAMES
+from flyvis_study.world.connectome_file import ConnectomeFileError, connectome_file_path
 
 
 def notebook_parameters(given: list[str], namespace: dict) -> ExploreParameters:
@@ -40,13 +41,17 @@ def notebook_parameters(given: list[str], namespace: dict) -> ExploreParameters:
 
 
 def check_exploration(**values) -> ExploreParameters:
-    """Every check an exploration makes before its first run: parameters, space, storage."""
+    """Every check an exploration makes before its first run: parameters, space, storage, and
+    the connectome file (verified)."""
     params = explore_parameters(**values)
     try:
         build_space(params.space, params.base_config, params.preset, params.overrides)
-        open_study(params)
+        connectome_file_path()
+        open_study(params)  # creates the study (and --out) when new: last
     except ValueError as err:  # SpaceError, StorageError
         raise ExploreParameterError(str(err)) from None
+    except ConnectomeFileError as err:
+        raise ExploreParameterError(f"connectome file: {err}") from None
     return params
 
 

@@ -49,6 +49,16 @@ def outcome_caveat(runs: pd.DataFrame) -> str:
             + (f"; reasons: {why[:300]}" if why else "") + ". The numbers below include them; read them as such.")
 
 
+def repairs_note(repairs: list[str]) -> str:
+    """'' when no file was repaired while the block ran; else one markdown line: how many, and
+    each repair (``integrity.repaired``: the file, what was wrong, what was done)."""
+    if not repairs:
+        return ""
+    shown = "; ".join(repairs[:5]) + (f"; and {len(repairs) - 5} more" if len(repairs) > 5 else "")
+    return (f"**Repaired while this block ran ({len(repairs)}):** {shown}. The numbers below come from the "
+            "regenerated or recomputed files.")
+
+
 def block_verdict(stats: pd.DataFrame, ranked: pd.DataFrame, comparisons: list[PairedComparison] | None = None,
                   preset: str = "", caveat: str = "") -> str:
     """The verdict as a markdown list, from the measured statistics and paired comparisons, led by

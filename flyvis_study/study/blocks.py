@@ -53,6 +53,7 @@ from pydantic import Field, ValidationError, create_model, field_validator, mode
 from pydantic.fields import FieldInfo
 
 from flyvis_study.config import ConfigError, load_run_config
+from flyvis_study.flyvis_ids import BUILTIN_MODELS, network_checkpoint
 from flyvis_study.resources import project_path
 from flyvis_study.study.parameters import BlockParameterError, BlockParameters, format_validation_error
 from flyvis_study.study.result_files import read_result_file
@@ -503,6 +504,32 @@ def plan_block(number: int, params: BlockParameters | dict) -> list[RunSpec]:
         for axis in block.axes:  # name the block parameter the user set, beside the config key it sets
             message = message.replace(f"{axis.key}:", f"{axis.name} (config key {axis.key}):")
         raise BlockParameterError(f"block {number}: {message}") from None
+
+
+def check_input_files(specs: list[RunSpec]) -> None:
+    """Every file the runs will read, checked before any of them starts (no compute): the
+    connectome file (its sha256, ``world.connectome_file``) and each flyvis checkpoint a ground
+    truth is read from (loaded; built-in networks are checked against the package manifest when
+    their configs are resolved). A bad one raises ``BlockParameterError``, one line naming it."""
+    from flyvis_study.world.connectome_file import ConnectomeFileError, connectome_file_path  # noqa: PLC0415 - blocks is the CLI's validation path: no torch at import
+    from flyvis_study.world.ground_truth import load_flyvis_checkpoint  # noqa: PLC0415 - as above
+
+    try:
+        connectome_file_path()
+    except ConnectomeFileError as err:
+        raise BlockParameterError(f"connectome file: {err}") from None
+    checkpoints = set()
+    for spec in specs:
+        gt = spec.config.simulation.ground_truth
+        if gt.source == "checkpoint":
+            checkpoints.add(Path(gt.checkpoint))
+        elif gt.source == "flyvis" and gt.model not in BUILTIN_MODELS:
+            checkpoints.add(network_checkpoint(gt.model))
+    for path in sorted(checkpoints):
+        try:
+            load_flyvis_checkpoint(path)
+        except (OSError, ValueError) as err:
+            raise BlockParameterError(f"ground truth: {err}") from None
 
 
 def best_config_from(paths: list[str | Path]) -> tuple[str, dict]:

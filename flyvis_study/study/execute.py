@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from pathlib import Path
 
+from flyvis_study.integrity import REPAIRS_ENV, REPAIRS_LOG, repairs_since
 from flyvis_study.locks import LOCK_NAME, FileLock, LockHeld, held_by_ancestor
 from flyvis_study.provenance import provenance
 from flyvis_study.resources import project_path
@@ -91,6 +93,10 @@ def _finished(number: int, specs: list[RunSpec], out_dir: Path) -> list[RunSpec]
 
 
 def _run_locked(number, block, params, specs, out_dir: Path, progress: bool) -> Path:
+    repairs_log = out_dir / REPAIRS_LOG  # repairs of this block's files go there (integrity.repaired)
+    previous = os.environ.get(REPAIRS_ENV)
+    os.environ[REPAIRS_ENV] = str(repairs_log)  # before the local workers start: they inherit it
+    start = repairs_log.stat().st_size if repairs_log.is_file() else 0
     client = make_client(workers=params.workers, scheduler=params.scheduler or None)
     write_block_status(out_dir, number, dashboard_link(client) if client is not None else None)
     try:
@@ -98,10 +104,15 @@ def _run_locked(number, block, params, specs, out_dir: Path, progress: bool) -> 
     finally:
         if client is not None:
             close_client(client, close_cluster=not params.scheduler)
+        if previous is None:
+            os.environ.pop(REPAIRS_ENV, None)
+        else:
+            os.environ[REPAIRS_ENV] = previous
+    repairs, _ = repairs_since(repairs_log, start)
     configs = {s.label: s.overrides for s in specs}
     attrs = {"title": block.title, "preset": params.preset, "base_config": block.base_config,
              "configs": json.dumps(configs), "parameters": params.model_dump_json(),
-             **provenance(params.device)}
+             "repairs": json.dumps(repairs), **provenance(params.device)}
     ds = block_dataset(paths, number, attrs, specs)
     nc_path = out_dir / f"block{number}.nc"
     save_block(ds, nc_path)

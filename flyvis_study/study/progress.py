@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flyvis_study.atomic import write_json_atomic
+from flyvis_study.integrity import REPAIRS_LOG, repairs_since
 from flyvis_study.train.progress import RUN_PROGRESS
 
 BLOCK_STATUS = ".flyvis-study.block.json"
@@ -112,6 +113,14 @@ class BlockMonitor(threading.Thread):
         self.started_at, self.started_wall = time.monotonic(), time.time()
         self.initial = snapshot(self.out_dir, self.run_ids)
         self.dashboard_shown = False
+        self.repairs_log = self.out_dir / REPAIRS_LOG  # integrity.repaired: one line per repaired file
+        self.repairs_offset = self.repairs_log.stat().st_size if self.repairs_log.is_file() else 0
+
+    def echo_repairs(self) -> None:
+        """Print each repair logged since the last call, as one 'repaired: ...' line."""
+        lines, self.repairs_offset = repairs_since(self.repairs_log, self.repairs_offset)
+        for line in lines:
+            self.echo(f"repaired: {line}")
 
     def eta(self, snap: Snapshot) -> float | None:
         """Seconds left for the runs: elapsed x (work left / work done since the start), None until measurable."""
@@ -132,6 +141,7 @@ class BlockMonitor(threading.Thread):
             if status.get("dashboard"):
                 self.echo(f"Dask dashboard: {status['dashboard']}")
             self.dashboard_shown = True
+        self.echo_repairs()
         snap = snapshot(self.out_dir, self.run_ids)
         key = describe(snap, None)
         if key != last and time.monotonic() - last_time >= self.interval:
@@ -148,5 +158,6 @@ class BlockMonitor(threading.Thread):
         """Stop polling and, if asked, print the final line."""
         self._stop_event.set()
         self.join(timeout=5)
+        self.echo_repairs()
         if final_line:
             self.echo(describe(snapshot(self.out_dir, self.run_ids), None))

@@ -21,7 +21,6 @@ import json
 import os
 import time
 import traceback
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +43,7 @@ from flyvis_study.failures import (
     run_status,
 )
 from flyvis_study.fast.allocator import keep_freed_memory, release_freed_memory
-from flyvis_study.integrity import IntegrityWarning, manifest, sidecar, verify, verify_manifest
+from flyvis_study.integrity import manifest, repaired, sidecar, verify, verify_manifest
 from flyvis_study.provenance import provenance
 from flyvis_study.stacking.train import train_stack
 from flyvis_study.study.record import run_dataset, write_netcdf_atomic
@@ -308,7 +307,7 @@ def is_finished(spec: RunSpec, out_root: str | Path) -> bool:
             if bad is None:
                 return final
             damaged, reason = path.parent / bad[0], bad[1]
-    warnings.warn(f"{damaged}: {reason}; recomputing run {spec.run_id}", IntegrityWarning, stacklevel=2)
+    repaired(f"{damaged}: {reason}; recomputing run {spec.run_id}", stacklevel=2)
     os.replace(path, path.with_name("run.nc.corrupt"))
     sidecar(path).unlink(missing_ok=True)
     return False

@@ -18,14 +18,13 @@ Checkpoints written before checksums existed are used if they load.
 from __future__ import annotations
 
 import pickle
-import warnings
 import zipfile
 from pathlib import Path
 
 import torch
 
 from flyvis_study.atomic import atomic_path
-from flyvis_study.integrity import IntegrityWarning, sidecar, verify
+from flyvis_study.integrity import repaired, sidecar, verify
 
 PARTIAL = "partial.pt"
 
@@ -90,8 +89,7 @@ def _good(path: Path, device: torch.device) -> dict | None:
         except (RuntimeError, EOFError, OSError, ValueError, KeyError, pickle.UnpicklingError,
                 zipfile.BadZipFile) as err:
             reason = f"unreadable ({type(err).__name__}: {err})"
-    warnings.warn(f"checkpoint {path}: {reason}; removed, resuming from an earlier one", IntegrityWarning,
-                  stacklevel=3)
+    repaired(f"checkpoint {path}: {reason}; removed, resuming from an earlier one", stacklevel=3)
     path.unlink(missing_ok=True)
     sidecar(path).unlink(missing_ok=True)
     return None

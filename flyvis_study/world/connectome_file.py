@@ -96,7 +96,11 @@ def connectome_file_path() -> Path:
         path = Path(explicit).expanduser()
         if not path.is_file():
             raise ConnectomeFileError(f"FLYVIS_CONNECTOME_FILE={explicit}: no such file")
-        _verified(path.read_bytes(), str(path))
+        try:
+            _verified(path.read_bytes(), f"FLYVIS_CONNECTOME_FILE={explicit}")
+        except ConnectomeFileError as err:
+            raise ConnectomeFileError(f"{err}; point it at {CONNECTOME_NAME} of flyvis {FLYVIS_VERSION}, "
+                                      "or unset it to use the cached or downloaded copy") from None
         return path
     cached = cache_dir() / "connectome" / CONNECTOME_NAME
     if cached.is_file():

@@ -29,7 +29,6 @@ import os
 import shutil
 import time
 import uuid
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from tqdm.auto import tqdm
 
 from flyvis_study.atomic import atomic_path
 from flyvis_study.config import SimulationConfig, drop_later_defaults
-from flyvis_study.integrity import IntegrityWarning, manifest, verify_manifest
+from flyvis_study.integrity import manifest, repaired, verify, verify_manifest
 from flyvis_study.locks import FileLock
 from flyvis_study.world.connectome import Connectome, cached_connectome
 from flyvis_study.world.connectome_file import cache_dir
@@ -67,7 +66,9 @@ def resolve_ground_truth(sim: SimulationConfig, connectome: Connectome,
     """Ground-truth parameters named by the simulation config.
 
     Calibrated synthetic parameters are cached as JSON under ``root/ground_truth`` (the
-    calibration runs probe simulations), keyed by seed, extent, target abscissa and version.
+    calibration runs probe simulations), keyed by seed, extent, target abscissa and version,
+    with a sha256 sidecar (``integrity``): a file whose bytes are not those written (edited,
+    truncated) is recalibrated with one ``IntegrityWarning``, never used.
     """
     gt = sim.ground_truth
     if gt.source == "checkpoint":
@@ -78,13 +79,18 @@ def resolve_ground_truth(sim: SimulationConfig, connectome: Connectome,
     path = root / "ground_truth" / (f"synthetic-v{SYNTHETIC_VERSION}-seed{gt.seed}-extent{sim.extent}"
                                     f"-abscissa{gt.target_abscissa:g}.json")
     if path.is_file():
-        try:
-            return load_params(path)
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            warnings.warn(f"ground-truth file {path}: unreadable ({type(err).__name__}); recalibrating",
-                          IntegrityWarning, stacklevel=2)
+        reason = verify(path)  # the bytes written at calibration, or recalibrate: never an edited file
+        if reason == "no checksum":  # cached before checksums existed: not damaged, only unverifiable
+            log.info("ground-truth file %s predates checksums; recalibrating it", path)
+        elif reason is not None:
+            repaired(f"ground-truth file {path}: {reason}; recalibrating", stacklevel=2)
+        else:
+            try:
+                return load_params(path)
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                repaired(f"ground-truth file {path}: unreadable ({type(err).__name__}); recalibrating", stacklevel=2)
     params = synthetic_ground_truth(connectome, seed=gt.seed, target_abscissa=gt.target_abscissa)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, checksum=True) as tmp:
         save_params(params, tmp)
     return params
 
@@ -297,6 +303,5 @@ def _usable(folder: Path, warn: bool) -> bool:
     if bad is None:
         return True
     if warn:
-        warnings.warn(f"dataset file {folder / bad[0]}: {bad[1]}; regenerating the dataset", IntegrityWarning,
-                      stacklevel=3)
+        repaired(f"dataset file {folder / bad[0]}: {bad[1]}; regenerating the dataset", stacklevel=3)
     return False

@@ -18,6 +18,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -154,6 +155,25 @@ def test_damaged_dataset_is_regenerated_with_one_warning(own_dataset, damage):
         warnings.simplefilter("always")
         get_dataset(sim, root=root)
     assert not _integrity_warnings(record)
+
+
+def test_an_edited_ground_truth_cache_file_is_recalibrated_never_used(own_dataset):
+    """The calibrated synthetic ground truth is cached with a sha256 sidecar: an edit that still
+    parses (one resting potential moved by 0.5) is recalibrated with one warning naming the file,
+    and the dataset read is the original one (same key, same truth)."""
+    sim, root, ds = own_dataset
+    (path,) = (root / "ground_truth").glob("*.json")
+    original = path.read_bytes()
+    edited = json.loads(original)
+    edited["V_rest_type"][0] += 0.5
+    path.write_text(json.dumps(edited))
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        again = get_dataset(sim, root=root)
+    messages = _integrity_warnings(record)
+    assert len(messages) == 1 and path.name in messages[0] and "recalibrating" in messages[0], messages
+    assert path.read_bytes() == original and again.path == ds.path
+    np.testing.assert_array_equal(again.ground_truth.V_rest, ds.ground_truth.V_rest)
 
 
 @pytest.mark.parametrize("name,damage", [("run.nc", "flipped"), ("run.nc", "truncated"),
@@ -386,3 +406,62 @@ def test_a_failed_train_exits_non_zero_with_one_line(tmp_path, dataset_root):
                                    *[a for s in sets for a in ("-s", s)]])
     assert res.exit_code == 1, res.output
     assert res.output.splitlines()[-1].startswith(f"error: run {tmp_path / 'run'} failed (diverged): non-finite loss")
+
+
+def _cli_block(out: Path, dataset_root: Path) -> subprocess.CompletedProcess:
+    overrides = json.dumps(FAST)
+    return subprocess.run([sys.executable, "-m", "flyvis_study.cli", "block", "1", "--preset", "tiny",
+                           "--out", str(out), "-p", "replicates=2", "-p", f"overrides={overrides}",
+                           "-p", f"cache_dir={dataset_root}", "--progress-every", "3600"],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_repairs_reach_the_terminal_and_the_report_and_a_damaged_block_file_is_rebuilt(tmp_path, dataset_root):
+    """Block 1 at tiny, 2 runs (2 replicates of its one config). Then one run file gets a flipped byte and the block file is
+    truncated; the same command again: one 'repaired:' line on stderr naming the run file, the
+    damaged run recomputed (the other reused), the block file rebuilt from the runs and the
+    repair listed in it and in the HTML report's verdict."""
+    out = tmp_path / "out"
+    first = _cli_block(out, dataset_root)
+    assert first.returncode == 0, first.stderr
+    assert "repaired:" not in first.stderr
+    run_files = sorted(out.glob("runs/*/run.nc"))
+    assert len(run_files) == 2
+    kept_mtime = run_files[1].stat().st_mtime_ns
+    data = bytearray(run_files[0].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    run_files[0].write_bytes(bytes(data))
+    block_file = out / "block1.nc"
+    block_file.write_bytes(block_file.read_bytes()[:1000])
+    again = _cli_block(out, dataset_root)
+    assert again.returncode == 0, again.stderr
+    repaired = [line for line in again.stderr.splitlines() if line.startswith("repaired:")]
+    assert len(repaired) == 1 and f"{run_files[0]}: sha256 mismatch; recomputing run" in repaired[0], again.stderr
+    assert run_files[1].stat().st_mtime_ns == kept_mtime  # the good run was reused
+    ds = xr.load_dataset(block_file, engine="h5netcdf")
+    assert ds.attrs["file_kind"] == "block" and ds.sizes["sim_seed"] >= 1
+    (logged,) = json.loads(ds.attrs["repairs"])
+    assert logged == repaired[0].removeprefix("repaired: ")
+    assert "Repaired while this block ran (1)" in (out / "block1.html").read_text()
+
+
+def test_a_report_killed_midway_loses_nothing_and_reruns(tmp_path):
+    """``flyvis-study report`` killed while its notebook runs, then run again: the second run
+    finishes; no half-written summary or index is ever left (each is written atomically)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    example = Path(__file__).resolve().parents[2] / "reports" / "examples" / "small"
+    for name in ("block0.nc", "block1.nc"):
+        shutil.copy(example / name, out / name)
+    command = [sys.executable, "-m", "flyvis_study.cli", "report", "--out", str(out)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (out / "study_summary.ipynb").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)  # papermill writes the executed notebook as it goes: the kernel is running
+    os.killpg(proc.pid, 9)  # the CLI, papermill and the kernel
+    proc.wait()
+    assert not (out / "study_summary.html").exists() and not (out / "index.html").exists()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "Study summary" in (out / "study_summary.html").read_text()
+    assert (out / "index.html").read_text().rstrip().endswith("</html>")
