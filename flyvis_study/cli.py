@@ -141,9 +141,6 @@ def train(config: Path = typer.Option(..., help="YAML run config: a file, or a s
           plots: bool = typer.Option(True, help="write plots/run.png")) -> None:
     """Train one run (standard or two-stage per the config) and evaluate it."""
     from flyvis_study.config import ConfigError, load_run_config
-    from flyvis_study.evaluation.names import HEADLINE_METRICS
-    from flyvis_study.fast.allocator import keep_freed_memory, release_freed_memory
-    from flyvis_study.study.run import run_training
 
     overrides = _parse_params(set_)
     overrides.update({"simulation.seed": sim_seed, "training.seed": train_seed})
@@ -154,6 +151,10 @@ def train(config: Path = typer.Option(..., help="YAML run config: a file, or a s
     _check_device(device)
     _check_out_folder(out)
     _check_connectome_file()
+    from flyvis_study.evaluation.names import HEADLINE_METRICS  # torch: only once the input is good
+    from flyvis_study.fast.allocator import keep_freed_memory, release_freed_memory
+    from flyvis_study.study.run import run_training
+
     keep_freed_memory()  # this process trains: keep freed memory (fast/allocator.py)
     record = run_training(cfg, out, device=device, progress=progress, cache=cache, plots=plots)
     release_freed_memory()
@@ -181,11 +182,9 @@ def block(number: int = typer.Argument(..., help="block number, 0 to 8 (an unkno
     notebook runs, a progress line (runs done, each running run's phase and last R2, ETA) goes
     to stderr when something changed, at most every --progress-every seconds.
     """
-    from flyvis_study.report.notebooks import execute_block
     from flyvis_study.resources import PackageDataError, notebook_file
     from flyvis_study.study.blocks import block_definition, block_parameters, check_input_files, plan_block
     from flyvis_study.study.parameters import BlockParameterError
-    from flyvis_study.study.runner import SchedulerError, check_scheduler
 
     if not progress_every > 0:
         _fail(f"--progress-every {progress_every:g}: seconds between progress lines, a number > 0")
@@ -198,10 +197,16 @@ def block(number: int = typer.Argument(..., help="block number, 0 to 8 (an unkno
         specs = plan_block(number, validated)
         check_input_files(specs)
         notebook_file(block_definition(number).notebook)  # its bytes checked against the package manifest
-        if validated.scheduler:
-            check_scheduler(validated.scheduler)
-    except (BlockParameterError, SchedulerError, PackageDataError) as err:
+    except (BlockParameterError, PackageDataError) as err:
         _fail(str(err))
+    if validated.scheduler:
+        from flyvis_study.study.runner import SchedulerError, check_scheduler  # torch: only with a scheduler
+
+        try:
+            check_scheduler(validated.scheduler)
+        except SchedulerError as err:
+            _fail(str(err))
+    from flyvis_study.report.notebooks import execute_block  # torch, papermill: only once the input is good
     from flyvis_study.study.progress import BlockMonitor
 
     monitor = BlockMonitor(validated.out_dir, [s.run_id for s in specs], lambda line: typer.echo(line, err=True),
@@ -234,9 +239,7 @@ def explore(preset: str | None = typer.Option(None, help=f"tiny | small | full (
     value stops with one line and exit code 2. Parameters: see `notebooks/explore_search.ipynb`
     or docs/exploration.md.
     """
-    from flyvis_study.exploration.parameters import ExploreParameterError
-    from flyvis_study.report.exploration import check_exploration
-    from flyvis_study.report.notebooks import EXPLORATION_NOTEBOOK, execute_exploration
+    from flyvis_study.exploration.parameters import ExploreParameterError, explore_parameters
     from flyvis_study.resources import PackageDataError, notebook_file
     from flyvis_study.study.parameters import BlockParameterError
 
@@ -244,6 +247,13 @@ def explore(preset: str | None = typer.Option(None, help=f"tiny | small | full (
     if preset is not None:
         params["preset"] = preset
     params["out_dir"] = str(Path.cwd() / out)
+    try:
+        explore_parameters(**params)  # the parameters first, without torch or optuna
+    except ExploreParameterError as err:
+        _fail(str(err))
+    from flyvis_study.report.exploration import check_exploration  # then the space, storage and files
+    from flyvis_study.report.notebooks import EXPLORATION_NOTEBOOK, execute_exploration
+
     try:
         check_exploration(**params)
         notebook_file(EXPLORATION_NOTEBOOK)  # its bytes checked against the package manifest
@@ -287,7 +297,6 @@ def window(number: int = typer.Argument(..., help="block number, 0 to 8"),
     """
     from flyvis_study.study.blocks import block_parameters, check_input_files, plan_block
     from flyvis_study.study.parameters import BlockParameterError
-    from flyvis_study.study.window import pack_runs, train_window, unpack_runs, window_status
 
     params = _parse_params(param)
     if preset is not None:
@@ -310,6 +319,7 @@ def window(number: int = typer.Argument(..., help="block number, 0 to 8"),
         _fail(str(err))
     if validated.device == "cuda":
         _check_device("cuda")
+    from flyvis_study.study.window import pack_runs, train_window, unpack_runs, window_status  # torch: from here
     if unpack:
         try:
             for run_id in unpack_runs(unpack, out):
@@ -383,11 +393,11 @@ def reevaluate(folder: Path = typer.Argument(..., help="a results folder with ru
     """Measure every metric of the finished runs again from their final checkpoints, without
     retraining (e.g. a readout added after they were trained); block files are then rebuilt by
     running the block again (it trains nothing)."""
-    from flyvis_study.study.reevaluate import reevaluate_folder
-
     folder = Path.cwd() / folder
     if not (folder / "runs").is_dir():
         _fail(f"{folder}: not a results folder (no runs/)")
+    from flyvis_study.study.reevaluate import reevaluate_folder  # torch: only once the input is good
+
     done = reevaluate_folder(folder, cache, only_missing=None if all_runs else "V_rest_R2_corrected")
     typer.echo(done.summary())
 

@@ -73,6 +73,20 @@ def test_a_garbage_flyvis_checkpoint_is_one_line_before_any_compute(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("args", [["block", "1", "-p", "bogus=1"], ["block", "7", "--preset", "tiny", "-p", "arms=[foo]"],
+                                  ["explore", "-p", "budget=0"], ["window", "0", "--budget", "0"],
+                                  ["train", "--config", "nosuch.yaml", "--out", "x"], ["reevaluate", "nofolder"]])
+def test_bad_input_is_refused_before_torch_is_imported(tmp_path, args):
+    """Validation imports neither torch nor papermill: a refusal takes about a second, not the
+    10-25 s of importing the training and report stack on a busy 2-core machine."""
+    probe = ("import sys\nfrom flyvis_study.cli import app\n"
+             f"try:\n    app({args!r}, standalone_mode=False)\nexcept BaseException:\n    pass\n"
+             "print(sorted(m for m in ('torch', 'papermill', 'torch_geometric') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert res.stdout.strip().splitlines()[-1] == "[]", res.stdout + res.stderr
+    assert "error: " in res.stderr
+
+
 def test_block_cuda_without_a_gpu_is_one_line(tmp_path):
     import torch
 
