@@ -16,7 +16,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 
 def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    """One line on stderr, exit 2: a message of several lines (a config's errors, one per key)
+    is joined, its first line then each further one after '; '."""
+    first, *rest = message.strip().splitlines() or [""]
+    line = f"{first} {'; '.join(r.strip() for r in rest)}" if rest else first
+    typer.echo(f"error: {line}", err=True)
     raise typer.Exit(code=2)
 
 
@@ -53,6 +57,19 @@ def _check_connectome_file() -> None:
         connectome_file_path()
     except ConnectomeFileError as err:
         _fail(f"connectome file: {err}")
+
+
+def _check_listening(address: str, timeout: float = 5.0) -> None:
+    """Something accepts TCP connections at a scheduler address ``tcp://host:port``, or one line."""
+    import socket
+
+    if not address.startswith(("tcp://", "tls://")):  # ucx, inproc, ...: Dask's own check only
+        return
+    host, _, port = address.split("://", 1)[1].rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as err:
+        _fail(f"scheduler {address}: not reachable ({type(err).__name__}: {err})")
 
 
 def _check_out_folder(out: Path) -> None:
@@ -200,6 +217,7 @@ def block(number: int = typer.Argument(..., help="block number, 0 to 8 (an unkno
     except (BlockParameterError, PackageDataError) as err:
         _fail(str(err))
     if validated.scheduler:
+        _check_listening(validated.scheduler)  # a refused connection: one line at once, without dask or torch
         from flyvis_study.study.runner import SchedulerError, check_scheduler  # torch: only with a scheduler
 
         try:
@@ -240,7 +258,7 @@ def explore(preset: str | None = typer.Option(None, help=f"tiny | small | full (
     or docs/exploration.md.
     """
     from flyvis_study.exploration.parameters import ExploreParameterError, explore_parameters
-    from flyvis_study.resources import PackageDataError, notebook_file
+    from flyvis_study.resources import EXPLORATION_NOTEBOOK, PackageDataError, notebook_file
     from flyvis_study.study.parameters import BlockParameterError
 
     params = _parse_params(param)
@@ -252,7 +270,7 @@ def explore(preset: str | None = typer.Option(None, help=f"tiny | small | full (
     except ExploreParameterError as err:
         _fail(str(err))
     from flyvis_study.report.exploration import check_exploration  # then the space, storage and files
-    from flyvis_study.report.notebooks import EXPLORATION_NOTEBOOK, execute_exploration
+    from flyvis_study.report.notebooks import execute_exploration
 
     try:
         check_exploration(**params)
@@ -353,8 +371,7 @@ def doctor(out: Path = typer.Argument(Path("reports"), help="results folder (blo
 @app.command()
 def report(out: Path = typer.Option(Path("reports"), help="folder with blockN.nc files")) -> None:
     """Build the study summary across blocks (study_summary.ipynb / .html) and the study index (index.html)."""
-    from flyvis_study.report.notebooks import SUMMARY_NOTEBOOK, execute_summary
-    from flyvis_study.resources import PackageDataError, notebook_file
+    from flyvis_study.resources import SUMMARY_NOTEBOOK, PackageDataError, notebook_file
     from flyvis_study.study.result_files import ResultFileError, read_result_file
 
     out = Path.cwd() / out  # the shell's relative path, not the project folder's
@@ -369,6 +386,8 @@ def report(out: Path = typer.Option(Path("reports"), help="folder with blockN.nc
         notebook_file(SUMMARY_NOTEBOOK)  # its bytes checked against the package manifest
     except PackageDataError as err:
         _fail(str(err))
+    from flyvis_study.report.notebooks import execute_summary  # torch, papermill: only once the input is good
+
     for kind, path in execute_summary(out).items():
         typer.echo(f"{kind:6s} {path}")
 

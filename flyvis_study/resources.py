@@ -31,6 +31,8 @@ from flyvis_study.integrity import compare_entry, manifest
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 DATA_FOLDERS = ("params", "notebooks")
+SUMMARY_NOTEBOOK = "study_summary.ipynb"  # the study summary across blocks (report.notebooks)
+EXPLORATION_NOTEBOOK = "explore_search.ipynb"  # an adaptive exploration (exploration.search)
 PACKAGE_MANIFEST = PACKAGE_ROOT / "package_data.json"
 # the shipped files the manifest covers: (data folder or package subfolder, glob)
 PACKAGED = (("params", "*.yaml"), ("params", "presets/*.yaml"), ("notebooks", "*.ipynb"),

@@ -73,9 +73,11 @@ def test_a_garbage_flyvis_checkpoint_is_one_line_before_any_compute(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("args", [["block", "1", "-p", "bogus=1"], ["block", "7", "--preset", "tiny", "-p", "arms=[foo]"],
+@pytest.mark.parametrize("args", [["block", "1", "-p", "bogus=1"],
+                                  ["block", "7", "--preset", "tiny", "-p", "arms=[foo]"],
                                   ["explore", "-p", "budget=0"], ["window", "0", "--budget", "0"],
-                                  ["train", "--config", "nosuch.yaml", "--out", "x"], ["reevaluate", "nofolder"]])
+                                  ["train", "--config", "nosuch.yaml", "--out", "x"], ["reevaluate", "nofolder"],
+                                  ["report", "--out", "nofolder"]])
 def test_bad_input_is_refused_before_torch_is_imported(tmp_path, args):
     """Validation imports neither torch nor papermill: a refusal takes about a second, not the
     10-25 s of importing the training and report stack on a busy 2-core machine."""

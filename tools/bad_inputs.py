@@ -11,8 +11,9 @@ repair cases, exits 0 after one ``repaired:`` line.
     python tools/bad_inputs.py --json FILE      # also every measured field, as JSON
     python tools/bad_inputs.py -k papermill     # only the cases whose name contains this
 
-Run it from the checkout (papermill cases use ``notebooks/``) with ``OMP_NUM_THREADS=1``
-beside other work. The table in docs/reliability.md is its output, dated, with its commit.
+Each command runs in its case folder (so a damaged copy of the package on PYTHONPATH is the one
+imported), on one thread (``OMP_NUM_THREADS=1``), so it can run beside other work. The table in
+docs/reliability.md is its output, dated, with its commit.
 """
 
 from __future__ import annotations
@@ -171,8 +172,9 @@ CASES = [
     Case("block 1: compare_with a missing file", _block(1, "-p", "compare_with={tmp}/nofile.nc")),
     Case("block 5: best_from a truncated file", _block(5, "-p", "best_from=[{tmp}/block1.nc]"), "truncated block"),
     Case("block 5: best_from a run file", _block(5, "-p", "best_from=[{tmp}/block1.nc]"), "run file as block"),
-    Case("open_block: zeroed block file", [sys.executable, "-c", "import flyvis_study as fs; "
-                                           "fs.open_block('{tmp}/block1.nc')"], "zeroed block"),
+    Case("open_block (Python): zeroed block file", [  # the exception's type and message, as a user sees them
+        sys.executable, "-c", "import sys, flyvis_study as fs\ntry:\n    fs.open_block('{tmp}/block1.nc')\n"
+        "except Exception as err:\n    sys.exit(f'{type(err).__name__}: {err}')"], "zeroed block"),
     # papermill run directly
     Case("papermill: misspelt parameter", [*PAPERMILL, str(REPO / "notebooks/block3.ipynb"), "{tmp}/o.ipynb",
                                            "-p", "lr_ratoi", "0.05", "-p", "out_dir", "{out}"]),
@@ -190,6 +192,8 @@ CASES = [
     Case("train: broken YAML config", [*CLI, "train", "--config", "{tmp}/broken.yaml", "--out", "{out}"],
          "broken yaml"),
     Case("train: no such config", [*CLI, "train", "--config", "nosuch.yaml", "--out", "{out}"]),
+    Case("train: two bad config keys", [*CLI, "train", "--config", "two_stage.yaml", "--preset", "tiny",
+                                        "-s", "training.lr=-1", "-s", "training.bogus=1", "--out", "{out}"]),
     Case("train: derivative_target noisy", [*CLI, "train", "--config", "two_stage.yaml", "--preset", "tiny",
                                             "-s", "training.derivative_target=noisy", "--out", "{out}"]),
     Case("window: --budget 0", [*CLI, "window", "0", "--preset", "tiny", "--out", "{out}", "--budget", "0"]),
@@ -250,7 +254,7 @@ def run_case(case: Case) -> Result:
         command = [_fill(a, tmp) for a in case.command]
         env = {**os.environ, "OMP_NUM_THREADS": "1", **{k: _fill(v, tmp) for k, v in case.env.items()}}
         t0 = time.perf_counter()
-        proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=900)
+        proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp, env=env, timeout=900)
         seconds = time.perf_counter() - t0
         written = _snapshot(tmp) - before - {"o.ipynb"}  # papermill's own output notebook
         lines = [line for line in proc.stderr.splitlines() if line.strip()]

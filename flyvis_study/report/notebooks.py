@@ -23,13 +23,9 @@ from jupyter_client.manager import AsyncKernelManager
 from flyvis_study.atomic import write_text_atomic
 from flyvis_study.report.html import render_html
 from flyvis_study.report.index import write_index
-from flyvis_study.resources import notebook_file, project_path
+from flyvis_study.resources import EXPLORATION_NOTEBOOK, SUMMARY_NOTEBOOK, notebook_file, project_path
 from flyvis_study.study.blocks import block_definition, block_parameters
 from flyvis_study.study.execute import block_lock, folder_lock
-
-SUMMARY_NOTEBOOK = "study_summary.ipynb"
-EXPLORATION_NOTEBOOK = "explore_search.ipynb"
-
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 

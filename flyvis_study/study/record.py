@@ -92,6 +92,10 @@ def run_dataset(spec: RunSpec, record: dict, log_rows: list[dict], n_iter: int) 
                      "base_config": spec.base_config, "overrides": json.dumps(spec.overrides),
                      "failure_kind": str(record.get("failure_kind", "")),
                      "stacked_with": int(record.get("stacked_with", 1)),
+                     # the ground truth actually used: its source, and the dataset's content key
+                     # (sha256 of the simulation config and the ground-truth parameters, world.dataset)
+                     "ground_truth_source": str(record.get("ground_truth", "")),
+                     "dataset_key": Path(str(record.get("dataset", ""))).name,
                      **{k: str(v) for k, v in record.get("provenance", {}).items()}})
     return ds
 

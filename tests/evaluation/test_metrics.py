@@ -186,7 +186,10 @@ def test_every_metric_is_typed_once_and_its_run_file_variable_says_what_it_is(tm
         "field", "corrected")
     assert METRICS["connectivity_n_edges"].units == "edges" and METRICS["cluster_ARI"].definition == ""
     spec = grid_specs(0, BLOCKS[0].cells(block_parameters(0)), 1, preset="tiny")[0]
-    ds = run_dataset(spec, {"V_rest_R2_corrected": 0.3, "log_rows": []}, [], 1)
+    ds = run_dataset(spec, {"V_rest_R2_corrected": 0.3, "log_rows": [], "ground_truth": "flyvis flow/0000/000",
+                            "dataset": "/cache/datasets/0123456789abcdef0123"}, [], 1)
+    assert (ds.attrs["ground_truth_source"], ds.attrs["dataset_key"]) == ("flyvis flow/0000/000",
+                                                                          "0123456789abcdef0123")
     assert ds["V_rest_R2_corrected"].attrs["r2_definition"] == "affine"
     assert ds["V_rest_R2_corrected"].attrs["readout"] == "corrected" and ds["tau_R2"].attrs["units"] == "1"
     assert ds.attrs["file_kind"] == "run"

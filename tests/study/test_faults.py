@@ -417,10 +417,10 @@ def _cli_block(out: Path, dataset_root: Path) -> subprocess.CompletedProcess:
 
 
 def test_repairs_reach_the_terminal_and_the_report_and_a_damaged_block_file_is_rebuilt(tmp_path, dataset_root):
-    """Block 1 at tiny, 2 runs (2 replicates of its one config). Then one run file gets a flipped byte and the block file is
-    truncated; the same command again: one 'repaired:' line on stderr naming the run file, the
-    damaged run recomputed (the other reused), the block file rebuilt from the runs and the
-    repair listed in it and in the HTML report's verdict."""
+    """Block 1 at tiny, 2 runs (2 replicates of its one config). Then one run file gets a
+    flipped byte and the block file is truncated; the same command again: one 'repaired:'
+    line on stderr naming the run file, the damaged run recomputed (the other reused), the
+    block file rebuilt from the runs and the repair listed in it and in the HTML report's verdict."""
     out = tmp_path / "out"
     first = _cli_block(out, dataset_root)
     assert first.returncode == 0, first.stderr
