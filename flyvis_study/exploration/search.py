@@ -72,8 +72,8 @@ def open_study(params: ExploreParameters, sampler: optuna.samplers.BaseSampler |
     """The exploration's Optuna study (created if missing); ``StorageError`` if unreachable."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        if params.storage_url.startswith("sqlite:///"):  # a new --out folder holds its database
-            Path(params.storage_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        if not params.storage:  # the default database lives in --out, which may be new; a given URL is used as is
+            project_path(params.out_dir).mkdir(parents=True, exist_ok=True)
         storage = optuna.storages.RDBStorage(params.storage_url)
         return optuna.create_study(storage=storage, study_name=params.name, sampler=sampler,
                                    direction="maximize", load_if_exists=True)

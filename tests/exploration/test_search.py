@@ -147,6 +147,15 @@ def test_bad_exploration_input_is_one_line(tmp_path, values, needle):
     assert not (tmp_path / "out" / "runs").exists()
 
 
+def test_a_new_out_folder_holds_the_default_study_and_a_given_url_is_used_as_is(tmp_path):
+    """The default SQLite study lives in --out, created when new; a given URL's folder is never created."""
+    check_exploration(out_dir=str(tmp_path / "new" / "out"), name="ex")
+    assert (tmp_path / "new" / "out" / "ex.optuna.db").is_file()
+    with pytest.raises(ExploreParameterError, match="cannot be opened"):
+        check_exploration(out_dir=str(tmp_path / "out"), storage=f"sqlite:///{tmp_path / 'absent' / 'x.db'}")
+    assert not (tmp_path / "absent").exists()
+
+
 @pytest.mark.parametrize("args,needle", [
     (["-p", "bugdet=3"], "bugdet: unknown parameter"),
     (["-p", "storage=sqlite:////no/such/folder/x.db"], "storage sqlite:////no/such/folder/x.db: cannot be opened"),
