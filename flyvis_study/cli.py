@@ -51,12 +51,11 @@ def _check_device(device: str) -> None:
 
 def _check_connectome_file() -> None:
     """The connectome file every world is built from: found and verified, or one line."""
-    from flyvis_study.world.connectome_file import ConnectomeFileError, connectome_file_path
+    from flyvis_study.world.connectome_file import connectome_problem
 
-    try:
-        connectome_file_path()
-    except ConnectomeFileError as err:
-        _fail(f"connectome file: {err}")
+    problem = connectome_problem()
+    if problem:
+        _fail(problem)
 
 
 def _check_listening(address: str, timeout: float = 5.0) -> None:

@@ -19,7 +19,7 @@ from flyvis_study.exploration.parameters import ExploreParameterError, ExplorePa
 from flyvis_study.exploration.search import Exploration, open_study
 from flyvis_study.exploration.space import build_space
 from flyvis_study.report.block_report import IPYTHON_NAMES
-from flyvis_study.world.connectome_file import ConnectomeFileError, connectome_file_path
+from flyvis_study.world.connectome_file import connectome_problem
 
 
 def notebook_parameters(given: list[str], namespace: dict) -> ExploreParameters:
@@ -46,12 +46,12 @@ def check_exploration(**values) -> ExploreParameters:
     params = explore_parameters(**values)
     try:
         build_space(params.space, params.base_config, params.preset, params.overrides)
-        connectome_file_path()
+        problem = connectome_problem()
+        if problem:
+            raise ExploreParameterError(problem)
         open_study(params)  # creates the study (and --out) when new: last
     except ValueError as err:  # SpaceError, StorageError
         raise ExploreParameterError(str(err)) from None
-    except ConnectomeFileError as err:
-        raise ExploreParameterError(f"connectome file: {err}") from None
     return params
 
 

@@ -511,13 +511,12 @@ def check_input_files(specs: list[RunSpec]) -> None:
     connectome file (its sha256, ``world.connectome_file``) and each flyvis checkpoint a ground
     truth is read from (loaded; built-in networks are checked against the package manifest when
     their configs are resolved). A bad one raises ``BlockParameterError``, one line naming it."""
-    from flyvis_study.world.connectome_file import ConnectomeFileError, connectome_file_path  # noqa: PLC0415 - blocks is the CLI's validation path: no torch at import
+    from flyvis_study.world.connectome_file import connectome_problem  # noqa: PLC0415 - blocks is the CLI's validation path: no torch at import
     from flyvis_study.world.ground_truth import load_flyvis_checkpoint  # noqa: PLC0415 - as above
 
-    try:
-        connectome_file_path()
-    except ConnectomeFileError as err:
-        raise BlockParameterError(f"connectome file: {err}") from None
+    problem = connectome_problem()
+    if problem:
+        raise BlockParameterError(problem)
     checkpoints = set()
     for spec in specs:
         gt = spec.config.simulation.ground_truth

@@ -115,3 +115,13 @@ def connectome_file_path() -> Path:
         data, origin = _from_pip_download(), f"flyvis-{FLYVIS_VERSION} wheel"
     write_bytes_atomic(cached, _verified(data, origin))
     return cached
+
+
+def connectome_problem() -> str | None:
+    """None when the connectome file is found and verified (``connectome_file_path``); else one
+    line saying why, for a check made before any compute."""
+    try:
+        connectome_file_path()
+    except ConnectomeFileError as err:
+        return f"connectome file: {err}"
+    return None
