@@ -5,6 +5,7 @@ generation time is not part of any number below):
 - sim_frames_per_s: Euler steps of the ground-truth ODE with noise, on the device;
 - fast_ms_per_iter: the per-neuron step (g_phi once per neuron, gather/scatter, fused loss);
 - graph_ms_per_iter (CUDA only): the same step captured in a CUDA graph;
+- graph_tf32_ms_per_iter (CUDA only): that graph with ``training.matmul_precision = tf32``;
 - naive_ms_per_iter: the reference-style step (g_phi on every edge row), same data and model;
   on CPU the two are timed in alternating blocks (medians per iteration), on CUDA in blocks;
 - with ``replicates`` R: single_ms_per_iter (one run's step) and stacked_ms_per_iter (one step of
@@ -217,6 +218,10 @@ def run_benchmark(preset: str = "full", device: str = "cpu", fast_iters: int = 3
         graphed = CudaGraphStep(model, optimizer, data, cfg, xnorm)
         graphed.configure(coeffs, "joint")
         out["graph_ms_per_iter"] = block_ms_per_iter(graphed, batches, 5, fast_iters * 10, dev)
+        tf32 = cfg.model_copy(update={"training": cfg.training.model_copy(update={"matmul_precision": "tf32"})})
+        graphed_tf32 = CudaGraphStep(model, optimizer, data, tf32, xnorm)
+        graphed_tf32.configure(coeffs, "joint")
+        out["graph_tf32_ms_per_iter"] = block_ms_per_iter(graphed_tf32, batches, 5, fast_iters * 10, dev)
         out["naive_ms_per_iter"] = block_ms_per_iter(naive, batches, 1, naive_iters, dev)
     out["speedup_fast_vs_naive"] = out["naive_ms_per_iter"] / out["fast_ms_per_iter"]
     if "graph_ms_per_iter" in out:
@@ -246,6 +251,9 @@ def format_benchmark(r: dict) -> str:
              f"train step, fast     {r['fast_ms_per_iter']:.2f} ms/iter"]
     if "graph_ms_per_iter" in r:
         lines.append(f"train step, graph    {r['graph_ms_per_iter']:.3f} ms/iter (CUDA graph)")
+    if "graph_tf32_ms_per_iter" in r:
+        lines.append(f"train step, TF32     {r['graph_tf32_ms_per_iter']:.3f} ms/iter (CUDA graph, "
+                     f"training.matmul_precision=tf32, same process)")
     lines += [f"train step, naive    {r['naive_ms_per_iter']:.2f} ms/iter (per-edge g_phi, same process)",
               f"speed-up             {r['speedup_fast_vs_naive']:.1f}x fast vs naive"
               + (f", {r['speedup_graph_vs_naive']:.1f}x graph vs naive" if "speedup_graph_vs_naive" in r else ""),

@@ -188,6 +188,11 @@ class TrainingConfig(_Strict):
     cuda_graph: bool = Field(True, description="capture the training step in a CUDA graph (GPU only)")
     mlp_backward: Literal["chunked", "autograd"] = Field(
         "chunked", description="how training differentiates the MLPs (same gradients; model.mlp)")
+    matmul_precision: Literal["ieee", "tf32"] = Field(
+        "ieee", description="float32 matrix products of the training step on CUDA: ieee = FP32; tf32 = "
+                            "TensorFloat-32 tensor cores (faster; a 10-bit mantissa per product, so it "
+                            "changes the numbers: off until its effect is measured on paired runs; "
+                            "no effect on CPU; train.precision)")
 
     @model_validator(mode="after")
     def _silent_range(self) -> TrainingConfig:
@@ -267,6 +272,7 @@ LATER_KEYS: dict[tuple[str, ...], Any] = {
     ("evaluation", "field_V_rest_threshold"): 0.2,
     ("evaluation", "field_tau_threshold"): 0.1,
     ("evaluation", "field_W_threshold"): 1.0,
+    ("training", "matmul_precision"): "ieee",
 }
 
 

@@ -33,6 +33,7 @@ from flyvis_study.stacking.adam import adam_step
 from flyvis_study.stacking.loss import COEFFICIENTS, coefficient_tensors, stacked_training_loss
 from flyvis_study.stacking.model import StackedGNN
 from flyvis_study.train.optimizer import set_phase
+from flyvis_study.train.precision import cuda_matmul_precision
 from flyvis_study.train.schedule import phase_of
 from flyvis_study.train.state import RunState, TrainResult
 from flyvis_study.world.dataset import Dataset
@@ -44,10 +45,11 @@ def stackable(cfg: RunConfig) -> bool:
 
 
 def stack_key(cfg: RunConfig) -> tuple:
-    """Runs with equal keys can share a stack: same graph (extent), model shape and batch size."""
+    """Runs with equal keys can share a stack: same graph (extent), model shape, batch size and
+    CUDA matmul precision."""
     m = cfg.model
     return (cfg.simulation.extent, m.hidden_dim, m.n_layers, m.embedding_dim, m.g_phi_positive,
-            cfg.training.batch_size)
+            cfg.training.batch_size, cfg.training.matmul_precision)
 
 
 class Replica:
@@ -147,12 +149,13 @@ class StackedStep:
         return stacked_training_loss(self.gnn, v, I, y, self.c, self.active, self.xnorm)
 
     def __call__(self, idx: list) -> torch.Tensor:
-        v, I, y = self.batch(idx)
-        loss = self.loss(v, I, y)
-        for opt in self.optimizers:
-            opt.zero_grad(set_to_none=True)
-        loss.sum().backward()
-        adam_step(self.optimizers)
+        with cuda_matmul_precision(self.runs[0].cfg.training.matmul_precision):
+            v, I, y = self.batch(idx)
+            loss = self.loss(v, I, y)
+            for opt in self.optimizers:
+                opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            adam_step(self.optimizers)
         return loss.detach()
 
 
@@ -182,7 +185,8 @@ class StackedCudaGraphStep(StackedStep):
     def _capture(self) -> None:
         self.side.wait_stream(torch.cuda.current_stream())
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=self.side):
+        with (torch.cuda.graph(graph, stream=self.side),
+              cuda_matmul_precision(self.runs[0].cfg.training.matmul_precision)):
             v, I, y = self.batch(list(self.static_idx.unbind()))
             self.static_loss = self.loss(v, I, y)
             self.static_loss.sum().backward()
@@ -240,7 +244,8 @@ def train_stack(cfgs: list[RunConfig], datasets: list[Dataset], run_dirs: list[s
     """
     keys = {stack_key(c) for c in cfgs}
     if len(keys) != 1:
-        raise ValueError("runs of one stack must share extent, model shape and batch size (stack_key)")
+        raise ValueError("runs of one stack must share extent, model shape, batch size and matmul precision "
+                         "(stack_key)")
     if not (len(cfgs) == len(datasets) == len(run_dirs)):
         raise ValueError("train_stack: cfgs, datasets and run_dirs must have the same length")
     runs = []

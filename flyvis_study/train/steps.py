@@ -8,11 +8,13 @@ from flyvis_study.config import RunConfig
 from flyvis_study.model.gnn import FlyVisGNN
 from flyvis_study.train.loss import training_loss
 from flyvis_study.train.optimizer import set_phase
+from flyvis_study.train.precision import cuda_matmul_precision
 from flyvis_study.world.training_data import TrainingData
 
 
 class EagerStep:
     """One optimiser step: loss (data + regularisers), backward, Adam. Returns the detached loss.
+    CUDA matrix products run at ``training.matmul_precision`` (``train.precision``).
 
     Called with the batch's frame indices (B,) and, when the silent-input anchor is on, the
     step's anchor voltages (N,) (``train.loss``)."""
@@ -28,11 +30,12 @@ class EagerStep:
         set_phase(self.optimizer, self.cfg, phase, epoch)
 
     def eager(self, idx, silent: torch.Tensor | None = None) -> torch.Tensor:
-        v, I, y = self.data.rows(idx)
-        loss = training_loss(self.model, v, I, y, self.coeffs, self.xnorm, silent)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        with cuda_matmul_precision(self.cfg.training.matmul_precision):
+            v, I, y = self.data.rows(idx)
+            loss = training_loss(self.model, v, I, y, self.coeffs, self.xnorm, silent)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
         return loss.detach()
 
     __call__ = eager
@@ -73,7 +76,7 @@ class CudaGraphStep(EagerStep):
         self._release()
         self.side.wait_stream(torch.cuda.current_stream())
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=self.side):
+        with torch.cuda.graph(graph, stream=self.side), cuda_matmul_precision(self.cfg.training.matmul_precision):
             v, I, y = self.data.rows(self.static_idx)
             self.static_loss = training_loss(self.model, v, I, y, self.coeffs, self.xnorm, self.static_silent)
             self.static_loss.backward()

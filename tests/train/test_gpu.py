@@ -153,3 +153,18 @@ def test_graph_training_follows_the_epoch_lr_drop_and_the_constant_schedule(conf
     np.testing.assert_allclose(captured.loss, eager.loss, rtol=1e-4)
     for (k, a), b in zip(eager.model.state_dict().items(), captured.model.state_dict().values()):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_tf32_step_is_the_fp32_step_to_tensor_float_rounding(tiny_config, tiny_dataset):
+    """``training.matmul_precision = tf32`` in the captured step: its first loss agrees with
+    the FP32 step's to TF32 rounding, and the setting is restored after. Each GEMM operand loses
+    13 mantissa bits (relative <= 2^-11 ~ 4.9e-4 each, ~1e-3 per product, FP32 sums), so the
+    first loss, before any feedback through Adam, agrees to 1e-2 relative; 12 steps apart the
+    runs drift (Adam amplifies rounding), so only the first loss is held to a bound."""
+    tf32 = tiny_config.model_copy(update={"training": tiny_config.training.model_copy(
+        update={"matmul_precision": "tf32"})})
+    ieee, _ = _run(CudaGraphStep, tiny_config, tiny_dataset)
+    fast, _ = _run(CudaGraphStep, tf32, tiny_dataset)
+    np.testing.assert_allclose(fast[0], ieee[0], rtol=1e-2)
+    assert np.isfinite(fast).all()
+    assert torch.backends.cuda.matmul.fp32_precision != "tf32"  # restored after the steps
