@@ -75,6 +75,27 @@ def tiny_dataset(tiny_config, dataset_root):
     return get_dataset(tiny_config.simulation, root=dataset_root)
 
 
+@pytest.fixture(scope="session")
+def tiny_blocks(tmp_path_factory, dataset_root) -> dict[int, dict[str, Path]]:
+    """Blocks 0 (2 seed pairs) and 1 (3 pairs) at the tiny preset with FAST, executed once per
+    session through their notebooks (papermill, HTML, netCDF) into one folder, as the README's
+    main job does: {block: {"ipynb", "html", "nc"}}. For the tests that only read them; a test
+    that writes copies the folder first (``copy_tiny_blocks``): its blocks then reuse these runs."""
+    from flyvis_study.report.notebooks import execute_block
+
+    folder = tmp_path_factory.mktemp("tiny_blocks")
+    common = {"overrides": FAST, "cache_dir": str(dataset_root), "out_dir": str(folder)}
+    return {0: execute_block(0, {**common, "replicates": 2}), 1: execute_block(1, {**common, "replicates": 3})}
+
+
+def copy_tiny_blocks(tiny_blocks: dict[int, dict[str, Path]], dest: Path) -> Path:
+    """A writable copy of the ``tiny_blocks`` folder at ``dest`` (its runs, block files, reports)."""
+    import shutil
+
+    shutil.copytree(tiny_blocks[0]["nc"].parent, dest)
+    return dest
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -6,7 +6,7 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
-from conftest import FAST
+from conftest import FAST, copy_tiny_blocks
 
 import flyvis_study as fs
 from flyvis_study import run_block
@@ -16,14 +16,19 @@ from flyvis_study.study.statistics import config_statistics
 from flyvis_study.world.dataset import get_dataset
 
 matplotlib.use("Agg")
+pytestmark = pytest.mark.slow  # every test reads the session's tiny blocks (executed notebooks)
 
 
 @pytest.fixture(scope="module")
-def blocks(tmp_path_factory, dataset_root):
-    out = tmp_path_factory.mktemp("access")
+def blocks(tiny_blocks, tmp_path_factory, dataset_root):
+    """Blocks 0 (2 pairs) and 1 (3 pairs) through ``run_block``, in a copy of the session's
+    ``tiny_blocks`` folder: the same plan, so every run is reused and only the block files are built."""
+    out = copy_tiny_blocks(tiny_blocks, tmp_path_factory.mktemp("access") / "study")
     common = {"overrides": FAST, "cache_dir": str(dataset_root), "out_dir": str(out)}
+    made = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/run.nc")}
     b0 = run_block(0, {**common, "replicates": 2}, progress=False)
     b1 = run_block(1, {**common, "replicates": 3}, progress=False)
+    assert len(made) == 5 and {p: p.stat().st_mtime_ns for p in out.glob("runs/*/run.nc")} == made  # reused
     return b0, b1
 
 
@@ -84,6 +89,7 @@ def test_compare_is_the_paired_comparison(blocks):
     assert c.baseline == expected.baseline and c.treatment == expected.treatment
 
 
+@pytest.mark.slow
 def test_blocks_0_1_and_6_in_one_folder_train_shared_runs_once(blocks, tmp_path, dataset_root):
     """Runs are keyed by content: block 6's gold_standard and two_stage cells at blank 0 are
     the runs blocks 0 and 1 made (same resolved config, same seeds) and are not trained again;

@@ -38,6 +38,7 @@ def whole(tmp_path_factory, dataset_root):
     return run_exploration(params(tmp_path_factory.mktemp("whole"), dataset_root), progress=False)
 
 
+@pytest.mark.slow
 def test_an_exploration_killed_midway_resumes_to_the_uninterrupted_one(whole, tmp_path, dataset_root):
     """Killed (SIGKILL) while its third run trains, then resumed: the same trials, nodes, seeds,
     run ids and objectives as an exploration never interrupted (threads fixed: bitwise), each
@@ -99,6 +100,7 @@ def test_every_trial_is_an_ordinary_run_paired_with_the_reference(whole):
     assert open_exploration(whole.parameters).history.runs == runs
 
 
+@pytest.mark.slow
 def test_a_sampler_on_a_small_space_stops_at_its_duplicates(tmp_path, dataset_root):
     """TPE on a 2-node space with one replicate each: re-proposals are told the node's mean
     (no run), the budget counts runs only, and the search stops when nothing is left."""
@@ -109,6 +111,7 @@ def test_a_sampler_on_a_small_space_stops_at_its_duplicates(tmp_path, dataset_ro
     assert all(t.state == "duplicate" for t in ex.history.trials if t not in ex.history.runs)
 
 
+@pytest.mark.slow
 def test_on_dask_workers_the_runs_equal_the_serial_ones(whole, tmp_path, dataset_root):
     """Two trials in flight on a LocalCluster of 2 workers (1 thread each): every run file
     that the serial and the Dask exploration share has the same metrics."""
@@ -168,6 +171,7 @@ def test_the_explore_command_refuses_bad_input_in_one_line_before_any_run(tmp_pa
     assert not (tmp_path / "out" / "runs").exists()
 
 
+@pytest.mark.slow
 def test_the_explore_command_runs_the_notebook_and_renders_its_report(whole, tmp_path):
     """`flyvis-study explore`: papermill runs notebooks/explore_search.ipynb; the HTML holds the
     working memory, the figure and the tables. Its runs are the finished runs of an earlier

@@ -13,7 +13,7 @@ import numpy as np
 import papermill
 import pytest
 import xarray as xr
-from conftest import FAST, REPO
+from conftest import FAST, REPO, copy_tiny_blocks
 
 from flyvis_study.evaluation.names import R2_DEFINITIONS
 from flyvis_study.report.html import report_problems
@@ -100,23 +100,26 @@ def _check_block_outputs(out, number, configs, n_runs):
     return ds, html
 
 
-def test_blocks_0_1_summary_and_block5_from_the_best_of_block1(tmp_path, dataset_root):
-    common = {"overrides": FAST, "cache_dir": str(dataset_root), "out_dir": str(tmp_path)}
-    out0 = execute_block(0, {**common, "replicates": 2})
-    out1 = execute_block(1, {**common, "replicates": 3})
+@pytest.mark.slow
+def test_blocks_0_1_summary_and_block5_from_the_best_of_block1(tiny_blocks, tmp_path, dataset_root):
+    """Blocks 0 and 1 as the main job runs them (the session's ``tiny_blocks``), then the study
+    summary, the index and block 5 in a copy of their folder."""
+    out0, out1 = tiny_blocks[0], tiny_blocks[1]
     _check_block_outputs(out0, 0, ["gold_standard"], 2)
     ds1, html1 = _check_block_outputs(out1, 1, ["two_stage"], 3)
+    folder = copy_tiny_blocks(tiny_blocks, tmp_path / "study")
+    common = {"overrides": FAST, "cache_dir": str(dataset_root), "out_dir": str(folder)}
     assert list(ds1["sim_seed"].values) == [0, 1, 2]
     assert ds1["summary"].sel(metric="connectivity_R2", statistic="n").item() == 3
     assert "step" in ds1.dims and "traj_phase" in ds1
     assert "mean_difference" in json.dumps(nbformat.read(str(out1["ipynb"]), as_version=4))  # found block0.nc
     assert "on 2 seed pairs" in html1
-    log = (tmp_path / "two_stage_analysis.md").read_text()
+    log = (folder / "two_stage_analysis.md").read_text()
     assert log.count("## Iter") == 3 and log.count("Observation: conn_R2 peaked at ") == 3
     verbs = ("rose", "fell", "stayed")
     assert sum(log.count(f"V_rest_R2 {verb} in the V_rest phase of epoch 0") for verb in verbs) == 3
     assert log.count("Embedding: silhouette by cell type ") == 3 and " of 65 types separated" in log
-    summary = execute_summary(tmp_path)
+    summary = execute_summary(folder)
     text = summary["html"].read_text()
     assert "Answer:" in text and "two_stage (block 1)" in text
     assert report_problems(text, min_figures=1) == []  # the paired figure leads
@@ -128,10 +131,11 @@ def test_blocks_0_1_summary_and_block5_from_the_best_of_block1(tmp_path, dataset
         assert f'href="{link}"' in index
     assert "flyvis-study block 1 --preset tiny --out" in index and "-p replicates=3" in index
     assert "two_stage: V_rest_R2 " in index  # block 1's one-line verdict against block 0
-    out5 = execute_block(5, {**common, "replicates": 1, "best_from": [str(out1["nc"])]})
+    out5 = execute_block(5, {**common, "replicates": 1, "best_from": [str(folder / "block1.nc")]})
     _check_block_outputs(out5, 5, ["best(two_stage)"], 1)
 
 
+@pytest.mark.slow
 def test_blocks_2_and_4_grids(tmp_path, dataset_root):
     common = {"overrides": FAST, "cache_dir": str(dataset_root), "out_dir": str(tmp_path), "replicates": 1}
     out2 = execute_block(2, {**common, "joint_ratio": [0.3, 0.5]})
@@ -149,12 +153,14 @@ def test_blocks_2_and_4_grids(tmp_path, dataset_root):
     assert sorted(set(ds4["n_epochs"].values.ravel())) == [2, 3]
 
 
+@pytest.mark.slow
 def test_block_3_on_a_local_dask_cluster(tmp_path, dataset_root):
     out = execute_block(3, {"replicates": 1, "workers": 2, "lr_ratio": [0.05, 0.2], "overrides": FAST,
                             "cache_dir": str(dataset_root), "out_dir": str(tmp_path)})
     _check_block_outputs(out, 3, ["lr_ratio=0.05", "lr_ratio=0.2"], 2)
 
 
+@pytest.mark.slow
 def test_block_6_levers_report_and_its_comparisons(tmp_path, dataset_root):
     """Block 6 (3 arms x blank {0, 0.5}, plus lr_drop at blank 0 only through ``arm_levels``, x 2
     pairs): report order, both R2 definitions named, the comparison counts of the incomplete
@@ -204,6 +210,7 @@ def test_block_6_levers_report_and_its_comparisons(tmp_path, dataset_root):
     np.testing.assert_array_equal(one["traj_conn"].values[first], two_epochs["traj_conn"].values[first])
 
 
+@pytest.mark.slow
 def test_block_7_what_limits_v_rest_report(tmp_path, dataset_root):
     """Block 7 at the tiny preset (the gold standard, the silent anchor and the observed target at
     blank 0, 2 pairs): the levers train through the notebook, every run holds both readouts and
@@ -252,15 +259,11 @@ def test_block_7_what_limits_v_rest_report(tmp_path, dataset_root):
     assert "gold_standard along budget, against budget 1 on the same pairs: budget 2: V_rest_R2 " in summary
 
 
-def test_explore_notebook_tours_blocks_and_trains_a_live_run(tmp_path, dataset_root):
-    """The tour (on tiny blocks 0 and 1 made here, standing in for the committed examples), then
-    the optional live run (tiny preset, progress bar)."""
-    from flyvis_study import run_block
-
-    examples = tmp_path / "examples"
-    for number in (0, 1):
-        run_block(number, {"replicates": 2, "overrides": FAST, "cache_dir": str(dataset_root),
-                           "out_dir": str(examples)}, progress=False)
+@pytest.mark.slow
+def test_explore_notebook_tours_blocks_and_trains_a_live_run(tiny_blocks, tmp_path, dataset_root):
+    """The tour (on the session's tiny blocks 0 and 1, standing in for the committed examples),
+    then the optional live run (tiny preset, progress bar)."""
+    examples = copy_tiny_blocks(tiny_blocks, tmp_path / "examples")
     run_dir = tmp_path / "run"
     executed = execute_notebook(NOTEBOOK_DIR / "explore.ipynb", tmp_path / "explore.ipynb",
                                 {"examples_dir": str(examples), "train_live": True, "out_dir": str(run_dir),

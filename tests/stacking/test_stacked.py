@@ -62,6 +62,7 @@ def test_one_stacked_step_equals_each_single_run_loss_and_gradients(dataset_root
             assert rel(g_stacked, p.grad) < 1e-12
 
 
+@pytest.mark.slow
 def test_stacked_training_equals_training_alone_float64(dataset_root, tmp_path):
     cfgs = three_configs()
     datasets = [get_dataset(c.simulation, root=dataset_root, progress=False) for c in cfgs]
@@ -227,6 +228,7 @@ def test_block_parameter_stack(tmp_path):
         assert "stack" in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_a_stacked_block_writes_each_run_and_matches_runs_alone(dataset_root, tmp_path):
     from flyvis_study import run_block
 

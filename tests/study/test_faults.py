@@ -54,6 +54,7 @@ def _integrity_warnings(record) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- lengths and divergence
+@pytest.mark.slow
 def test_block_with_one_divergence_and_mixed_epochs_assembles_and_renders(tmp_path, dataset_root):
     from flyvis_study.report.figures import trajectory_figure
 
@@ -157,6 +158,7 @@ def test_damaged_dataset_is_regenerated_with_one_warning(own_dataset, damage):
     assert not _integrity_warnings(record)
 
 
+@pytest.mark.slow
 def test_an_edited_ground_truth_cache_file_is_recalibrated_never_used(own_dataset):
     """The calibrated synthetic ground truth is cached with a sha256 sidecar: an edit that still
     parses (one resting potential moved by 0.5) is recalibrated with one warning naming the file,
@@ -178,6 +180,7 @@ def test_an_edited_ground_truth_cache_file_is_recalibrated_never_used(own_datase
 
 @pytest.mark.parametrize("name,damage", [("run.nc", "flipped"), ("run.nc", "truncated"),
                                          ("recovered.npz", "truncated"), ("metrics.log", "deleted")])
+@pytest.mark.slow
 def test_damaged_run_file_recomputes_that_run_only(tmp_path, dataset_root, name, damage):
     specs = grid_specs(1, {"x": FAST}, 2, cache=str(dataset_root))
     paths = run_many(specs, tmp_path, progress=False)
@@ -223,6 +226,7 @@ def test_truncated_checkpoint_resumes_from_the_one_before(tmp_path, tiny_dataset
 
 
 # ----------------------------------------------------------------------------- lost workers
+@pytest.mark.slow
 def test_killed_worker_is_recorded_and_the_block_finishes(tmp_path, dataset_root):
     import dask
     from distributed.diagnostics.plugin import WorkerPlugin
@@ -416,6 +420,7 @@ def _cli_block(out: Path, dataset_root: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_repairs_reach_the_terminal_and_the_report_and_a_damaged_block_file_is_rebuilt(tmp_path, dataset_root):
     """Block 1 at tiny, 2 runs (2 replicates of its one config). Then one run file gets a
     flipped byte and the block file is truncated; the same command again: one 'repaired:'
@@ -445,6 +450,7 @@ def test_repairs_reach_the_terminal_and_the_report_and_a_damaged_block_file_is_r
     assert "Repaired while this block ran (1)" in (out / "block1.html").read_text()
 
 
+@pytest.mark.slow
 def test_a_report_killed_midway_loses_nothing_and_reruns(tmp_path):
     """``flyvis-study report`` killed while its notebook runs, then run again: the second run
     finishes; no half-written summary or index is ever left (each is written atomically)."""

@@ -183,6 +183,7 @@ def test_metrics_carry_both_definitions_and_the_inlier_rule():
     assert out["tau_outlier_threshold"] == 0.1 and 0 < out["tau_outlier_share"] < 1
 
 
+@pytest.mark.slow
 def test_run_files_from_before_the_identity_r2_combine_with_new_ones(tmp_path):
     """A run file from before the identity R2 (a committed small example run without those
     variables) and a new one combine: the old run reads NaN for the new variables."""

@@ -127,6 +127,7 @@ def test_ranking_needs_three_runs(tmp_path):
     assert np.isnan(st.loc["few", "score"]) and len(ranking(st)) == 0
 
 
+@pytest.mark.slow
 def test_paired_comparison(tmp_path):
     base = block_dataset([fake_run(tmp_path, "gold_standard", r, r, 0.94, v)
                           for r, v in enumerate([0.2, 0.4, 0.3, 0.5])], 0)

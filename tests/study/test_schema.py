@@ -77,6 +77,7 @@ def schema_1_folder(request, tmp_path, dataset_root):
     return tmp_path, key
 
 
+@pytest.mark.slow
 def test_a_schema_1_block_reads_with_its_factors_before_migration(schema_1_folder):
     folder, _ = schema_1_folder
     ds = load_block(folder / "block6.nc")
@@ -88,6 +89,7 @@ def test_a_schema_1_block_reads_with_its_factors_before_migration(schema_1_folde
     assert fs.open_block(folder / "block0.nc").ds["arm"].values.tolist() == ["gold_standard"]  # was standard
 
 
+@pytest.mark.slow
 def test_migration_renames_runs_to_content_keys_and_merges_duplicates(schema_1_folder):
     folder, key = schema_1_folder
     done = migrate_folder(folder)
@@ -118,6 +120,7 @@ def test_schema_3_names_each_arm_after_its_config_file(old, new):
     assert renamed_label(old) == new
 
 
+@pytest.mark.slow
 def test_a_schema_2_folder_is_renamed_in_place(tmp_path, dataset_root):
     """A schema-2 folder (content keys and factors, the old arm names): read as schema 3 before
     migration; migrated, every file says schema 3 and the new names, no run folder moves."""

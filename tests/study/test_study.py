@@ -68,6 +68,7 @@ def test_failed_run_is_recorded_not_raised(tmp_path, dataset_root):
     assert study_run.is_finished(spec, tmp_path)  # a diverged run is final: a rerun keeps it
 
 
+@pytest.mark.slow
 def test_infrastructure_failure_is_recorded_then_retried(tmp_path, dataset_root, monkeypatch):
     """An exception (here an I/O error) is recorded with its kind and recomputed on the next run_one."""
     spec = RunSpec(block=1, label="flaky", sim_seed=0, train_seed=0, cache=str(dataset_root), overrides=FAST)
@@ -107,6 +108,7 @@ def test_run_record_carries_the_log_rows_and_provenance(tmp_path, dataset_root):
     assert record["provenance"]["device"] == "cpu"
 
 
+@pytest.mark.slow
 def test_kill_and_resume_does_not_recompute_finished_runs(tmp_path, dataset_root, monkeypatch):
     import flyvis_study.study.run as run_module
 
@@ -139,6 +141,7 @@ def test_kill_and_resume_does_not_recompute_finished_runs(tmp_path, dataset_root
     assert len(paths) == 3
 
 
+@pytest.mark.slow
 def test_local_cluster_runs_match_serial_bitwise_at_equal_thread_counts(tmp_path, dataset_root):
     """The reproducibility promise on one machine: a run's numbers depend on its seeds and its
     intra-op thread count only (``study.run.run_threads``), not on where it ran. Serial runs at

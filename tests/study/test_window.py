@@ -25,6 +25,7 @@ def _params(out, cache, replicates=2) -> dict:
     return {"replicates": replicates, "overrides": OVERRIDES, "cache_dir": str(cache), "out_dir": str(out)}
 
 
+@pytest.mark.slow
 def test_a_run_cut_in_one_window_and_finished_in_the_next_is_the_run_never_cut(tmp_path, dataset_root):
     gpu, home, whole = tmp_path / "gpu", tmp_path / "home", tmp_path / "whole"
     specs = plan_block(1, block_parameters(1, **_params(gpu, dataset_root)))

@@ -97,6 +97,7 @@ def test_regulariser_terms():
         regulariser(m, v, {**zero, "g_phi_silent": 2.0}, 1.0)
 
 
+@pytest.mark.slow
 def test_silent_anchor_pulls_g_phi_to_zero_below_threshold(tiny_dataset, tmp_path):
     """Trained with the anchor, g_phi^2 over [-2, 0] is far smaller than trained without it
     (same seeds and batches); the anchor's draws resume bitwise from a checkpoint."""
@@ -118,6 +119,7 @@ def test_silent_anchor_pulls_g_phi_to_zero_below_threshold(tiny_dataset, tmp_pat
     np.testing.assert_array_equal(anchored.loss, resumed.loss)
 
 
+@pytest.mark.slow
 def test_loss_falls_and_connectivity_rises(tiny_dataset, tmp_path):
     cfg = cfg_for("gold_standard.yaml", **{"training.iterations_fraction": 0.1})
     res = train(cfg, tiny_dataset, tmp_path, progress=False)
@@ -158,6 +160,7 @@ def test_divergence_is_recorded_as_failed(tiny_dataset, tmp_path):
     assert res.diverged and "non-finite" in res.reason
 
 
+@pytest.mark.slow
 def test_resume_from_checkpoint_gives_identical_result(tiny_dataset, tmp_path):
     over = {"training.iterations_fraction": 0.01}
     full = train(cfg_for("two_stage.yaml", **over), tiny_dataset, tmp_path / "full", progress=False)
@@ -173,6 +176,7 @@ def test_resume_from_checkpoint_gives_identical_result(tiny_dataset, tmp_path):
     assert {"model", "optimizer", "config", "epoch"} <= set(ckpt) and ckpt["config"]["training"]["n_epochs"] == 2
 
 
+@pytest.mark.slow
 def test_same_seeds_same_numbers(tiny_dataset, tmp_path):
     over = {"training.iterations_fraction": 0.005}
     a = train(cfg_for("two_stage.yaml", **over), tiny_dataset, tmp_path / "a", progress=False)
@@ -217,6 +221,7 @@ class Killed(RuntimeError):
     pass
 
 
+@pytest.mark.slow
 def test_a_run_cut_or_killed_within_an_epoch_resumes_bitwise(tiny_dataset, tmp_path):
     """Cut by its stop time (anywhere: the cut point depends on this machine's speed) and then
     killed mid-epoch after a within-epoch checkpoint, a two-stage run resumes to the very loss

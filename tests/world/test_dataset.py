@@ -15,6 +15,7 @@ def sim_config(seed=0, **extra):
     return load_run_config(preset="tiny", overrides=overrides).simulation
 
 
+@pytest.mark.slow
 def test_same_seed_identical_arrays_across_caches(tmp_path):
     a = get_dataset(sim_config(0), root=tmp_path / "a")
     b = get_dataset(sim_config(0), root=tmp_path / "b")
@@ -23,6 +24,7 @@ def test_same_seed_identical_arrays_across_caches(tmp_path):
     assert isinstance(a.array("train_v"), np.memmap)
 
 
+@pytest.mark.slow
 def test_different_sim_seed_changes_noise_and_order_not_truth(tmp_path):
     a = get_dataset(sim_config(0), root=tmp_path)
     b = get_dataset(sim_config(1), root=tmp_path)

@@ -40,6 +40,7 @@ def test_unreadable_checkpoint_is_a_clear_error(tmp_path):
         load_flyvis_checkpoint(tmp_path / "missing.chkpt")
 
 
+@pytest.mark.slow
 def test_synthetic_marginals_and_determinism():
     c = cached_connectome(2)
     a, b = synthetic_ground_truth(c, seed=0), synthetic_ground_truth(c, seed=0)
