@@ -41,7 +41,7 @@ budget = 24  # runs the search trains (the reference runs are counted apart)
 proposer = "ucb"  # ucb | seed_rule | tpe | gp | random
 objective = "V_rest_R2"  # the metric maximised (affine R2)
 reference = "gold_standard"  # config of the reference runs (the constraint)
-tolerance = 0.02  # feasible: conn_R2 >= the reference's on the same seeds - this
+tolerance = 0.02  # feasible: conn_R2 at least the reference's on the same seeds minus this
 seed_mode = "generalisation"  # replicate r: seeds (r, r) (generalisation) or (0, r) (robustness)
 seed_base = 0  # first seed
 max_replicates = 4  # seed pairs a node runs on at most

@@ -1,5 +1,6 @@
 """Every notebook executed end to end at the tiny preset (papermill, HTML, netCDF); notebook sources."""
 
+import ast
 import importlib.util
 import json
 import re
@@ -69,6 +70,20 @@ def test_block_notebooks_share_every_cell_but_title_parameters_and_number():
     for number, nb in zip(BLOCKS, notebooks):
         assert f"BLOCK = {number}\n" in nb.cells[2].source
         assert nb.cells[0].source.startswith(f"# {BLOCKS[number].title}\n\n**Question.** {BLOCKS[number].question}")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_reads_every_parameter_of_the_parameters_cell(path):
+    """papermill parses a parameters cell line by line and skips, with only a printed warning, a
+    line it cannot read (an '=' in a comment was one): such a parameter would then be missing
+    from ``papermill --help-notebook`` and ``inspect_notebook``. Every assigned name must be read."""
+    nb = nbformat.read(str(path), as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    if not cells:
+        pytest.skip(f"{path.name} has no parameters cell")
+    assigned = {t.id for node in ast.parse(cells[0].source).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    assert set(papermill.inspect_notebook(str(path))) == assigned
 
 
 @pytest.mark.parametrize("number", sorted(BLOCKS))
