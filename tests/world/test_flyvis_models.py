@@ -92,16 +92,35 @@ def test_full_preset_uses_the_flyvis_network_unless_told_otherwise(tmp_path):
     assert load_run_config(own, preset="full").simulation.ground_truth.label() == "synthetic/seed3"
 
 
+def _exploration_run_ids(folder) -> set[str]:
+    """The run ids of every trial of the explorations whose SQLite studies live in ``folder``."""
+    import optuna
+
+    ids = set()
+    for db in folder.glob("*.optuna.db"):
+        storage = f"sqlite:///{db}"
+        for name in optuna.get_all_study_names(storage):
+            trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+            ids |= {t.user_attrs["run_id"] for t in trials if "run_id" in t.user_attrs}
+    return ids
+
+
 def test_run_ids_and_configs_of_other_sources_are_unchanged_by_the_model_key():
-    """The committed small example's run folders are found again by a rerun of its block."""
+    """The committed small example's finished runs are found again: each folder's name is the
+    content key of its own config.json, and each run is in the plan of one of the blocks that
+    write there or is a trial of an exploration stored there."""
     from conftest import REPO
 
+    from flyvis_study.config import RunConfig
     from flyvis_study.study.blocks import plan_block
+    from flyvis_study.study.spec import run_id_of
 
-    # every block the small example holds runs of (block 8 writes there too)
+    folder = REPO / "reports" / "examples" / "small"
+    finished = [p for p in (folder / "runs").iterdir() if (p / "run.nc").is_file()]
+    for run in finished:
+        assert run_id_of(RunConfig.model_validate_json((run / "config.json").read_text())) == run.name
     ids = {s.run_id for n in (0, 1, 6, 7, 8) for s in plan_block(n, {"preset": "small"})}
-    committed = {p.name for p in (REPO / "reports" / "examples" / "small" / "runs").iterdir() if p.is_dir()}
-    assert committed and committed <= ids
+    assert finished and {p.name for p in finished} <= ids | _exploration_run_ids(folder)
     cfg = json.loads(load_run_config(preset="small").to_json())
     assert "model" not in cfg["simulation"]["ground_truth"]
     full = json.loads(load_run_config(preset="full").to_json())
