@@ -111,7 +111,9 @@ def answers(comparisons: list[PairedComparison]) -> str:
 
 def headline(comparisons: list[PairedComparison]) -> str:
     """One line for the study index: the focus comparison (V_rest_R2, conn_R2; affine) at each
-    level, and the best cell's V_rest_R2 change against the gold standard."""
+    level, and the best cell's V_rest_R2 change against the gold standard at each axis's first
+    level (both cells named: ``two_stage_constant_schedule at budget 3`` against ``gold_standard
+    at budget 1``)."""
     if not comparisons:
         return "no paired runs yet"
     block = block_definition(comparisons[0].block)
@@ -128,7 +130,10 @@ def headline(comparisons: list[PairedComparison]) -> str:
     ranked = lever_ranking(comparisons, "affine")
     if not ranked.empty and "V_rest_difference" in ranked:
         top = ranked.iloc[0]
-        text += (f". Best V_rest_R2 change against the gold standard: {top['arm']}, "
+        best = next(c for c in comparisons if c.kind == GOLD_STANDARD_KIND and c.arm == top["arm"]
+                    and all(top[k] == v for k, v in c.levels.items()))
+        cell = f"{top['arm']} at {_levels(best.levels)}" if best.levels else top["arm"]
+        text += (f". Best V_rest_R2 change against {best.control or 'the gold standard'}: {cell}, "
                  f"{top['V_rest_difference']:+.3f} [{top['V_rest_t_low']:+.3f}, {top['V_rest_t_high']:+.3f}]"
                  f" on {int(top['n_pairs'])} pairs")
     return text.lstrip(". ")

@@ -158,3 +158,23 @@ def test_monitor_lines_count_runs_and_show_phase_r2_and_eta(tmp_path):
     monitor.dashboard_shown = False
     monitor.check(last, -1)
     assert "Dask dashboard: http://127.0.0.1:1/status" in lines
+
+
+def test_lever_headline_names_both_cells_of_its_best_change():
+    """The index line of a self-controlled block names the best cell's levels and the gold
+    standard's cell it is paired against (block 8's best arm at budget 3 against the gold standard
+    at budget 1), with the number equal to the paired mean of the committed runs."""
+    import xarray as xr
+    from conftest import REPO
+
+    from flyvis_study.report.levers import headline
+    from flyvis_study.study.levers import lever_comparisons
+
+    ds = xr.load_dataset(REPO / "reports" / "examples" / "small" / "block8.nc", engine="h5netcdf")
+    line = headline(lever_comparisons(ds, n_resamples=99))
+    best, gold = (ds["V_rest_R2"].sel(config=c).isel(ground_truth=0).values
+                  for c in ("two_stage_constant_schedule_budget=3", "gold_standard_budget=1"))
+    mean = np.mean([best[k, k] - gold[k, k] for k in (0, 1)])
+    assert line.startswith("Best V_rest_R2 change against gold_standard at budget 1: "
+                           f"two_stage_constant_schedule at budget 3, {mean:+.3f} [")
+    assert line.endswith("on 2 pairs")
