@@ -272,11 +272,23 @@ def explore(preset: str | None = typer.Option(None, help=f"tiny | small | full (
     from flyvis_study.report.notebooks import execute_exploration
 
     try:
-        check_exploration(**params)
+        validated = check_exploration(**params)
         notebook_file(EXPLORATION_NOTEBOOK)  # its bytes checked against the package manifest
-        outputs = execute_exploration(params)
-    except (ExploreParameterError, BlockParameterError, PackageDataError) as err:  # BlockParameterError: BlockInUse
+    except (ExploreParameterError, BlockParameterError, PackageDataError) as err:
         _fail(str(err))
+    from flyvis_study.exploration.progress import ExplorationMonitor
+
+    monitor = ExplorationMonitor(validated, lambda line: typer.echo(line, err=True))
+    monitor.start()
+    try:
+        outputs = execute_exploration(params)
+    except (ExploreParameterError, BlockParameterError) as err:  # BlockInUse: another writer in the folder
+        monitor.stop(final_line=False)  # the error stays the one line
+        _fail(str(err))
+    except BaseException:
+        monitor.stop(final_line=False)
+        raise
+    monitor.stop()
     for kind, path in outputs.items():
         typer.echo(f"{kind:6s} {path}")
 

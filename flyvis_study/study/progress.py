@@ -97,7 +97,8 @@ def describe(snap: Snapshot, eta_s: float | None) -> str:
     return " | ".join(parts)
 
 
-def _fractions(snap: Snapshot) -> dict[str, float]:
+def run_fractions(snap: Snapshot) -> dict[str, float]:
+    """Each started run's fraction done (a finished run 1)."""
     return {**{r.run_id: min(r.fraction, 1.0) for r in snap.running}, **dict.fromkeys(snap.done, 1.0)}
 
 
@@ -111,10 +112,14 @@ class BlockMonitor(threading.Thread):
         self.interval, self.poll = interval, poll
         self._stop_event = threading.Event()
         self.started_at, self.started_wall = time.monotonic(), time.time()
-        self.initial = snapshot(self.out_dir, self.run_ids)
+        self.initial = self.snapshot()
         self.dashboard_shown = False
         self.repairs_log = self.out_dir / REPAIRS_LOG  # integrity.repaired: one line per repaired file
         self.repairs_offset = self.repairs_log.stat().st_size if self.repairs_log.is_file() else 0
+
+    def snapshot(self) -> Snapshot:
+        """The runs' state now (``snapshot`` of ``run_ids``)."""
+        return snapshot(self.out_dir, self.run_ids)
 
     def echo_repairs(self) -> None:
         """Print each repair logged since the last call, as one 'repaired: ...' line."""
@@ -124,7 +129,7 @@ class BlockMonitor(threading.Thread):
 
     def eta(self, snap: Snapshot) -> float | None:
         """Seconds left for the runs: elapsed x (work left / work done since the start), None until measurable."""
-        before, now = _fractions(self.initial), _fractions(snap)
+        before, now = run_fractions(self.initial), run_fractions(snap)
         work = sum(now.get(i, 0.0) - before.get(i, 0.0) for i in self.run_ids if i not in self.initial.done)
         left = sum(1.0 - now.get(i, 0.0) for i in self.run_ids)
         if work <= 0.01:
@@ -142,7 +147,7 @@ class BlockMonitor(threading.Thread):
                 self.echo(f"Dask dashboard: {status['dashboard']}")
             self.dashboard_shown = True
         self.echo_repairs()
-        snap = snapshot(self.out_dir, self.run_ids)
+        snap = self.snapshot()
         key = describe(snap, None)
         if key != last and time.monotonic() - last_time >= self.interval:
             self.echo(describe(snap, self.eta(snap)))
@@ -160,4 +165,4 @@ class BlockMonitor(threading.Thread):
         self.join(timeout=5)
         self.echo_repairs()
         if final_line:
-            self.echo(describe(snapshot(self.out_dir, self.run_ids), None))
+            self.echo(describe(self.snapshot(), None))

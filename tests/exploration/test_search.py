@@ -16,8 +16,10 @@ from conftest import FAST, REPO
 
 from flyvis_study.exploration.logs import analysis_path, memory_path
 from flyvis_study.exploration.parameters import ExploreParameterError
+from flyvis_study.exploration.progress import ExplorationMonitor
 from flyvis_study.exploration.search import open_exploration, read_metrics, run_exploration
 from flyvis_study.report.exploration import check_exploration
+from flyvis_study.study.progress import describe
 
 SPACE = {"alternate_lr_ratio": [0.05, 0.1, 0.2], "alternate_joint_ratio": [0.3, 0.4, 0.5]}
 
@@ -189,5 +191,21 @@ def test_the_explore_command_runs_the_notebook_and_renders_its_report(whole, tmp
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error" or o.get("name") == "stderr"]  # no error, no warning
     assert "Warning" not in result.stderr and "WARNING" not in result.stderr, result.stderr  # a quiet terminal
+    lines = result.stderr.splitlines()  # progress only: the monitor's lines, the last one final
+    assert lines and lines[-1] == "runs 2/2 done" and all(line.startswith("runs ") for line in lines), lines
     assert analysis_path(tmp_path, "exploration").read_text().count("## Iter ") == 2
     assert {p.name: (p / "run.nc").stat().st_mtime_ns for p in (tmp_path / "runs").iterdir()} == before
+
+
+def test_the_progress_monitor_reads_the_runs_from_the_study(whole, tmp_path):
+    """The CLI's progress line: the exploration's runs are its trials' run ids (read from the
+    Optuna study), counted against the budget; a study that does not exist yet shows 0 runs and
+    is not created by the monitor."""
+    monitor = ExplorationMonitor(whole.parameters, print)
+    snap = monitor.snapshot()
+    assert snap.total == whole.parameters.budget == 4
+    assert snap.done == {t.run_id for t in whole.history.trials} and len(snap.done) == 4
+    assert describe(snap, None) == "runs 4/4 done"
+    fresh = ExplorationMonitor(whole.parameters.model_copy(update={"out_dir": str(tmp_path)}), print)
+    assert describe(fresh.snapshot(), None) == "runs 0/4 done"
+    assert not (tmp_path / f"{whole.parameters.name}.optuna.db").exists()
