@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -56,6 +57,22 @@ def _check_connectome_file() -> None:
     problem = connectome_problem()
     if problem:
         _fail(problem)
+
+
+def _monitored(monitor, work: Callable[[], dict], refused: tuple[type[Exception], ...]) -> dict:
+    """``work()`` with ``monitor`` (a started-here progress thread) printing while it runs; its
+    final line after. A refusal (``refused``) stays one line, with no progress line after it."""
+    monitor.start()
+    try:
+        outputs = work()
+    except refused as err:
+        monitor.stop(final_line=False)
+        _fail(str(err))
+    except BaseException:
+        monitor.stop(final_line=False)
+        raise
+    monitor.stop()
+    return outputs
 
 
 def _check_listening(address: str, timeout: float = 5.0) -> None:
@@ -228,16 +245,7 @@ def block(number: int = typer.Argument(..., help="block number, 0 to 8 (an unkno
 
     monitor = BlockMonitor(validated.out_dir, [s.run_id for s in specs], lambda line: typer.echo(line, err=True),
                            interval=progress_every)
-    monitor.start()
-    try:
-        outputs = execute_block(number, params)
-    except BlockParameterError as err:  # BlockInUse: another block writes into this folder
-        monitor.stop(final_line=False)  # the error stays the one line
-        _fail(str(err))
-    except BaseException:
-        monitor.stop(final_line=False)
-        raise
-    monitor.stop()
+    outputs = _monitored(monitor, lambda: execute_block(number, params), (BlockParameterError,))  # BlockInUse
     for kind, path in outputs.items():
         typer.echo(f"{kind:6s} {path}")
 
@@ -279,16 +287,8 @@ def explore(preset: str | None = typer.Option(None, help=f"tiny | small | full (
     from flyvis_study.exploration.progress import ExplorationMonitor
 
     monitor = ExplorationMonitor(validated, lambda line: typer.echo(line, err=True))
-    monitor.start()
-    try:
-        outputs = execute_exploration(params)
-    except (ExploreParameterError, BlockParameterError) as err:  # BlockInUse: another writer in the folder
-        monitor.stop(final_line=False)  # the error stays the one line
-        _fail(str(err))
-    except BaseException:
-        monitor.stop(final_line=False)
-        raise
-    monitor.stop()
+    outputs = _monitored(monitor, lambda: execute_exploration(params),
+                         (ExploreParameterError, BlockParameterError))  # BlockInUse: another writer in the folder
     for kind, path in outputs.items():
         typer.echo(f"{kind:6s} {path}")
 

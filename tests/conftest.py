@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -90,8 +91,6 @@ def tiny_blocks(tmp_path_factory, dataset_root) -> dict[int, dict[str, Path]]:
 
 def copy_tiny_blocks(tiny_blocks: dict[int, dict[str, Path]], dest: Path) -> Path:
     """A writable copy of the ``tiny_blocks`` folder at ``dest`` (its runs, block files, reports)."""
-    import shutil
-
     shutil.copytree(tiny_blocks[0]["nc"].parent, dest)
     return dest
 
