@@ -1,7 +1,7 @@
 # Prepared GPU check (device machine): full-scale bench on CUDA, the CUDA tests, a kernel
 # profile of the step, and the graph step of earlier versions carried in .old/<commit>/ (each a
 # copy of flyvis_study/ and params/, e.g. from git archive), run from inside that folder.
-# Carry .whl (pydantic, pydantic_core, annotated_types, typing_inspection, h5netcdf for cp312)
+# Carry .whl (pydantic, pydantic_core, annotated_types, typing_inspection, netCDF4, cftime, certifi for cp312)
 # and .devcache (connectome/fib25-fib19_v2.2.json); results are written under $OUT.
 set -u; export PYTHONUNBUFFERED=1 FLYVIS_STUDY_CACHE=$PWD/.devcache
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1

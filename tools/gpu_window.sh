@@ -3,7 +3,7 @@
 # run trained into $OUT, one <run_id>.tar.gz each (the cut run with its within-epoch checkpoint).
 # The in-flight runs of earlier windows travel with the working tree (reports/examples/full/runs/).
 # Usage: bash tools/gpu_window.sh [budget, default 7m] [replicates, default 2]
-# Carry .whl (pydantic, pydantic_core, annotated_types, typing_inspection, h5netcdf for cp312)
+# Carry .whl (pydantic, pydantic_core, annotated_types, typing_inspection, netCDF4, cftime, certifi for cp312)
 # and .devcache (connectome/fib25-fib19_v2.2.json), as for gpu_check.sh. Back here:
 #   flyvis-study window 7 <the same -p> --out reports/examples/full --unpack <files_at>/*.tar.gz
 set -u; export PYTHONUNBUFFERED=1 FLYVIS_STUDY_CACHE=$PWD/.devcache

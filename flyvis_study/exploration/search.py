@@ -44,6 +44,7 @@ from flyvis_study.exploration.space import Levels, SearchSpace, build_space
 from flyvis_study.locks import pid_alive
 from flyvis_study.resources import project_path
 from flyvis_study.study.execute import folder_lock
+from flyvis_study.study.record import NETCDF_ENGINE
 from flyvis_study.study.runner import close_client, lost_run, make_client
 from flyvis_study.study.spec import EXPLORATION, RunSpec, suggest_seeds
 
@@ -283,7 +284,7 @@ def run_spec(params: ExploreParameters, space: SearchSpace, levels: Levels, sim_
 
 def read_metrics(path: str | Path) -> dict:
     """A run file's headline metrics (floats) and status."""
-    with xr.open_dataset(path, engine="h5netcdf") as ds:
+    with xr.open_dataset(path, engine=NETCDF_ENGINE) as ds:
         out = {k: float(np.asarray(ds[k].values).ravel()[0]) for k in REPORTED if k in ds}
         out["status"] = str(np.asarray(ds["status"].values).ravel()[0]) if "status" in ds else ""
         out["run_id"] = str(np.asarray(ds["run_id"].values).ravel()[0]) if "run_id" in ds else ""

@@ -19,6 +19,7 @@ import xarray as xr
 from flyvis_study.failures import RETRIED_FAILURES, Status
 from flyvis_study.integrity import verify, verify_manifest
 from flyvis_study.locks import LOCK_NAME, describe_owner, holder, read_owner
+from flyvis_study.study.record import NETCDF_ENGINE
 from flyvis_study.study.result_files import ResultFileError, read_result_file
 from flyvis_study.train.checkpoints import checkpoints, partial_path
 
@@ -103,7 +104,7 @@ def _examine_run(run_dir: Path, report: FolderReport) -> None:
         report.damaged[run_id] = f"run.nc {reason}"
         return
     try:
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
+        with xr.open_dataset(path, engine=NETCDF_ENGINE) as ds:
             kind = str(ds.attrs.get("failure_kind", ""))
             status = str(np.asarray(ds["status"].values).ravel()[0])
             files = json.loads(ds.attrs.get("files", "{}"))

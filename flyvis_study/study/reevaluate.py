@@ -28,7 +28,7 @@ from flyvis_study.evaluation.names import METRIC_NAMES
 from flyvis_study.failures import FailureKind
 from flyvis_study.integrity import manifest
 from flyvis_study.provenance import provenance
-from flyvis_study.study.record import RUN_DIMS, write_netcdf_atomic
+from flyvis_study.study.record import NETCDF_ENGINE, RUN_DIMS, write_netcdf_atomic
 from flyvis_study.study.run import RUN_DIR_FILES
 from flyvis_study.train.checkpoints import checkpoint_path, load_checkpoint
 from flyvis_study.train.loop import build_model
@@ -89,7 +89,7 @@ def reevaluate_run(run_dir: str | Path, cache: str | Path | None = None, device:
                       V_rest_hat_corrected=rec.V_rest_hat_corrected.astype(np.float32),
                       silent_message=rec.silent_message.astype(np.float32))
         np.savez_compressed(run_dir / "recovered.npz", **arrays)
-    ds = xr.load_dataset(path, engine="h5netcdf")
+    ds = xr.load_dataset(path, engine=NETCDF_ENGINE)
     cell = tuple(ds.sizes[d] for d in RUN_DIMS)
     for name in METRIC_NAMES:
         if name in metrics:
@@ -111,7 +111,7 @@ def reevaluate_folder(folder: str | Path, cache: str | Path | None = None, devic
     out = Reevaluation()
     for run_dir in sorted(p for p in (Path(folder) / "runs").iterdir() if p.is_dir()):
         if only_missing and (run_dir / "run.nc").is_file():
-            with xr.open_dataset(run_dir / "run.nc", engine="h5netcdf") as ds:
+            with xr.open_dataset(run_dir / "run.nc", engine=NETCDF_ENGINE) as ds:
                 if only_missing in ds and np.isfinite(ds[only_missing].values).all():
                     continue
         try:

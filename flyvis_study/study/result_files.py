@@ -13,6 +13,8 @@ from pathlib import Path
 
 import xarray as xr
 
+from flyvis_study.study.record import NETCDF_ENGINE
+
 
 class ResultFileError(ValueError):
     """A result file is unreadable or of the wrong kind; the message is one line saying what to do."""
@@ -30,7 +32,7 @@ def read_result_file(path: str | Path, kind: str) -> xr.Dataset:
     redo = ("rebuild it with `flyvis-study block N --out <its folder>` (finished runs are reused, none retrained)"
             if kind == "block" else "remove it; the next block run recomputes the run")
     try:
-        ds = xr.load_dataset(path, engine="h5netcdf")
+        ds = xr.load_dataset(path, engine=NETCDF_ENGINE)
     except FileNotFoundError:
         raise ResultFileError(f"{path}: no such {kind} file") from None
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:

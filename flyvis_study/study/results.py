@@ -27,7 +27,7 @@ from xarray.indexes import PandasMultiIndex
 
 from flyvis_study.atomic import atomic_path
 from flyvis_study.config import GroundTruthConfig, RunConfig
-from flyvis_study.study.record import RUN_DIMS, cell_coords
+from flyvis_study.study.record import NETCDF_ENGINE, RUN_DIMS, cell_coords
 
 
 def _stored_ground_truth(ds: xr.Dataset) -> str:
@@ -76,7 +76,7 @@ def combine_runs(paths: list[str | Path], specs: list | None = None) -> xr.Datas
         raise ValueError("no run files to combine")
     scalars, trajectories = [], []
     for k, p in enumerate(paths):
-        part = with_ground_truth_axis(xr.load_dataset(p, engine="h5netcdf"))
+        part = with_ground_truth_axis(xr.load_dataset(p, engine=NETCDF_ENGINE))
         if specs is not None:
             part = part.drop_vars([c for c in part.coords if part[c].dims == ("config",)])
             part = part.assign_coords(config=[specs[k].label], **cell_coords(specs[k]))
@@ -129,4 +129,4 @@ def save_block(ds: xr.Dataset, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf")
+        ds.to_netcdf(tmp, engine=NETCDF_ENGINE)

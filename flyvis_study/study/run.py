@@ -46,7 +46,7 @@ from flyvis_study.fast.allocator import keep_freed_memory, release_freed_memory
 from flyvis_study.integrity import manifest, repaired, sidecar, verify, verify_manifest
 from flyvis_study.provenance import provenance
 from flyvis_study.stacking.train import train_stack
-from flyvis_study.study.record import run_dataset, write_netcdf_atomic
+from flyvis_study.study.record import NETCDF_ENGINE, run_dataset, write_netcdf_atomic
 from flyvis_study.study.spec import RunSpec
 from flyvis_study.train.loop import TrainingCut, TrainResult, train
 from flyvis_study.world.dataset import get_dataset
@@ -297,7 +297,7 @@ def is_finished(spec: RunSpec, out_root: str | Path) -> bool:
     reason, damaged = verify(path), path
     if reason in (None, "no checksum"):
         try:
-            with xr.open_dataset(path, engine="h5netcdf") as ds:
+            with xr.open_dataset(path, engine=NETCDF_ENGINE) as ds:
                 final = ds.attrs.get("failure_kind", "") not in RETRIED_FAILURES
                 files = json.loads(ds.attrs.get("files", "{}"))
         except (OSError, ValueError) as err:  # truncated, not netCDF

@@ -41,7 +41,7 @@ import xarray as xr
 
 from flyvis_study.config import RunConfig
 from flyvis_study.study.blocks import BLOCKS
-from flyvis_study.study.record import SCHEMA_VERSION, write_netcdf_atomic
+from flyvis_study.study.record import NETCDF_ENGINE, SCHEMA_VERSION, write_netcdf_atomic
 from flyvis_study.study.result_files import read_result_file
 from flyvis_study.study.results import save_block, with_ground_truth_axis
 from flyvis_study.study.spec import Cell, run_id_of
@@ -163,7 +163,7 @@ def migrate_folder(folder: str | Path) -> Migration:
     """Rewrite a results folder (``blockN.nc`` and ``runs/``) to the current schema (module docstring)."""
     folder = Path(folder)
     done = Migration()
-    blocks = {p: xr.load_dataset(p, engine="h5netcdf") for p in sorted(folder.glob("block[0-9]*.nc"))}
+    blocks = {p: xr.load_dataset(p, engine=NETCDF_ENGINE) for p in sorted(folder.glob("block[0-9]*.nc"))}
     cell_of_run: dict[str, Cell] = {}
     for ds in blocks.values():
         if schema_version(ds) >= SCHEMA_VERSION:
@@ -173,7 +173,7 @@ def migrate_folder(folder: str | Path) -> Migration:
             if label in cells:
                 cell_of_run.setdefault(run_id, cells[label])
     for run_dir in sorted(p for p in (folder / "runs").glob("*") if (p / "run.nc").is_file()):
-        with xr.open_dataset(run_dir / "run.nc", engine="h5netcdf") as ds:
+        with xr.open_dataset(run_dir / "run.nc", engine=NETCDF_ENGINE) as ds:
             version = schema_version(ds)
             config_json = str(np.asarray(ds["config_json"].values).ravel()[0])
         if version >= SCHEMA_VERSION:
@@ -219,7 +219,7 @@ def migrate_folder(folder: str | Path) -> Migration:
 
 def _n_variables(path: Path) -> int:
     """The number of data variables in a run file (more: a more complete record)."""
-    with xr.open_dataset(path, engine="h5netcdf") as ds:
+    with xr.open_dataset(path, engine=NETCDF_ENGINE) as ds:
         return len(ds.data_vars)
 
 
@@ -238,7 +238,7 @@ def _run_ids(ds: xr.Dataset) -> list[tuple[str, str]]:
 def _rewrite_run_file(path: Path, run_id: str, cell: Cell | None) -> None:
     """The run file at ``path`` with its new ``run_id``, the factor coordinates of ``cell`` (its
     own label as the arm when no block names it) and the schema version."""
-    ds = xr.load_dataset(path, engine="h5netcdf")
+    ds = xr.load_dataset(path, engine=NETCDF_ENGINE)
     version = schema_version(ds)
     ds = rename_arms(ds)
     label = str(ds["config"].values[0])

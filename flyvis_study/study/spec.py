@@ -6,7 +6,7 @@ both seeds. Its ``run_id`` is keyed by content (``run_id_of``: the seeds and a d
 resolved config, which holds the seeds and the ground truth), never by a label: any block
 that needs the same run (same resolved config, same seeds) finds it finished in its output
 folder, whatever block made it. ``run_one`` trains and evaluates one
-run into ``out_root/runs/<run_id>/`` and writes ``run.nc`` (netCDF, h5netcdf) last and
+run into ``out_root/runs/<run_id>/`` and writes ``run.nc`` (netCDF-4) last and
 atomically; it never raises for a failed run: the failure (exception or divergence) is
 recorded in the run file with its reason.
 

@@ -132,7 +132,7 @@ def statistics_dataset(stats: pd.DataFrame) -> xr.Dataset:
 def block_dataset(paths: list[str | Path], block: int, attrs: dict | None = None,
                   specs: list | None = None) -> xr.Dataset:
     """Combined runs (each under its spec's label and factors, ``combine_runs``) + statistics,
-    ready for ``to_netcdf(engine='h5netcdf')``."""
+    ready for ``write_netcdf_atomic``."""
     runs = combine_runs(paths, specs)
     stats = config_statistics(runs)
     ds = xr.merge([runs, statistics_dataset(stats)], join="outer")

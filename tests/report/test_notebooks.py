@@ -20,6 +20,7 @@ from flyvis_study.evaluation.names import R2_DEFINITIONS
 from flyvis_study.report.html import report_problems
 from flyvis_study.report.notebooks import execute_block, execute_notebook, execute_summary
 from flyvis_study.study.blocks import BLOCKS
+from flyvis_study.study.record import NETCDF_ENGINE
 from flyvis_study.study.statistics import FRAGILE_CV, FRAGILE_MIN_FRACTION
 
 _spec = importlib.util.spec_from_file_location("block_notebooks", REPO / "tools" / "block_notebooks.py")
@@ -106,7 +107,7 @@ def _check_block_outputs(out, number, configs, n_runs):
     assert "seed pairs: every cell of the block runs on each" in html  # parameter meanings shown whole
     assert "<details><summary>first run's configuration" in html and "rows ×" not in html  # tables whole
     assert "run_block(" not in html  # rendered without code
-    ds = xr.load_dataset(out["nc"], engine="h5netcdf")
+    ds = xr.load_dataset(out["nc"], engine=NETCDF_ENGINE)
     assert set(ds["connectivity_R2"].dims) == {"config", "ground_truth", "sim_seed", "train_seed"}
     assert sorted(ds["config"].values) == sorted(configs)
     assert int((ds["run_id"] != "").sum()) == n_runs
@@ -196,7 +197,7 @@ def test_block_6_levers_report_and_its_comparisons(tmp_path, dataset_root):
     assert order == sorted(order)
     assert "V_rest_R2 (affine)" in html and "(identity)" in html and "V_rest_R2_identity" in html
     assert "V_rest_R2_corrected" in html and "inliers [all] (% dropped)" in html
-    ds = xr.load_dataset(out["nc"], engine="h5netcdf")
+    ds = xr.load_dataset(out["nc"], engine=NETCDF_ENGINE)
     labels = [f"{a}_blank={b}_noise=0.05" for a in arms for b in ("0", "0.5")] + ["lr_drop_blank=0_noise=0.05"]
     assert sorted(ds["config"].values) == sorted(labels) and int((ds["run_id"] != "").sum()) == 14
     comparisons = lever_comparisons(ds, n_resamples=999)
@@ -237,7 +238,7 @@ def test_block_7_what_limits_v_rest_report(tmp_path, dataset_root):
     assert report_problems(html, min_figures=5) == []
     assert "2. Which cell raises V_rest_R2 most over the gold standard (gold_standard" in html
     assert "field R2, corrected readout" in html and "Signed V_rest error per cell type" in html
-    ds = xr.load_dataset(out["nc"], engine="h5netcdf")
+    ds = xr.load_dataset(out["nc"], engine=NETCDF_ENGINE)
     assert int((ds["run_id"] != "").sum()) == 6 and sorted(set(ds["arm"].values)) == sorted(arms)
     for name in ("V_rest_R2_corrected", "V_rest_R2_field", "V_rest_R2_field_all_corrected", "tau_R2_corrected",
                  "connectivity_R2_field", "V_rest_field_dropped"):
@@ -257,7 +258,7 @@ def test_block_7_what_limits_v_rest_report(tmp_path, dataset_root):
                                "cache_dir": str(dataset_root), "out_dir": str(tmp_path)})
     assert report_problems(ladder["html"].read_text(), min_figures=3) == []
     new = sorted(set(p.name for p in (tmp_path / "runs").iterdir()) - set(before))
-    eight = xr.load_dataset(ladder["nc"], engine="h5netcdf")
+    eight = xr.load_dataset(ladder["nc"], engine=NETCDF_ENGINE)
     reused = {r for r in eight["run_id"].sel(config="gold_standard_budget=1").values.ravel() if r}  # "": no run
     assert len(new) == 2 and len(reused) == 2 and reused <= set(before)
     one, two = (eight["n_iterations_per_epoch"].sel(config=f"gold_standard_budget={k}").values for k in (1, 2))

@@ -20,6 +20,7 @@ from flyvis_study.report.html import render_html, report_problems
 from flyvis_study.report.verdicts import block_headline
 from flyvis_study.study.comparison import PairedComparison
 from flyvis_study.study.progress import BlockMonitor, describe, snapshot, write_block_status
+from flyvis_study.study.record import NETCDF_ENGINE
 from flyvis_study.study.statistics import flag_reasons
 from flyvis_study.train.progress import write_run_progress
 
@@ -170,7 +171,7 @@ def test_lever_headline_names_both_cells_of_its_best_change():
     from flyvis_study.report.levers import headline
     from flyvis_study.study.levers import lever_comparisons
 
-    ds = xr.load_dataset(REPO / "reports" / "examples" / "small" / "block8.nc", engine="h5netcdf")
+    ds = xr.load_dataset(REPO / "reports" / "examples" / "small" / "block8.nc", engine=NETCDF_ENGINE)
     line = headline(lever_comparisons(ds, n_resamples=99))
     best, gold = (ds["V_rest_R2"].sel(config=c).isel(ground_truth=0).values
                   for c in ("two_stage_constant_schedule_budget=3", "gold_standard_budget=1"))

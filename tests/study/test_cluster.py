@@ -19,6 +19,7 @@ import pytest
 import xarray as xr
 from conftest import FAST
 
+from flyvis_study.study.record import NETCDF_ENGINE
 from flyvis_study.study.results import runs_table
 
 
@@ -93,7 +94,7 @@ def test_block_on_separate_scheduler_and_workers_survives_a_killed_worker(tmp_pa
         print(f"training started {started - t0:.1f} s after launch; block finished {finished - t0:.1f} s "
               f"after launch, {finished - started:.1f} s after the worker was killed")
         assert block.returncode == 0, stderr[-2000:]
-        ds = xr.load_dataset(out / "block3.nc", engine="h5netcdf")
+        ds = xr.load_dataset(out / "block3.nc", engine=NETCDF_ENGINE)
         runs = runs_table(ds)
         assert len(runs) == 2 * stack and sorted(set(runs["config"])) == ["lr_ratio=0.05", "lr_ratio=0.2"]
         # retried on the surviving worker, not lost (at this budget a run may end "unrecovered": a final,

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from flyvis_study.cli import app
 from flyvis_study.study.doctor import examine
-from flyvis_study.study.record import SCHEMA_VERSION
+from flyvis_study.study.record import NETCDF_ENGINE, SCHEMA_VERSION
 
 EXAMPLES = REPO / "reports" / "examples" / "small"
 
@@ -19,7 +19,7 @@ def _copy(tmp_path, n_runs=3):
     shutil.copy(EXAMPLES / "block0.nc", folder)
     import xarray as xr
 
-    with xr.open_dataset(EXAMPLES / "block0.nc", engine="h5netcdf") as ds:
+    with xr.open_dataset(EXAMPLES / "block0.nc", engine=NETCDF_ENGINE) as ds:
         ids = [str(r) for r in ds["run_id"].values.ravel() if str(r)]
     for run_id in ids[:n_runs]:
         shutil.copytree(EXAMPLES / "runs" / run_id, folder / "runs" / run_id,

@@ -37,6 +37,7 @@ from flyvis_study.integrity import IntegrityWarning, sidecar
 from flyvis_study.locks import FileLock, LockHeld, holder, this_process
 from flyvis_study.study import run as study_run
 from flyvis_study.study.execute import BlockInUse
+from flyvis_study.study.record import NETCDF_ENGINE
 from flyvis_study.study.results import runs_table
 from flyvis_study.study.runner import make_client, run_many
 from flyvis_study.study.spec import RunSpec, grid_specs
@@ -85,7 +86,7 @@ def test_one_failed_evaluation_section_keeps_everything_else(tmp_path, dataset_r
 
     monkeypatch.setattr(E, "cluster_metrics", degenerate)
     spec = RunSpec(block=1, label="x", sim_seed=0, train_seed=0, overrides=FAST, cache=str(dataset_root))
-    ds = xr.load_dataset(study_run.run_one(spec, tmp_path), engine="h5netcdf")
+    ds = xr.load_dataset(study_run.run_one(spec, tmp_path), engine=NETCDF_ENGINE)
     assert np.isnan(ds["cluster_accuracy"].item()) and np.isnan(ds["cluster_NMI"].item())
     for kept in ("connectivity_R2", "tau_R2", "V_rest_R2", "test_pearson", "rollout_pearson"):
         assert np.isfinite(ds[kept].item()), kept
@@ -106,7 +107,7 @@ def test_failed_parameter_recovery_keeps_the_test_metrics(tmp_path, dataset_root
 
     monkeypatch.setattr(E, "recover_parameters", broken)
     spec = RunSpec(block=1, label="x", sim_seed=0, train_seed=0, overrides=FAST, cache=str(dataset_root))
-    ds = xr.load_dataset(study_run.run_one(spec, tmp_path), engine="h5netcdf")
+    ds = xr.load_dataset(study_run.run_one(spec, tmp_path), engine=NETCDF_ENGINE)
     assert all(np.isnan(ds[m].item()) for m in ("connectivity_R2", "tau_R2", "V_rest_R2", "cluster_accuracy"))
     assert np.isfinite(ds["test_pearson"].item()) and np.isfinite(ds["traj_conn"].values).all()
     assert (ds["status"].item(), ds["failure_kind"].item()) == ("failed", "evaluation")
@@ -184,7 +185,7 @@ def test_an_edited_ground_truth_cache_file_is_recalibrated_never_used(own_datase
 def test_damaged_run_file_recomputes_that_run_only(tmp_path, dataset_root, name, damage):
     specs = grid_specs(1, {"x": FAST}, 2, cache=str(dataset_root))
     paths = run_many(specs, tmp_path, progress=False)
-    before = [xr.load_dataset(p, engine="h5netcdf") for p in paths]
+    before = [xr.load_dataset(p, engine=NETCDF_ENGINE) for p in paths]
     keep_mtime = os.stat(paths[1]).st_mtime_ns
     target = tmp_path / "runs" / specs[0].run_id / name
     data = bytearray(target.read_bytes())
@@ -204,7 +205,7 @@ def test_damaged_run_file_recomputes_that_run_only(tmp_path, dataset_root, name,
     assert target.is_file() and np.load(again[0].replace("run.nc", "recovered.npz"))["embedding"].size
     assert (tmp_path / "runs" / specs[0].run_id / "run.nc.corrupt").is_file()
     assert os.stat(again[1]).st_mtime_ns == keep_mtime  # the good run was not recomputed
-    redone = xr.load_dataset(again[0], engine="h5netcdf")
+    redone = xr.load_dataset(again[0], engine=NETCDF_ENGINE)
     assert redone["connectivity_R2"].item() == pytest.approx(before[0]["connectivity_R2"].item(), abs=1e-6)
     assert study_run.is_finished(specs[0], tmp_path) and sidecar(again[0]).is_file()
 
@@ -250,13 +251,13 @@ def test_killed_worker_is_recorded_and_the_block_finishes(tmp_path, dataset_root
     finally:
         client.cluster.close()
         client.close()
-    runs = [xr.load_dataset(p, engine="h5netcdf") for p in paths]
+    runs = [xr.load_dataset(p, engine=NETCDF_ENGINE) for p in paths]
     assert (runs[1]["status"].item(), runs[1]["failure_kind"].item()) == ("failed", "infrastructure")
     assert "KilledWorker" in runs[1]["reason"].item()
     assert all(np.isfinite(r["connectivity_R2"].item()) for r in (runs[0], runs[2]))
     kept = [os.stat(p).st_mtime_ns for p in (paths[0], paths[2])]
     again = run_many(specs, tmp_path, progress=False)  # the rerun retries the lost run only
-    assert np.isfinite(xr.load_dataset(again[1], engine="h5netcdf")["connectivity_R2"].item())
+    assert np.isfinite(xr.load_dataset(again[1], engine=NETCDF_ENGINE)["connectivity_R2"].item())
     assert [os.stat(p).st_mtime_ns for p in (again[0], again[2])] == kept
 
 
@@ -443,7 +444,7 @@ def test_repairs_reach_the_terminal_and_the_report_and_a_damaged_block_file_is_r
     repaired = [line for line in again.stderr.splitlines() if line.startswith("repaired:")]
     assert len(repaired) == 1 and f"{run_files[0]}: sha256 mismatch; recomputing run" in repaired[0], again.stderr
     assert run_files[1].stat().st_mtime_ns == kept_mtime  # the good run was reused
-    ds = xr.load_dataset(block_file, engine="h5netcdf")
+    ds = xr.load_dataset(block_file, engine=NETCDF_ENGINE)
     assert ds.attrs["file_kind"] == "block" and ds.sizes["sim_seed"] >= 1
     (logged,) = json.loads(ds.attrs["repairs"])
     assert logged == repaired[0].removeprefix("repaired: ")

@@ -9,6 +9,7 @@ from conftest import FAST, REPO
 
 from flyvis_study.config import ConfigError, load_run_config
 from flyvis_study.evaluation.recovery import r2_affine, r2_identity, tau_metrics, vrest_metrics
+from flyvis_study.study.record import NETCDF_ENGINE
 from flyvis_study.study.spec import RunSpec
 from flyvis_study.train.schedule import coefficients, learning_rates
 from flyvis_study.world.connectome import hex_columns
@@ -193,12 +194,12 @@ def test_run_files_from_before_the_identity_r2_combine_with_new_ones(tmp_path):
     from flyvis_study.study.run import run_one
 
     committed = xr.load_dataset(REPO / "reports" / "examples" / "small" / "runs" / "s2_t2__94c81600" / "run.nc",
-                                engine="h5netcdf")
+                                engine=NETCDF_ENGINE)
     committed = committed.assign_coords(config=["gold_standard"], arm=("config", ["gold_standard"]))
     later = [v for v in committed.data_vars if "identity" in v or "outlier" in v]
     assert "V_rest_R2_identity" in later
     old = tmp_path / "old.nc"
-    committed.drop_vars(later).to_netcdf(old, engine="h5netcdf")
+    committed.drop_vars(later).to_netcdf(old, engine=NETCDF_ENGINE)
     spec = RunSpec(block=0, label="gold_standard", base_config="gold_standard.yaml", overrides=FAST, sim_seed=0,
                    train_seed=0, cache=str(tmp_path / "cache"))
     new = run_one(spec, tmp_path / "out", progress=False)

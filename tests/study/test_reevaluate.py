@@ -11,7 +11,7 @@ from conftest import FAST, REPO
 
 from flyvis_study.evaluation.names import METRIC_NAMES
 from flyvis_study.integrity import verify
-from flyvis_study.study.record import RUN_DIMS, write_netcdf_atomic
+from flyvis_study.study.record import NETCDF_ENGINE, RUN_DIMS, write_netcdf_atomic
 from flyvis_study.study.reevaluate import reevaluate_folder
 from flyvis_study.study.run import is_finished, run_one
 from flyvis_study.study.spec import RunSpec
@@ -21,7 +21,7 @@ LATER = ("V_rest_R2_corrected", "V_rest_R2_field", "tau_R2_corrected", "V_rest_R
 
 def _as_before_the_readout(path):
     """The run file as a run made before the corrected readout and the field metrics existed."""
-    ds = xr.load_dataset(path, engine="h5netcdf")
+    ds = xr.load_dataset(path, engine=NETCDF_ENGINE)
     for var in ds.variables.values():
         var.encoding = {}
     write_netcdf_atomic(ds.drop_vars([m for m in METRIC_NAMES if "corrected" in m or "field" in m]), path)
@@ -34,7 +34,7 @@ def test_reevaluation_restores_the_metrics_a_run_had_at_the_end_of_training(tmp_
     spec = RunSpec(block=0, label="gold_standard", base_config="gold_standard.yaml", overrides=FAST, sim_seed=0,
                    train_seed=0, cache=str(dataset_root))
     path = run_one(spec, tmp_path)
-    original = xr.load_dataset(path, engine="h5netcdf")
+    original = xr.load_dataset(path, engine=NETCDF_ENGINE)
     _as_before_the_readout(path)
     other = tmp_path / "runs" / "no_checkpoint"
     shutil.copytree(tmp_path / "runs" / spec.run_id, other)
@@ -42,7 +42,7 @@ def test_reevaluation_restores_the_metrics_a_run_had_at_the_end_of_training(tmp_
     done = reevaluate_folder(tmp_path, cache=dataset_root, only_missing="V_rest_R2_corrected")
     assert done.done == [spec.run_id]
     assert "no final checkpoint (checkpoints/epoch_0.pt)" in done.skipped["no_checkpoint"]
-    again = xr.load_dataset(path, engine="h5netcdf")
+    again = xr.load_dataset(path, engine=NETCDF_ENGINE)
     for name in LATER:
         assert np.isfinite(original[name].values).all()
         np.testing.assert_array_equal(again[name].values, original[name].values, err_msg=name)

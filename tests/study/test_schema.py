@@ -11,7 +11,7 @@ from conftest import FAST
 
 import flyvis_study as fs
 from flyvis_study import run_block
-from flyvis_study.study.record import SCHEMA_VERSION, write_netcdf_atomic
+from flyvis_study.study.record import NETCDF_ENGINE, SCHEMA_VERSION, write_netcdf_atomic
 from flyvis_study.study.results import save_block
 from flyvis_study.study.schema import load_block, migrate_folder, renamed_label
 
@@ -34,7 +34,7 @@ def _downgrade_run(run_dir, old_id: str, block: int, drop: tuple = ()) -> None:
     """The run folder as schema 1 left it: named ``old_id``, its run file without schema version
     and factor coordinates, labelled as ``block`` labelled it, ``run_id`` the old id (``drop``:
     variables it did not have yet)."""
-    ds = _old_labels(xr.load_dataset(run_dir / "run.nc", engine="h5netcdf"), block)
+    ds = _old_labels(xr.load_dataset(run_dir / "run.nc", engine=NETCDF_ENGINE), block)
     ds = ds.drop_vars([c for c in ds.coords if ds[c].dims == ("config",) and c != "config"] + list(drop))
     ds = ds.assign(run_id=(ds["run_id"].dims, np.full(ds["run_id"].shape, old_id, dtype=object)))
     del ds.attrs["schema_version"]
@@ -43,7 +43,7 @@ def _downgrade_run(run_dir, old_id: str, block: int, drop: tuple = ()) -> None:
 
 
 def _downgrade_block(path, old_ids: dict, block: int) -> None:
-    ds = _old_labels(xr.load_dataset(path, engine="h5netcdf"), block)
+    ds = _old_labels(xr.load_dataset(path, engine=NETCDF_ENGINE), block)
     ds = ds.drop_vars([c for c in ds.coords if ds[c].dims == ("config",) and c != "config"])
     ids = np.vectorize(lambda i: old_ids.get(i, i), otypes=[object])(ds["run_id"].values).astype(str)
     ds = ds.assign(run_id=(ds["run_id"].dims, ids))
@@ -66,7 +66,7 @@ def schema_1_folder(request, tmp_path, dataset_root):
     runs = tmp_path / "runs"
     shutil.copytree(runs / key, runs / "copy")
     shutil.rmtree(runs / "copy" / "checkpoints")
-    identity = [v for v in xr.open_dataset(runs / key / "run.nc", engine="h5netcdf").data_vars if "identity" in v]
+    identity = [v for v in xr.open_dataset(runs / key / "run.nc", engine=NETCDF_ENGINE).data_vars if "identity" in v]
     old0, old6 = f"standard__{key}", f"standard_1_epoch_blank=0_noise=0.05__{key}"
     (rich, rich_block), (poor, poor_block) = ((old6, 6), (old0, 0)) if request.param == "block 6's" else \
         ((old0, 0), (old6, 6))
@@ -97,7 +97,7 @@ def test_migration_renames_runs_to_content_keys_and_merges_duplicates(schema_1_f
     assert len(done.removed) == 1 and done.block_files == 2
     run = folder / "runs" / key
     assert (run / "checkpoints").is_dir()  # taken over from the duplicate it replaced
-    with xr.open_dataset(run / "run.nc", engine="h5netcdf") as ds:
+    with xr.open_dataset(run / "run.nc", engine=NETCDF_ENGINE) as ds:
         assert "V_rest_R2_identity" in ds.data_vars  # the more complete record was kept
         assert ds.attrs["schema_version"] == SCHEMA_VERSION and str(ds["run_id"].values.ravel()[0]) == key
         assert str(ds["arm"].values[0]) == "gold_standard"  # the arm of both blocks that use it, renamed
@@ -129,23 +129,23 @@ def test_a_schema_2_folder_is_renamed_in_place(tmp_path, dataset_root):
     six = run_block(6, {**common, "arms": ["gold_standard"], "blank_fraction": [0]}, progress=False)
     key = zero.specs[0].run_id
     for path, block in ((zero.path, 0), (six.path, 6)):
-        ds = _old_labels(xr.load_dataset(path, engine="h5netcdf"), block)
+        ds = _old_labels(xr.load_dataset(path, engine=NETCDF_ENGINE), block)
         ds.attrs["schema_version"] = 2
         save_block(ds, path)
-    run = _old_labels(xr.load_dataset(tmp_path / "runs" / key / "run.nc", engine="h5netcdf"), 0)
+    run = _old_labels(xr.load_dataset(tmp_path / "runs" / key / "run.nc", engine=NETCDF_ENGINE), 0)
     run.attrs["schema_version"] = 2
     write_netcdf_atomic(run, tmp_path / "runs" / key / "run.nc")
-    assert xr.load_dataset(zero.path, engine="h5netcdf")["arm"].values.tolist() == ["standard"]
+    assert xr.load_dataset(zero.path, engine=NETCDF_ENGINE)["arm"].values.tolist() == ["standard"]
     assert fs.open_block(zero.path).ds["arm"].values.tolist() == ["gold_standard"]  # read as schema 3
     done = migrate_folder(tmp_path)
     assert (done.renamed, done.removed, done.run_files, done.block_files) == ({}, {}, 1, 2)
     assert [p.name for p in (tmp_path / "runs").iterdir()] == [key]
     for path, label in ((zero.path, "gold_standard"), (six.path, "gold_standard_blank=0_noise=0.05")):
-        ds = xr.load_dataset(path, engine="h5netcdf")
+        ds = xr.load_dataset(path, engine=NETCDF_ENGINE)
         assert ds.attrs["schema_version"] == SCHEMA_VERSION == 3
         assert ds["config"].values.tolist() == [label] and ds["arm"].values.tolist() == ["gold_standard"]
-    run = xr.load_dataset(tmp_path / "runs" / key / "run.nc", engine="h5netcdf")
+    run = xr.load_dataset(tmp_path / "runs" / key / "run.nc", engine=NETCDF_ENGINE)
     assert run.attrs["schema_version"] == 3 and run["arm"].values.tolist() == ["gold_standard"]
-    assert json.loads(xr.load_dataset(six.path, engine="h5netcdf").attrs["parameters"])["arms"] == ["gold_standard"]
+    assert json.loads(xr.load_dataset(six.path, engine=NETCDF_ENGINE).attrs["parameters"])["arms"] == ["gold_standard"]
     again = migrate_folder(tmp_path)
     assert (again.run_files, again.block_files) == (0, 0)

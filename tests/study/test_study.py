@@ -8,6 +8,7 @@ from conftest import FAST
 
 from flyvis_study.config import ConfigError
 from flyvis_study.study import run as study_run
+from flyvis_study.study.record import NETCDF_ENGINE
 from flyvis_study.study.run import run_one
 from flyvis_study.study.runner import SchedulerError, make_client, run_many
 from flyvis_study.study.spec import RunSpec, grid_specs, suggest_seeds
@@ -45,7 +46,7 @@ def test_invalid_grid_fails_before_any_run():
 def test_run_one_writes_run_file_and_skips_when_done(tmp_path, dataset_root):
     spec = RunSpec(block=1, label="two_stage", overrides=FAST, sim_seed=0, train_seed=0, cache=str(dataset_root))
     path = run_one(spec, tmp_path)
-    ds = xr.load_dataset(path, engine="h5netcdf")
+    ds = xr.load_dataset(path, engine=NETCDF_ENGINE)
     n_iter = spec.config.n_iterations()
     assert dict(ds.sizes)["config"] == 1 and ds["step"].size == 2 * len(log_iterations(n_iter))
     assert set(np.unique(ds["traj_phase"].values)) == {0.0, 1.0}
@@ -60,7 +61,7 @@ def test_failed_run_is_recorded_not_raised(tmp_path, dataset_root):
     spec = RunSpec(block=1, label="diverges", sim_seed=0, train_seed=0, cache=str(dataset_root),
                    overrides={**FAST, "training.lr": 1e6, "training.lr_W": 1e6, "training.lr_embedding": 1e6})
     path = run_one(spec, tmp_path)
-    ds = xr.load_dataset(path, engine="h5netcdf")
+    ds = xr.load_dataset(path, engine=NETCDF_ENGINE)
     assert ds["status"].item() == "failed" and ds["failure_kind"].item() == "diverged"
     assert ds.attrs["failure_kind"] == "diverged"
     assert "non-finite" in ds["reason"].item()
@@ -78,12 +79,12 @@ def test_infrastructure_failure_is_recorded_then_retried(tmp_path, dataset_root,
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(study_run, "run_training", disk_full)
-    ds = xr.load_dataset(run_one(spec, tmp_path), engine="h5netcdf")
+    ds = xr.load_dataset(run_one(spec, tmp_path), engine=NETCDF_ENGINE)
     assert (ds["status"].item(), ds["failure_kind"].item()) == ("failed", "infrastructure")
     assert "No space left" in ds["reason"].item() and ds.attrs["torch_version"]
     assert not study_run.is_finished(spec, tmp_path)
     monkeypatch.setattr(study_run, "run_training", real)
-    ds = xr.load_dataset(run_one(spec, tmp_path), engine="h5netcdf")
+    ds = xr.load_dataset(run_one(spec, tmp_path), engine=NETCDF_ENGINE)
     assert ds["failure_kind"].item() in ("", "unrecovered") and np.isfinite(ds["connectivity_R2"].item())
     assert study_run.is_finished(spec, tmp_path)
 
@@ -160,7 +161,7 @@ def test_local_cluster_runs_match_serial_bitwise_at_equal_thread_counts(tmp_path
         client.cluster.close()
         client.close()
     for a, b in zip(serial, parallel):
-        da, db = (xr.load_dataset(p, engine="h5netcdf") for p in (a, b))
+        da, db = (xr.load_dataset(p, engine=NETCDF_ENGINE) for p in (a, b))
         assert "(1 threads)" in da.attrs["device_name"] and da.attrs["device_name"] == db.attrs["device_name"]
         for name in ("connectivity_R2", "V_rest_R2", "V_rest_R2_corrected", "tau_R2", "traj_conn"):
             np.testing.assert_array_equal(da[name].values, db[name].values, err_msg=name)

@@ -14,6 +14,7 @@ from flyvis_study import run_block
 from flyvis_study.cli import app
 from flyvis_study.study.blocks import block_parameters, plan_block
 from flyvis_study.study.parameters import BlockParameterError
+from flyvis_study.study.record import NETCDF_ENGINE
 from flyvis_study.study.run import run_one
 from flyvis_study.study.window import pack_runs, train_window, unpack_runs, window_status
 
@@ -55,8 +56,8 @@ def test_a_run_cut_in_one_window_and_finished_in_the_next_is_the_run_never_cut(t
     assert sorted(p.name for p in (tmp_path / "back2").iterdir()) == sorted(f"{r}.tar.gz" for r in (first, second))
 
     run_one(specs[0], whole)  # never cut: same process and thread count, so bitwise the same
-    with xr.open_dataset(home / "runs" / first / "run.nc", engine="h5netcdf") as a, \
-            xr.open_dataset(whole / "runs" / first / "run.nc", engine="h5netcdf") as b:
+    with xr.open_dataset(home / "runs" / first / "run.nc", engine=NETCDF_ENGINE) as a, \
+            xr.open_dataset(whole / "runs" / first / "run.nc", engine=NETCDF_ENGINE) as b:
         for name in ("connectivity_R2", "tau_R2", "V_rest_R2", "V_rest_R2_corrected", "test_R2"):
             assert a[name].values.item() == b[name].values.item(), name
     np.testing.assert_array_equal(np.load(home / "runs" / first / "loss.npy"),

@@ -11,6 +11,7 @@ from conftest import REPO, fake_flyvis_root
 from flyvis_study import run_block
 from flyvis_study.study.blocks import BlockParameterError, plan_block
 from flyvis_study.study.comparison import paired_comparison
+from flyvis_study.study.record import NETCDF_ENGINE
 from flyvis_study.study.results import runs_table, with_ground_truth_axis
 
 FAST = {**CONFTEST_FAST, "simulation.n_frames": 600}
@@ -52,13 +53,13 @@ def test_a_block_over_two_networks_records_and_pairs_on_the_ground_truth(tmp_pat
     params = {"replicates": 1, "overrides": FAST, "out_dir": str(tmp_path / "out"), "cache_dir": str(dataset_root),
               "ground_truth_models": ["flow/0000/000", "flow/0000/001"]}
     result = run_block(0, params, progress=False)
-    ds = xr.load_dataset(result.path, engine="h5netcdf")
+    ds = xr.load_dataset(result.path, engine=NETCDF_ENGINE)
     assert list(ds["ground_truth"].values) == ["flow/0000/000", "flow/0000/001"]
     assert ds["connectivity_R2"].dims == ("config", "ground_truth", "sim_seed", "train_seed")
     runs = runs_table(ds)
     assert sorted(runs["ground_truth"]) == ["flow/0000/000", "flow/0000/001"] and len(runs) == 2
     for path in result.run_files:  # every run file names its network, by coordinate and in its config
-        run = xr.load_dataset(path, engine="h5netcdf")
+        run = xr.load_dataset(path, engine=NETCDF_ENGINE)
         model = str(run["ground_truth"].item())
         assert json.loads(run["config_json"].item())["simulation"]["ground_truth"]["model"] == model
     # the two networks are different worlds: different data, different numbers
@@ -74,9 +75,9 @@ def test_a_block_over_two_networks_records_and_pairs_on_the_ground_truth(tmp_pat
 def test_files_from_before_the_axis_get_it_on_reading(tmp_path):
     """A block file as written before the axis existed (the committed block 0 without its
     ground_truth dimension) gets it on reading, from its stored configs."""
-    committed = xr.load_dataset(REPO / "reports" / "examples" / "small" / "block0.nc", engine="h5netcdf")
-    committed.isel(ground_truth=0, drop=True).to_netcdf(tmp_path / "block0.nc", engine="h5netcdf")
-    old = xr.load_dataset(tmp_path / "block0.nc", engine="h5netcdf")
+    committed = xr.load_dataset(REPO / "reports" / "examples" / "small" / "block0.nc", engine=NETCDF_ENGINE)
+    committed.isel(ground_truth=0, drop=True).to_netcdf(tmp_path / "block0.nc", engine=NETCDF_ENGINE)
+    old = xr.load_dataset(tmp_path / "block0.nc", engine=NETCDF_ENGINE)
     assert "ground_truth" not in old.dims
     ds = with_ground_truth_axis(old)
     assert list(ds["ground_truth"].values) == ["synthetic/seed0"]
