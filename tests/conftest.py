@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 REPO = Path(__file__).resolve().parents[1]
 # config overrides that make a tiny run take seconds: a sliver of the iterations, a small GMM,
@@ -57,9 +59,30 @@ def expected_counts() -> dict:
     return json.loads(reference_file("connectome_extent8_expected.json").read_text())
 
 
+# pytest-xdist: the name of this worker process ("gw0", ...); None in a plain run
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+
+
+def pytest_configure(config):
+    """Under pytest-xdist each worker, and every kernel, CLI and Dask process it starts, computes
+    on one thread: two workers with torch's default of one thread per core would oversubscribe
+    the cores (docs/development.md)."""
+    if XDIST_WORKER is not None:
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = "1"  # for the processes it starts
+        torch.set_num_threads(1)
+        threadpool_limits(1)  # numpy's BLAS was loaded (with torch) before this ran: limit it in place
+
+
 @pytest.fixture(scope="session")
 def dataset_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("datasets")
+    """One dataset cache per session; under pytest-xdist one shared by the workers (the cache
+    lets one process generate a key while the others wait: ``world.dataset``)."""
+    if XDIST_WORKER is None:
+        return tmp_path_factory.mktemp("datasets")
+    root = tmp_path_factory.getbasetemp().parent / "datasets"
+    root.mkdir(exist_ok=True)
+    return root
 
 
 @pytest.fixture(scope="session")
@@ -96,6 +119,11 @@ def copy_tiny_blocks(tiny_blocks: dict[int, dict[str, Path]], dest: Path) -> Pat
 
 
 def pytest_collection_modifyitems(config, items):
+    # under `pytest -n N --dist loadgroup` the tests that read the session's tiny blocks share a
+    # worker, so the blocks are executed once, not once per worker
+    for item in items:
+        if "tiny_blocks" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("tiny_blocks"))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")
