@@ -118,6 +118,7 @@ def copy_tiny_blocks(tiny_blocks: dict[int, dict[str, Path]], dest: Path) -> Pat
     return dest
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     # under `pytest -n N --dist loadgroup` the tests that read the session's tiny blocks share a
     # worker, so the blocks are executed once, not once per worker

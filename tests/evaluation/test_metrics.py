@@ -21,6 +21,10 @@ from flyvis_study.world.ground_truth import instantiate
 from flyvis_study.world.synthetic import synthetic_ground_truth
 from flyvis_study.world.training_data import ActivityStats
 
+# a module-scoped fixture is built once per process: under `pytest -n N --dist loadgroup` the
+# module stays on one worker, so it is built once
+pytestmark = pytest.mark.xdist_group(__name__)
+
 
 def test_r2_equals_squared_pearson_and_ignores_affine_maps():
     rng = np.random.default_rng(0)

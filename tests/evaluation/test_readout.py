@@ -9,6 +9,10 @@ from flyvis_study.model.gnn import FlyVisGNN
 from flyvis_study.train.loop import build_model
 from flyvis_study.world.training_data import TrainingData
 
+# a module-scoped fixture is built once per process: under `pytest -n N --dist loadgroup` the
+# module stays on one worker, so it is built once
+pytestmark = pytest.mark.xdist_group(__name__)
+
 EPS64 = float(np.finfo(np.float64).eps)
 
 

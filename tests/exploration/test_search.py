@@ -21,6 +21,10 @@ from flyvis_study.exploration.search import open_exploration, read_metrics, run_
 from flyvis_study.report.exploration import check_exploration
 from flyvis_study.study.progress import describe
 
+# a module-scoped fixture is built once per process: under `pytest -n N --dist loadgroup` the
+# module stays on one worker, so it is built once
+pytestmark = pytest.mark.xdist_group(__name__)
+
 SPACE = {"alternate_lr_ratio": [0.05, 0.1, 0.2], "alternate_joint_ratio": [0.3, 0.4, 0.5]}
 
 

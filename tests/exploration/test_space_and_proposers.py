@@ -8,6 +8,10 @@ from flyvis_study.exploration.history import History, TrialRecord
 from flyvis_study.exploration.proposers import REPLICATE_BEST, Exhausted, SeedRule, UCBTree
 from flyvis_study.exploration.space import SEED_SPACE, SpaceError, build_space
 
+# a module-scoped fixture is built once per process: under `pytest -n N --dist loadgroup` the
+# module stays on one worker, so it is built once
+pytestmark = pytest.mark.xdist_group(__name__)
+
 SPACE = {"alternate_lr_ratio": [0.05, 0.1, 0.2], "alternate_joint_ratio": [0.3, 0.4, 0.5]}
 
 

@@ -7,6 +7,10 @@ from flyvis_study.world.ground_truth import instantiate
 from flyvis_study.world.simulator import Simulator
 from flyvis_study.world.synthetic import synthetic_ground_truth
 
+# a module-scoped fixture is built once per process: under `pytest -n N --dist loadgroup` the
+# module stays on one worker, so it is built once
+pytestmark = pytest.mark.xdist_group(__name__)
+
 
 @pytest.fixture(scope="module")
 def world():

@@ -10,6 +10,10 @@ from flyvis_study.world.simulator import Simulator
 from flyvis_study.world.synthetic import synthetic_ground_truth
 from flyvis_study.world.training_data import TrainingData
 
+# a module-scoped fixture is built once per process: under `pytest -n N --dist loadgroup` the
+# module stays on one worker, so it is built once
+pytestmark = pytest.mark.xdist_group(__name__)
+
 DT = 0.02
 EPS32 = float(np.finfo(np.float32).eps)
 
